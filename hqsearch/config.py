@@ -1,0 +1,392 @@
+"""The study schema: one YAML file describes data, model, search space, synthesis and execution.
+
+Every section forbids unknown keys, so a typo is an error instead of a silently ignored setting.
+`load_config` turns pydantic's errors into one `ConfigError` that names the file, the key and the line.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+# Every metric a trial reports, with the direction that makes it better.
+METRICS: dict[str, str] = {
+    "accuracy": "maximize",  # bit-exact firmware emulation on the test split
+    "float_accuracy": "maximize",  # the Keras model on the test split
+    "luts": "minimize",
+    "ffs": "minimize",
+    "dsps": "minimize",
+    "ebops": "minimize",  # calibrated, from trace_minmax
+    "latency_cycles": "minimize",
+    "latency_ns": "minimize",
+    "estimated_luts": "minimize",  # da4ml's cost model, whatever the backend
+    "estimated_ffs": "minimize",
+}
+Metric = Literal[
+    "accuracy",
+    "float_accuracy",
+    "luts",
+    "ffs",
+    "dsps",
+    "ebops",
+    "latency_cycles",
+    "latency_ns",
+    "estimated_luts",
+    "estimated_ffs",
+]
+_DIRECTIONS = {"max": "maximize", "maximize": "maximize", "min": "minimize", "minimize": "minimize"}
+_CONSTRAINT_RE = re.compile(r"^\s*([a-z_]+)\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
+
+
+class ConfigError(Exception):
+    """A study config that cannot be used; the message is meant for the user as it is."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Constraint(_Section):
+    """`metric <= bound` or `metric >= bound`; Optuna calls a trial feasible when `value()` <= 0."""
+
+    metric: Metric
+    op: Literal["<=", ">="]
+    bound: float
+
+    @property
+    def key(self) -> str:
+        return f"{self.metric}{self.op}{self.bound:g}"
+
+    def value(self, metrics: dict[str, float]) -> float:
+        x = metrics[self.metric]
+        return x - self.bound if self.op == "<=" else self.bound - x
+
+
+class StudySection(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    storage: str | None = None  # any Optuna storage URL; default sqlite under output_dir
+    output_dir: Path | None = None  # default runs/<name>
+    artifact_dir: Path | None = None  # default <output_dir>/artifacts
+    n_trials: int = Field(default=20, ge=1)
+    seed: int | None = 0
+    sampler: Literal["tpe", "nsga2", "random", "gp"] = "tpe"
+    objectives: dict[Metric, str] = Field(default_factory=lambda: {"accuracy": "max", "luts": "min"})
+    constraints: list[Constraint] = Field(default_factory=list)
+
+    @field_validator("objectives")
+    @classmethod
+    def _directions(cls, v: dict[str, str]) -> dict[str, str]:
+        if not v:
+            raise ValueError("at least one objective is needed, e.g. {accuracy: max, luts: min}")
+        out = {}
+        for metric, direction in v.items():
+            if str(direction).lower() not in _DIRECTIONS:
+                raise ValueError(f"direction of {metric!r} must be max or min, not {direction!r}")
+            out[metric] = _DIRECTIONS[str(direction).lower()]
+        return out
+
+    @field_validator("constraints", mode="before")
+    @classmethod
+    def _parse_constraints(cls, v: Any) -> Any:
+        if not isinstance(v, list):
+            return v
+        out = []
+        for item in v:
+            if isinstance(item, str):
+                m = _CONSTRAINT_RE.match(item)
+                if not m:
+                    raise ValueError(f"constraint {item!r} must look like 'luts <= 20000' or 'accuracy >= 0.9'")
+                item = {"metric": m[1], "op": m[2], "bound": float(m[3])}
+            out.append(item)
+        return out
+
+    @property
+    def directions(self) -> list[str]:
+        return list(self.objectives.values())
+
+    @property
+    def metric_names(self) -> list[str]:
+        return list(self.objectives)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.output_dir or Path("runs") / self.name
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage or f"sqlite:///{self.run_dir / 'study.db'}"
+
+    @property
+    def artifact_path(self) -> Path:
+        return self.artifact_dir or self.run_dir / "artifacts"
+
+
+class DataSection(_Section):
+    source: Literal["digits", "jet_hlf", "npz", "csv", "parquet", "callable"] = "digits"
+    path: Path | None = None  # npz/csv/parquet file; for jet_hlf a local copy of OpenML 42468
+    features: list[str] | str | None = None  # csv/parquet columns (default: all but label); npz array key
+    label: str | None = None  # csv/parquet label column; npz array key
+    function: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")  # module:function
+    cache_dir: Path | None = None  # jet_hlf download cache
+    image_shape: list[int] | None = None  # reshape flat features for the conv model, e.g. [8, 8, 1]
+    val_fraction: float = Field(default=0.1, ge=0, lt=1)
+    test_fraction: float = Field(default=0.25, gt=0, lt=1)
+    seed: int = 0
+    standardize: bool = False
+
+    @model_validator(mode="after")
+    def _needs(self) -> DataSection:
+        if self.source in ("npz", "csv", "parquet") and self.path is None:
+            raise ValueError(f"source {self.source!r} needs 'path' to the data file")
+        if self.source in ("csv", "parquet") and not self.label:
+            raise ValueError(f"source {self.source!r} needs 'label', the name of the label column")
+        if self.source == "callable" and not self.function:
+            raise ValueError("source 'callable' needs 'function' as 'module:function'")
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ValueError("val_fraction + test_fraction must leave at least 10% for training")
+        return self
+
+
+class ModelSection(_Section):
+    kind: Literal["mlp", "conv", "callable"] = "mlp"
+    widths: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [32, 16])  # hidden dense layers
+    activation: Literal["relu", "tanh", "sigmoid", "linear"] = "relu"
+    filters: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [4, 8])  # conv layers
+    kernel_size: int = Field(default=3, ge=1)
+    pool_size: int = Field(default=2, ge=1)
+    function: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+    @model_validator(mode="after")
+    def _needs(self) -> ModelSection:
+        if self.kind == "callable" and not self.function:
+            raise ValueError("kind 'callable' needs 'function' as 'module:function'")
+        return self
+
+
+class TrainingSection(_Section):
+    epochs: int = Field(default=30, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    learning_rate: float = Field(default=3e-3, gt=0)
+    beta_schedule: Literal["constant", "ramp", "pid"] = "constant"
+    ramp_from: float = Field(default=1e-3, gt=0, le=1)  # ramp starts at beta * ramp_from
+    ramp_epochs: int | None = Field(default=None, ge=1)  # default: 80% of epochs
+    target_ebops: float | None = Field(default=None, gt=0)  # for pid
+    pid_warmup: int = Field(default=5, ge=0)
+
+    @model_validator(mode="after")
+    def _needs(self) -> TrainingSection:
+        if self.beta_schedule == "pid" and self.target_ebops is None:
+            raise ValueError("beta_schedule 'pid' needs 'target_ebops'")
+        return self
+
+
+class FloatRange(_Section):
+    low: float
+    high: float
+    log: bool = False
+    allow_zero: bool = False  # add 0 as an extra choice next to the range
+
+    @model_validator(mode="after")
+    def _order(self) -> FloatRange:
+        if not self.low <= self.high:
+            raise ValueError(f"low ({self.low:g}) must not exceed high ({self.high:g})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got {self.low:g} (use allow_zero: true to add 0)")
+        return self
+
+
+class IntRange(_Section):
+    low: int
+    high: int
+
+    @model_validator(mode="after")
+    def _order(self) -> IntRange:
+        if not self.low <= self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        return self
+
+
+WeightMode = Literal["intra", "inter", "per_channel"]
+ActivationMode = Literal["intra", "inter"]
+
+
+class HeterogeneitySpace(_Section):
+    weights: list[WeightMode] = Field(default_factory=lambda: ["intra"], min_length=1)
+    activations: list[ActivationMode] = Field(default_factory=lambda: ["intra"], min_length=1)
+
+    @field_validator("weights", "activations", mode="before")
+    @classmethod
+    def _one(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+
+class SearchSpace(_Section):
+    beta: FloatRange | Annotated[float, Field(ge=0)] = FloatRange(low=1e-7, high=1e-4, log=True)
+    l1: FloatRange | Annotated[float, Field(ge=0)] = 0.0
+    l2: FloatRange | Annotated[float, Field(ge=0)] = 0.0
+    heterogeneity: HeterogeneitySpace = HeterogeneitySpace()
+    learning_rate: FloatRange | None = None
+    init_weight_bits: IntRange | Annotated[int, Field(ge=1)] | None = None
+    init_act_bits: IntRange | Annotated[int, Field(ge=0)] | None = None
+    widths: list[list[Annotated[int, Field(ge=1)]]] | None = None  # choices of hidden widths
+    zero_beta_for_inter_resource: bool = True  # HGQ rule 5: inter-only + resource strategy => beta = 0
+
+    @field_validator("learning_rate")
+    @classmethod
+    def _lr(cls, v: FloatRange | None) -> FloatRange | None:
+        if v is not None and v.low <= 0:
+            raise ValueError("learning_rate range needs low > 0")
+        return v
+
+    @field_validator("widths")
+    @classmethod
+    def _widths(cls, v: list[list[int]] | None) -> list[list[int]] | None:
+        if v is not None and not v:
+            raise ValueError("widths needs at least one choice, e.g. [[32, 16], [64, 32]]")
+        return v
+
+
+class SynthesisSection(_Section):
+    backend: Literal["estimate"] = "estimate"
+    part: str = "xcvu13p-flga2577-2-e"
+    clock_period: float = Field(default=5.0, gt=0)  # ns
+    latency_cutoff: float = 5.0  # da4ml pipeline cut in its delay units; <= 0: combinational
+    hard_dc: int = Field(default=2, ge=-1)  # da4ml solver delay constraint
+    io_type: Literal["io_parallel", "io_stream"] = "io_parallel"
+    strategy: Literal["latency", "resource", "distributed_arithmetic"] = "latency"
+    reuse_factor: int = Field(default=1, ge=1)
+
+
+class Timeouts(_Section):
+    """Seconds per stage; the stage's process is killed and the trial is a FAIL when one runs over."""
+
+    train: float | None = Field(default=3600, gt=0)
+    firmware: float | None = Field(default=1800, gt=0)
+    synth: float | None = Field(default=3600, gt=0)
+
+
+class ExecutionSection(_Section):
+    executor: Literal["local"] = "local"
+    max_concurrent: int = Field(default=1, ge=1)
+    timeouts: Timeouts = Timeouts()
+    max_failures: int = Field(default=10, ge=1)  # a run stops after this many failed trials
+
+
+class StudyConfig(_Section):
+    study: StudySection
+    data: DataSection = DataSection()
+    model: ModelSection = ModelSection()
+    training: TrainingSection = TrainingSection()
+    search_space: SearchSpace = SearchSpace()
+    synthesis: SynthesisSection = SynthesisSection()
+    execution: ExecutionSection = ExecutionSection()
+
+    def with_overrides(self, **study: Any) -> StudyConfig:
+        """A copy with study-level fields replaced (CLI `--n-trials`, `--storage`)."""
+        set_ = {k: v for k, v in study.items() if v is not None}
+        if not set_:
+            return self
+        return self.model_copy(update={"study": self.study.model_copy(update=set_)})
+
+
+class _LineLoader(yaml.SafeLoader):
+    """Keeps the line of every mapping key so errors can point into the file."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict:
+    lines = {}
+    for key_node, _ in node.value:
+        lines[loader.construct_object(key_node)] = key_node.start_mark.line + 1
+    mapping = loader.construct_mapping(node, deep=True)
+    mapping["__lines__"] = lines
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _strip_lines(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _strip_lines(v) for k, v in obj.items() if k != "__lines__"}
+    if isinstance(obj, list):
+        return [_strip_lines(v) for v in obj]
+    return obj
+
+
+def _line_of(raw: Any, loc: tuple) -> int | None:
+    line = None
+    node = raw
+    for part in loc:
+        if isinstance(node, dict):
+            line = node.get("__lines__", {}).get(part, line)
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            break
+    return line
+
+
+def _format_error(path: Path, raw: Any, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        if _other_union_branch(e):
+            continue
+        loc = tuple(p for p in e["loc"] if _is_key(p))
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        line = _line_of(raw, loc)
+        where = f"{path}:{line}" if line else str(path)
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{where}: {key}: {msg}")
+    # a union reports every branch; keep each message once
+    return "\n".join(dict.fromkeys(lines))
+
+
+_TYPE_NAMES = {"float", "int", "str", "bool", "list", "dict", "constrained-float", "constrained-int"}
+_SCALAR_ERRORS = {"float_type", "float_parsing", "int_type", "int_parsing", "string_type", "bool_type"}
+_MAPPING_ERRORS = {"model_type", "model_attributes_type", "dict_type"}
+
+
+def _is_key(part: str | int) -> bool:
+    """pydantic puts union branch names ("FloatRange", "float", "function-after[...]") into loc; keys they are not."""
+    if isinstance(part, int):
+        return True
+    return not (part[:1].isupper() or part in _TYPE_NAMES or "[" in part)
+
+
+def _other_union_branch(e: dict) -> bool:
+    """A `float | FloatRange` field reports both branches; keep the one the user evidently meant."""
+    given_mapping = isinstance(e.get("input"), dict | list)
+    return (e["type"] in _SCALAR_ERRORS and given_mapping) or (e["type"] in _MAPPING_ERRORS and not given_mapping)
+
+
+def parse_config(raw: Any, source: Path | str = "<config>") -> StudyConfig:
+    path = Path(source)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with a 'study' section at the top")
+    try:
+        return StudyConfig.model_validate(_strip_lines(raw))
+    except ValidationError as err:
+        raise ConfigError(_format_error(path, raw, err)) from None
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the study config ({err.strerror})") from None
+    try:
+        raw = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    return parse_config(raw, path)

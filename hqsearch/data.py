@@ -1,0 +1,198 @@
+"""Dataset sources, each turned into the same seeded train/validation/test split.
+
+The split depends only on the data section (its `seed`), never on the trial, so every trial of a study
+is trained and scored on the same samples and their accuracies are comparable.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import DataSection
+
+# OpenML 42468, "hls4ml_lhc_jets_hlf": 16 high-level jet features and one of five jet classes.
+JET_HLF_OPENML_ID = 42468
+JET_HLF_FEATURES = [
+    "zlogz",
+    "c1_b0_mmdt",
+    "c1_b1_mmdt",
+    "c1_b2_mmdt",
+    "c2_b1_mmdt",
+    "c2_b2_mmdt",
+    "d2_b1_mmdt",
+    "d2_b2_mmdt",
+    "d2_a1_b1_mmdt",
+    "d2_a1_b2_mmdt",
+    "m2_b1_mmdt",
+    "m2_b2_mmdt",
+    "n2_b1_mmdt",
+    "n2_b2_mmdt",
+    "mass_mmdt",
+    "multiplicity",
+]
+JET_HLF_LABEL = "class"
+
+
+class DataError(Exception):
+    """The data section points at something that cannot be loaded; the message names it."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: tuple[str, ...]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+
+def _call(spec: str, what: str):
+    module_name, _, attr = spec.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise DataError(f"{what} {spec!r} cannot be imported: {err}") from None
+    return fn
+
+
+def _digits(cfg: DataSection) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    return (x / 16.0).astype(np.float32), y  # pixels are 0..16; scaled to [0, 1]
+
+
+def _frame_xy(df: pd.DataFrame, cfg: DataSection, source: str, label: str) -> tuple[np.ndarray, np.ndarray]:
+    if label not in df.columns:
+        raise DataError(f"{source}: no label column {label!r} (columns: {', '.join(map(str, df.columns))})")
+    features = cfg.features if isinstance(cfg.features, list) else [c for c in df.columns if c != label]
+    missing = [c for c in features if c not in df.columns]
+    if missing:
+        raise DataError(f"{source}: feature columns not found: {', '.join(missing)}")
+    return df[features].to_numpy(np.float32), df[label].to_numpy()
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise DataError(f"data file {path} does not exist")
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    return pd.read_csv(path)
+
+
+def _jet_hlf(cfg: DataSection) -> tuple[np.ndarray, np.ndarray]:
+    if cfg.path is not None:
+        df = _read_table(cfg.path)
+        source = str(cfg.path)
+    else:
+        from sklearn.datasets import fetch_openml
+
+        try:
+            df = fetch_openml(data_id=JET_HLF_OPENML_ID, data_home=cfg.cache_dir, as_frame=True, parser="auto").frame
+        except Exception as err:  # network, cache or OpenML errors all mean the same to the user
+            raise DataError(
+                f"jet_hlf: cannot fetch OpenML {JET_HLF_OPENML_ID} ({err}); download it once and set data.path"
+            ) from None
+        source = f"OpenML {JET_HLF_OPENML_ID}"
+    cfg_feats = cfg.model_copy(update={"features": cfg.features or JET_HLF_FEATURES})
+    return _frame_xy(df, cfg_feats, source, cfg.label or JET_HLF_LABEL)
+
+
+def _npz(cfg: DataSection) -> tuple[np.ndarray, np.ndarray]:
+    assert cfg.path is not None
+    if not cfg.path.exists():
+        raise DataError(f"data file {cfg.path} does not exist")
+    arrays = np.load(cfg.path)
+    xk = cfg.features if isinstance(cfg.features, str) else "x"
+    yk = cfg.label or "y"
+    for k in (xk, yk):
+        if k not in arrays:
+            raise DataError(f"{cfg.path}: no array {k!r} (arrays: {', '.join(arrays.files)})")
+    return arrays[xk].astype(np.float32), arrays[yk]
+
+
+def _table(cfg: DataSection) -> tuple[np.ndarray, np.ndarray]:
+    assert cfg.path is not None and cfg.label is not None
+    return _frame_xy(_read_table(cfg.path), cfg, str(cfg.path), cfg.label)
+
+
+def _callable(cfg: DataSection) -> tuple[np.ndarray, np.ndarray]:
+    assert cfg.function is not None
+    out = _call(cfg.function, "data.function")()
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise DataError(f"data.function {cfg.function!r} must return (x, y), got {type(out).__name__}")
+    return np.asarray(out[0], np.float32), np.asarray(out[1])
+
+
+_SOURCES = {
+    "digits": _digits,
+    "jet_hlf": _jet_hlf,
+    "npz": _npz,
+    "csv": _table,
+    "parquet": _table,
+    "callable": _callable,
+}
+
+
+def _encode_labels(y: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    y = np.asarray(y)
+    if y.ndim == 2:  # one-hot
+        return y.argmax(axis=1), tuple(str(i) for i in range(y.shape[1]))
+    classes, idx = np.unique(y, return_inverse=True)
+    return idx, tuple(str(c) for c in classes)
+
+
+def load_dataset(cfg: DataSection) -> Dataset:
+    x, y = _SOURCES[cfg.source](cfg)
+    if len(x) != len(y):
+        raise DataError(f"data source {cfg.source!r}: {len(x)} samples but {len(y)} labels")
+    if len(x) < 10:
+        raise DataError(f"data source {cfg.source!r}: only {len(x)} samples")
+    y, classes = _encode_labels(y)
+    if len(classes) < 2:
+        raise DataError(f"data source {cfg.source!r}: the labels have a single class")
+
+    order = np.random.default_rng(cfg.seed).permutation(len(x))
+    x, y = x[order], y[order]
+    n_test = max(1, round(len(x) * cfg.test_fraction))
+    n_val = round(len(x) * cfg.val_fraction)
+    x_test, y_test = x[:n_test], y[:n_test]
+    x_val, y_val = x[n_test : n_test + n_val], y[n_test : n_test + n_val]
+    x_train, y_train = x[n_test + n_val :], y[n_test + n_val :]
+
+    if cfg.standardize:  # statistics from the training split only
+        mean = x_train.mean(axis=0)
+        std = x_train.std(axis=0)
+        std[std == 0] = 1.0
+        x_train, x_val, x_test = ((a - mean) / std for a in (x_train, x_val, x_test))
+
+    if cfg.image_shape:
+        shape = tuple(cfg.image_shape)
+        if int(np.prod(shape)) != int(np.prod(x.shape[1:])):
+            raise DataError(f"data.image_shape {list(shape)} does not hold {int(np.prod(x.shape[1:]))} features")
+        x_train, x_val, x_test = (a.reshape(len(a), *shape) for a in (x_train, x_val, x_test))
+
+    return Dataset(
+        x_train.astype(np.float32),
+        y_train,
+        x_val.astype(np.float32),
+        y_val,
+        x_test.astype(np.float32),
+        y_test,
+        classes,
+    )

@@ -1,0 +1,148 @@
+"""The ask/tell loop: keep up to `max_concurrent` trials in flight until the study has `n_trials` COMPLETE.
+
+The storage decides how far a study is, so running the same config again continues it. A trial that
+fails is told FAIL with its reason and the study goes on; a run gives up after `max_failures` failures.
+A first Ctrl-C stops asking and lets running trials finish, a second one cancels them; either way every
+trial this driver asked for is told, so the storage is never left with trials stuck in RUNNING.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+from optuna.artifacts import upload_artifact
+from optuna.trial import TrialState
+
+from .config import StudyConfig
+from .executors import Finished, TrialJob, make_executor
+from .space import suggest
+from .study import artifact_store, open_study
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@dataclass
+class Progress:
+    target: int
+    complete: int = 0
+    running: int = 0
+    failed: int = 0  # in this run
+    front: int = 0
+
+
+@dataclass
+class RunSummary:
+    study_name: str
+    storage: str
+    complete: int
+    failed_this_run: int
+    told: list[int] = field(default_factory=list)
+    stopped_because: str | None = None
+
+
+def _count(study: optuna.Study, state: TrialState) -> int:
+    return len(study.get_trials(deepcopy=False, states=(state,)))
+
+
+class Driver:
+    def __init__(self, cfg: StudyConfig, on_progress: Callable[[Progress], None] = lambda p: None) -> None:
+        self.cfg = cfg
+        self.on_progress = on_progress
+        self.study = open_study(cfg)
+        self.store = artifact_store(cfg)
+        self.executor = make_executor(cfg)
+        self.in_flight: dict[int, optuna.Trial] = {}
+        self.progress = Progress(target=cfg.study.n_trials)
+        self._interrupts = 0
+
+    def _ask(self) -> None:
+        trial = self.study.ask()
+        params = suggest(trial, self.cfg)
+        trial.set_user_attr("params", params.to_dict())
+        trial.set_user_attr("executor", self.executor.name)
+        trial_dir = self.cfg.study.run_dir / "trials" / f"{trial.number:05d}"
+        trial.set_user_attr("trial_dir", str(trial_dir))
+        seed = None if self.cfg.study.seed is None else self.cfg.study.seed + trial.number
+        self.executor.submit(TrialJob(trial.number, params, trial_dir, seed))
+        self.in_flight[trial.number] = trial
+
+    def _tell(self, done: Finished) -> bool:
+        trial = self.in_flight.pop(done.job.number)
+        out = done.outcome
+        for key, value in (("timings", out.timings), ("info", out.info), ("sources", out.sources)):
+            if value:
+                trial.set_user_attr(key, value)
+        for f in [*out.files, str(done.job.trial_dir / "trial.log")]:
+            if Path(f).is_file():
+                upload_artifact(artifact_store=self.store, file_path=f, study_or_trial=trial)
+        if out.error is not None:
+            trial.set_user_attr("error", out.error)
+            self.study.tell(trial, state=TrialState.FAIL)
+            return False
+        trial.set_user_attr("metrics", out.metrics)
+        for c in self.cfg.study.constraints:
+            trial.set_constraint(c.key, c.value(out.metrics))
+        self.study.tell(trial, [out.metrics[m] for m in self.cfg.study.metric_names])
+        return True
+
+    def _update_progress(self) -> None:
+        p = self.progress
+        p.complete = _count(self.study, TrialState.COMPLETE)
+        p.running = len(self.in_flight)
+        p.front = len(self.study.best_trials) if p.complete else 0
+        self.on_progress(p)
+
+    def _on_sigint(self, signum, frame) -> None:  # noqa: ARG002
+        self._interrupts += 1
+        if self._interrupts >= 2:
+            raise KeyboardInterrupt
+
+    def run(self) -> RunSummary:
+        cfg = self.cfg
+        summary = RunSummary(cfg.study.name, cfg.study.storage_url, 0, 0)
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, self._on_sigint) if main_thread else None
+        try:
+            self._update_progress()
+            while True:
+                stop = self._stop_reason()
+                while stop is None and len(self.in_flight) < cfg.execution.max_concurrent and (
+                    self.progress.complete + len(self.in_flight) < cfg.study.n_trials
+                ):
+                    self._ask()
+                    self._update_progress()
+                if not self.in_flight:
+                    summary.stopped_because = stop
+                    break
+                for done in self.executor.poll(timeout=1.0):
+                    if not self._tell(done):
+                        self.progress.failed += 1
+                    summary.told.append(done.job.number)
+                    self._update_progress()
+        except KeyboardInterrupt:
+            for done in self.executor.cancel_all():
+                self._tell(done)
+                summary.told.append(done.job.number)
+            summary.stopped_because = "cancelled by a second Ctrl-C"
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGINT, previous)
+        summary.complete = _count(self.study, TrialState.COMPLETE)
+        summary.failed_this_run = self.progress.failed
+        return summary
+
+    def _stop_reason(self) -> str | None:
+        if self._interrupts:
+            return "interrupted by Ctrl-C (running trials were allowed to finish)"
+        if self.progress.failed >= self.cfg.execution.max_failures:
+            return f"{self.progress.failed} trials failed in this run (execution.max_failures)"
+        return None
+
+
+def run_study(cfg: StudyConfig, on_progress: Callable[[Progress], None] = lambda p: None) -> RunSummary:
+    return Driver(cfg, on_progress).run()

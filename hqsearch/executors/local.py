@@ -1,0 +1,133 @@
+"""Trials in fresh worker processes on this machine.
+
+A spawned process per trial keeps TensorFlow's graph, thread pools and memory from leaking between
+trials. Each worker leads its own process group: a stage that runs over its timeout is ended with
+its whole tree (synthesis tools included), and a Ctrl-C at the terminal reaches only the driver.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import time
+import traceback
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+
+from ..config import StudyConfig
+from ..trial import TrialOutcome
+from .base import Finished, TrialJob
+
+
+def _worker(conn: Connection, cfg: StudyConfig, job: TrialJob, threads: int) -> None:
+    os.setsid()
+    job.trial_dir.mkdir(parents=True, exist_ok=True)
+    log = os.open(job.trial_dir / "trial.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    try:
+        from ..trial import configure_threads, run_trial
+
+        configure_threads(threads)
+        outcome = run_trial(cfg, job.params, job.trial_dir, job.seed, on_stage=lambda s: conn.send(("stage", s)))
+        conn.send(("done", outcome))
+    except BaseException as err:  # everything a trial raises is that trial's failure
+        traceback.print_exc()
+        conn.send(("error", f"{type(err).__name__}: {err}", traceback.format_exc()[-4000:]))
+    finally:
+        conn.close()
+
+
+@dataclass
+class _Running:
+    job: TrialJob
+    process: mp.process.BaseProcess
+    conn: Connection
+    stage: str = "start"
+    stage_started: float = field(default_factory=time.monotonic)
+    result: TrialOutcome | None = None
+
+
+class LocalExecutor:
+    name = "local"
+
+    def __init__(self, cfg: StudyConfig) -> None:
+        self.cfg = cfg
+        self.ctx = mp.get_context("spawn")
+        self.threads = max(1, (os.cpu_count() or 1) // cfg.execution.max_concurrent)
+        self.timeouts = cfg.execution.timeouts.model_dump()
+        self.running: dict[int, _Running] = {}
+
+    @property
+    def n_running(self) -> int:
+        return len(self.running)
+
+    def submit(self, job: TrialJob) -> None:
+        parent, child = self.ctx.Pipe(duplex=False)
+        p = self.ctx.Process(target=_worker, args=(child, self.cfg, job, self.threads), name=f"trial-{job.number}")
+        p.start()
+        child.close()
+        self.running[job.number] = _Running(job, p, parent)
+
+    def poll(self, timeout: float) -> list[Finished]:
+        if not self.running:
+            return []
+        ready = wait([r.conn for r in self.running.values()] + [r.process.sentinel for r in self.running.values()],
+                     timeout)
+        for r in self.running.values():
+            if r.conn in ready:
+                self._read(r)
+        finished = []
+        now = time.monotonic()
+        for number, r in list(self.running.items()):
+            limit = self.timeouts.get(r.stage)
+            if r.result is None and limit is not None and now - r.stage_started > limit:
+                self._kill(r)
+                r.result = TrialOutcome(error=f"stage {r.stage!r} ran over its timeout of {limit:g} s; killed")
+            if r.result is None and not r.process.is_alive():
+                self._read(r)
+                if r.result is None:
+                    r.result = TrialOutcome(error=f"worker process exited with code {r.process.exitcode}")
+            if r.result is not None:
+                r.process.join(timeout=30)
+                if r.process.is_alive():
+                    self._kill(r)
+                r.conn.close()
+                del self.running[number]
+                finished.append(Finished(r.job, r.result))
+        return finished
+
+    def cancel_all(self) -> list[Finished]:
+        out = []
+        for r in self.running.values():
+            self._kill(r)
+            r.conn.close()
+            out.append(Finished(r.job, TrialOutcome(error=f"cancelled by the user during stage {r.stage!r}")))
+        self.running.clear()
+        return out
+
+    def _read(self, r: _Running) -> None:
+        try:
+            while r.conn.poll():
+                msg = r.conn.recv()
+                if msg[0] == "stage":
+                    r.stage, r.stage_started = msg[1], time.monotonic()
+                elif msg[0] == "done":
+                    r.result = msg[1]
+                else:
+                    r.result = TrialOutcome(error=msg[1], info={"traceback": msg[2]})
+        except (EOFError, OSError):
+            pass
+
+    def _kill(self, r: _Running) -> None:
+        try:
+            if os.getpgid(r.process.pid) == r.process.pid:  # setsid done: the group is the worker's own
+                os.killpg(r.process.pid, signal.SIGKILL)
+            else:
+                r.process.kill()
+        except (ProcessLookupError, PermissionError):
+            pass
+        r.process.join(timeout=10)

@@ -1,0 +1,78 @@
+"""The Optuna study behind a config: storage, sampler, artifact store. The storage is the source of truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore
+
+from .config import StudyConfig, StudySection
+
+CONFIG_ATTR = "hqsearch_config"
+
+
+class StudyError(Exception):
+    """The storage holds something that does not fit the request; the message says what."""
+
+
+def make_sampler(study: StudySection) -> optuna.samplers.BaseSampler:
+    seed = study.seed
+    match study.sampler:
+        case "tpe":
+            return optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True)
+        case "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=seed)
+        case "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        case "gp":
+            return optuna.samplers.GPSampler(seed=seed)
+    raise AssertionError(study.sampler)
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
+def open_study(cfg: StudyConfig) -> optuna.Study:
+    """Create the study, or load it when it exists; refuse one whose objectives differ."""
+    s = cfg.study
+    _ensure_sqlite_dir(s.storage_url)
+    study = optuna.create_study(
+        study_name=s.name,
+        storage=s.storage_url,
+        directions=s.directions,
+        sampler=make_sampler(s),
+        load_if_exists=True,
+    )
+    old = study.metric_names
+    directions = [d.name.lower() for d in study.directions]
+    if (old is not None and list(old) != s.metric_names) or directions != s.directions:
+        have = dict(zip(old or [], directions, strict=False))
+        raise StudyError(
+            f"study {s.name!r} in {s.storage_url} has objectives {have}, the config asks for {s.objectives}; "
+            "use a new study name to change objectives"
+        )
+    if old is None:
+        study.set_metric_names(s.metric_names)
+    study.set_user_attr(CONFIG_ATTR, cfg.model_dump(mode="json"))
+    return study
+
+
+def load_existing(storage: str, name: str) -> optuna.Study:
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = optuna.get_all_study_names(storage)
+        raise StudyError(f"no study {name!r} in {storage} (studies there: {', '.join(names) or 'none'})") from None
+
+
+def study_config(study: optuna.Study) -> dict:
+    """The config a study was last run with, as stored in the study itself."""
+    return study.user_attrs.get(CONFIG_ATTR, {})
+
+
+def artifact_store(cfg: StudyConfig) -> FileSystemArtifactStore:
+    cfg.study.artifact_path.mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(str(cfg.study.artifact_path))

@@ -1,0 +1,139 @@
+"""One trial, stage by stage: data → model → train → calibrate → firmware → emulate → synthesis.
+
+`run_trial` is plain Python with no Optuna in it: executors call it in a fresh worker, the driver turns
+its `TrialOutcome` into `tell`. `on_stage(name)` is called as each timed stage starts, so an executor
+can enforce per-stage timeouts from outside.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from .config import StudyConfig
+from .space import TrialParams
+
+# Timed stages; each has a timeout in `execution.timeouts`.
+STAGES = ("train", "firmware", "synth")
+_PACKAGES = ("hqsearch", "hgq2", "da4ml", "keras", "tensorflow-cpu", "optuna")
+
+
+@dataclass
+class TrialOutcome:
+    metrics: dict[str, float] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    info: dict = field(default_factory=dict)  # training details, versions, tool
+    files: list[str] = field(default_factory=list)  # to upload as artifacts
+    error: str | None = None  # set when the trial failed
+
+    def to_dict(self) -> dict:
+        return {
+            "metrics": self.metrics,
+            "sources": self.sources,
+            "timings": self.timings,
+            "info": self.info,
+            "files": self.files,
+            "error": self.error,
+        }
+
+
+def library_versions() -> dict[str, str]:
+    out = {}
+    for pkg in _PACKAGES:
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def configure_threads(n: int) -> None:
+    """TensorFlow's own pools ignore OMP_NUM_THREADS; size them before the first op."""
+    import tensorflow as tf
+
+    n = max(1, n)
+    tf.config.threading.set_intra_op_parallelism_threads(n)
+    tf.config.threading.set_inter_op_parallelism_threads(min(2, n))
+
+
+def run_trial(
+    cfg: StudyConfig,
+    params: TrialParams,
+    trial_dir: Path,
+    seed: int | None = None,
+    on_stage: Callable[[str], None] = lambda stage: None,
+) -> TrialOutcome:
+    import keras
+
+    from .data import load_dataset
+    from .firmware import emulate, trace
+    from .model import build_model
+    from .synth import Design, get_backend
+    from .train import calibrate, train
+
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    out = TrialOutcome()
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+
+    @contextmanager
+    def stage(name: str) -> Iterator[None]:
+        on_stage(name)
+        t0 = time.perf_counter()
+        yield
+        out.timings[name] = time.perf_counter() - t0
+
+    with stage("train"):
+        data = load_dataset(cfg.data)
+        model = build_model(cfg.model, params, data.input_shape, data.n_classes)
+        fit = train(model, data, cfg.training, params)
+        ebops = calibrate(model, data.x_train)
+        model_path = trial_dir / "model.keras"
+        model.save(model_path)
+        out.files.append(str(model_path))
+
+    with stage("firmware"):
+        comb = trace(model, cfg.synthesis)
+        emu = emulate(comb, model, data.x_test, data.y_test)
+
+    with stage("synth"):
+        backend = get_backend(cfg.synthesis.backend)
+        synth = backend.synthesize(Design(model, comb, ebops), cfg.synthesis, trial_dir)
+
+    out.metrics = {
+        "accuracy": emu.accuracy,
+        "float_accuracy": emu.float_accuracy,
+        "ebops": ebops,
+        **synth.metrics,
+    }
+    out.sources = {
+        "accuracy": "da4ml bit-exact emulation, test split",
+        "float_accuracy": "keras, test split",
+        "ebops": "hgq trace_minmax (calibrated)",
+        **synth.sources,
+    }
+    out.info = {
+        "mismatches": emu.mismatches,
+        "emulated_outputs": emu.n_outputs,
+        "n_test": len(data.y_test),
+        "epochs": fit.epochs,
+        "final_loss": fit.final_loss,
+        "val_accuracy": fit.val_accuracy,
+        "training_ebops": fit.training_ebops,
+        "final_beta": fit.final_beta,
+        "synth_tool": synth.tool,
+        "versions": library_versions(),
+        "pid": os.getpid(),
+    }
+    out.files += [str(f) for f in synth.files]
+    metrics_path = trial_dir / "metrics.json"
+    metrics_path.write_text(json.dumps({"params": params.to_dict(), **out.to_dict()}, indent=2, default=str))
+    out.files.append(str(metrics_path))
+    return out
