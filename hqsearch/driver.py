@@ -111,8 +111,10 @@ class Driver:
             self._update_progress()
             while True:
                 stop = self._stop_reason()
-                while stop is None and len(self.in_flight) < cfg.execution.max_concurrent and (
-                    self.progress.complete + len(self.in_flight) < cfg.study.n_trials
+                while (
+                    stop is None
+                    and len(self.in_flight) < cfg.execution.max_concurrent
+                    and (self.progress.complete + len(self.in_flight) < cfg.study.n_trials)
                 ):
                     self._ask()
                     self._update_progress()

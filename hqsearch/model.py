@@ -13,8 +13,8 @@ Heterogeneity is decided by which axes share one bitwidth. HGQ2 takes exactly on
 from __future__ import annotations
 
 import importlib
-from contextlib import ExitStack, contextmanager
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 
 import keras
 

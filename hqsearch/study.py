@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import optuna
@@ -55,7 +56,9 @@ def open_study(cfg: StudyConfig) -> optuna.Study:
             "use a new study name to change objectives"
         )
     if old is None:
-        study.set_metric_names(s.metric_names)
+        with warnings.catch_warnings():  # stable in practice; the dashboard labels axes with it
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(s.metric_names)
     study.set_user_attr(CONFIG_ATTR, cfg.model_dump(mode="json"))
     return study
 

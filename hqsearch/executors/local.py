@@ -75,8 +75,9 @@ class LocalExecutor:
     def poll(self, timeout: float) -> list[Finished]:
         if not self.running:
             return []
-        ready = wait([r.conn for r in self.running.values()] + [r.process.sentinel for r in self.running.values()],
-                     timeout)
+        ready = wait(
+            [r.conn for r in self.running.values()] + [r.process.sentinel for r in self.running.values()], timeout
+        )
         for r in self.running.values():
             if r.conn in ready:
                 self._read(r)

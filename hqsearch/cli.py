@@ -1,0 +1,229 @@
+"""`hqsearch run | check | status | report`: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from .config import ConfigError, StudyConfig, load_config
+from .study import StudyError
+
+console = Console()
+if not console.is_terminal:  # files and pipes get full rows instead of 80-column wrapping
+    console = Console(width=200)
+err_console = Console(stderr=True, soft_wrap=True)
+
+# Columns of the front table on screen; everything else goes to the files.
+_SHOWN = [
+    "accuracy",
+    "luts",
+    "ffs",
+    "dsps",
+    "latency_cycles",
+    "ebops",
+    "mismatches",
+    "param_beta",
+    "param_weights",
+    "param_activations",
+]
+
+
+def _study_args(p: argparse.ArgumentParser, config_required: bool) -> None:
+    p.add_argument("config", nargs=None if config_required else "?", type=Path, help="study YAML")
+    p.add_argument("--storage", help="Optuna storage URL (overrides the config's study.storage)")
+    if not config_required:
+        p.add_argument("--study", help="study name, with --storage and no config")
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="hqsearch", description="Accuracy vs FPGA cost search for HGQ2 networks.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run (or continue) a study until it has n_trials COMPLETE trials")
+    _study_args(p, config_required=True)
+    p.add_argument("--n-trials", type=int, help="COMPLETE trials to reach (overrides study.n_trials)")
+    p.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
+
+    p = sub.add_parser("check", help="validate a config and print the HGQ advice that applies to it")
+    p.add_argument("config", type=Path)
+
+    p = sub.add_parser("status", help="how far a study is")
+    _study_args(p, config_required=False)
+
+    p = sub.add_parser("report", help="rank the Pareto front; write CSV, Parquet and a plot")
+    _study_args(p, config_required=False)
+    p.add_argument("--out", type=Path, help="output folder (default: <output_dir>/report)")
+    return ap
+
+
+def _config(args: argparse.Namespace) -> StudyConfig:
+    cfg = load_config(args.config)
+    if getattr(args, "n_trials", None) is not None and args.n_trials < 1:
+        raise ConfigError("--n-trials must be at least 1")
+    return cfg.with_overrides(n_trials=getattr(args, "n_trials", None), storage=args.storage)
+
+
+def _open(args: argparse.Namespace):
+    """The study named by a config, or by --storage and --study."""
+    from .study import load_existing
+
+    if args.config is not None:
+        cfg = _config(args)
+        return load_existing(cfg.study.storage_url, cfg.study.name), cfg.study.run_dir
+    if not (args.storage and args.study):
+        raise ConfigError("give a study config, or both --storage URL and --study NAME")
+    return load_existing(args.storage, args.study), Path("runs") / args.study
+
+
+def _print_advice(cfg: StudyConfig) -> None:
+    from .advice import advise
+
+    for a in advise(cfg):
+        style = "yellow" if a.level == "warning" else "cyan"
+        console.print(f"[{style}]{a}[/{style}]")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .driver import Progress as RunProgress
+    from .driver import run_study
+
+    cfg = _config(args)
+    _print_advice(cfg)
+    console.print(
+        f"study [bold]{cfg.study.name}[/bold] in {cfg.study.storage_url}, "
+        f"target {cfg.study.n_trials} COMPLETE trials, backend {cfg.synthesis.backend}"
+    )
+
+    def fields(p: RunProgress) -> dict:
+        return {"completed": p.complete, "running": p.running, "failed": p.failed, "front": p.front}
+
+    if args.no_progress or not console.is_terminal:
+        last: list = [None]
+
+        def on_progress(p: RunProgress) -> None:
+            line = f"done {p.complete}/{p.target}  running {p.running}  failed {p.failed}  front {p.front}"
+            if line != last[0]:
+                console.print(line)
+                last[0] = line
+
+        summary = run_study(cfg, on_progress)
+    else:
+        columns = [
+            TextColumn("trials"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("running {task.fields[running]}  failed {task.fields[failed]}  front {task.fields[front]}"),
+            TimeElapsedColumn(),
+        ]
+        with Progress(*columns, console=console) as bar:
+            task = bar.add_task("trials", total=cfg.study.n_trials, running=0, failed=0, front=0)
+            summary = run_study(cfg, lambda p: bar.update(task, **fields(p)))
+
+    console.print(
+        f"{summary.complete} COMPLETE trials in study {summary.study_name} "
+        f"({summary.failed_this_run} failed in this run)"
+    )
+    if summary.stopped_because:
+        console.print(f"[yellow]stopped: {summary.stopped_because}[/yellow]")
+    console.print(f"next: hqsearch report {args.config}")
+    return 0 if summary.complete >= cfg.study.n_trials else 1
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .advice import advise
+
+    cfg = load_config(args.config)
+    s = cfg.study
+    console.print(
+        f"[green]ok[/green] {args.config}: study {s.name!r}, {s.n_trials} trials, sampler {s.sampler}, "
+        f"objectives {', '.join(f'{m} ({d})' for m, d in s.objectives.items())}"
+    )
+    if s.constraints:
+        console.print("constraints: " + ", ".join(f"{c.metric} {c.op} {c.bound:g}" for c in s.constraints))
+    console.print(
+        f"storage {s.storage_url}; data {cfg.data.source}; model {cfg.model.kind}; "
+        f"backend {cfg.synthesis.backend} ({cfg.synthesis.strategy}, {cfg.synthesis.io_type})"
+    )
+    _print_advice(cfg)
+    if not advise(cfg):
+        console.print("no HGQ advice applies")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from optuna.trial import TrialState
+
+    from .study import study_config
+
+    study, _ = _open(args)
+    counts = {s.name: 0 for s in TrialState}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name] += 1
+    target = (study_config(study).get("study") or {}).get("n_trials")
+    if args.config is not None:
+        target = _config(args).study.n_trials
+    console.print(
+        f"study {study.study_name}: {counts['COMPLETE']}/{target or '?'} COMPLETE, "
+        f"{counts['RUNNING']} running, {counts['FAIL']} failed, {counts['WAITING']} waiting; "
+        f"front {len(study.best_trials) if counts['COMPLETE'] else 0} trials"
+    )
+    return 0
+
+
+def _front_table(front, names: list[str]) -> Table:
+    table = Table(title="Pareto front (feasible, non-dominated), ranked", show_lines=False)
+    cols = ["rank", "trial", *dict.fromkeys(names + [c for c in _SHOWN if c in front.columns])]
+    for c in cols:
+        table.add_column(
+            c.removeprefix("param_"), justify="right" if c not in ("param_weights", "param_activations") else "left"
+        )
+    for _, row in front.iterrows():
+        cells = []
+        for c in cols:
+            v = row.get(c)
+            if isinstance(v, float):
+                cells.append(f"{v:.4f}" if c.endswith("accuracy") else f"{v:.3g}" if c == "param_beta" else f"{v:,.0f}")
+            else:
+                cells.append(str(v))
+        table.add_row(*cells)
+    return table
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .pareto import objective_names
+    from .report import write_report
+
+    study, run_dir = _open(args)
+    report = write_report(study, args.out or run_dir / "report")
+    if report.front.empty:
+        console.print("[yellow]no COMPLETE feasible trials yet: the front is empty[/yellow]")
+    else:
+        console.print(_front_table(report.front, objective_names(study)))
+        src = report.front.get("luts_source")
+        if src is not None:
+            console.print(f"LUTs from: {', '.join(sorted(set(src.dropna())))}")
+    for f in report.files:
+        console.print(f"wrote {f}")
+    return 0
+
+
+_COMMANDS = {"run": cmd_run, "check": cmd_check, "status": cmd_status, "report": cmd_report}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except (ConfigError, StudyError) as err:
+        err_console.print(f"[red]error:[/red] {err}", highlight=False)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

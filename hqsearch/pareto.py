@@ -1,0 +1,51 @@
+"""The Pareto front as Optuna computes it (`study.best_trials`: feasible, non-dominated), ranked and tabulated.
+
+Ranking is lexicographic over the objectives in config order, each in its own direction: with
+`{accuracy: max, luts: min}` the most accurate design comes first and ties go to the smaller one.
+"""
+
+from __future__ import annotations
+
+import optuna
+import pandas as pd
+from optuna.trial import FrozenTrial, TrialState
+
+
+def objective_names(study: optuna.Study) -> list[str]:
+    return list(study.metric_names or [f"objective_{i}" for i in range(len(study.directions))])
+
+
+def _row(t: FrozenTrial, names: list[str]) -> dict:
+    row: dict = {"trial": t.number, "state": t.state.name}
+    if t.values is not None:
+        row.update(zip(names, t.values, strict=True))
+    metrics = t.user_attrs.get("metrics", {})
+    row.update({k: v for k, v in metrics.items() if k not in row})
+    row["feasible"] = all(v <= 0 for v in t.constraints.values()) if t.state == TrialState.COMPLETE else None
+    for k, v in t.user_attrs.get("params", {}).items():
+        if k != "notes":
+            row[f"param_{k}"] = "-".join(map(str, v)) if isinstance(v, list) else v
+    row["mismatches"] = t.user_attrs.get("info", {}).get("mismatches")
+    row["luts_source"] = t.user_attrs.get("sources", {}).get("luts")
+    row.update({f"time_{k}_s": v for k, v in t.user_attrs.get("timings", {}).items()})
+    row["duration_s"] = t.duration.total_seconds() if t.duration else None
+    row["error"] = t.user_attrs.get("error")
+    return row
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    names = objective_names(study)
+    rows = [_row(t, names) for t in study.get_trials(deepcopy=False)]
+    return pd.DataFrame(rows)
+
+
+def rank_front(study: optuna.Study) -> pd.DataFrame:
+    """`study.best_trials` as a table, best first, with a 1-based `rank` column."""
+    names = objective_names(study)
+    front = pd.DataFrame([_row(t, names) for t in study.best_trials])
+    if front.empty:
+        return front
+    ascending = [d == optuna.study.StudyDirection.MINIMIZE for d in study.directions]
+    front = front.sort_values(names + ["trial"], ascending=ascending + [True], kind="stable").reset_index(drop=True)
+    front.insert(0, "rank", range(1, len(front) + 1))
+    return front

@@ -1,0 +1,60 @@
+"""Report files for a study: the ranked front (CSV, Parquet), every trial (CSV) and an accuracy-vs-LUTs plot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pandas as pd
+
+from .pareto import rank_front, trials_frame
+
+
+@dataclass(frozen=True)
+class Report:
+    front: pd.DataFrame
+    trials: pd.DataFrame
+    files: list[Path]
+
+
+def plot_front(trials: pd.DataFrame, front: pd.DataFrame, path: Path, x: str = "luts", y: str = "accuracy") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    done = trials[trials["state"] == "COMPLETE"] if "state" in trials else trials
+    if x in done and y in done:
+        dominated = done[~done["trial"].isin(front.get("trial", []))]
+        ax.scatter(dominated[x], dominated[y], s=22, color="tab:gray", alpha=0.35, label="dominated trials")
+    if not front.empty and x in front and y in front:
+        f = front.sort_values(x)
+        # best accuracy reachable within x LUTs: the front as seen in this projection
+        ax.step(f[x], f[y].cummax(), where="post", color="tab:blue", alpha=0.6, lw=1)
+        ax.scatter(f[x], f[y], s=40, color="tab:blue", zorder=3, label="Pareto front")
+        for _, r in f.iterrows():
+            ax.annotate(f"#{int(r['trial'])}", (r[x], r[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    source = front["luts_source"].iloc[0] if "luts_source" in front and not front.empty else None
+    ax.set_xlabel(f"{x} ({source})" if source and x == "luts" else x)
+    ax.set_ylabel(f"{y} (firmware emulation)" if y == "accuracy" else y)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_report(study: optuna.Study, out_dir: Path) -> Report:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    front = rank_front(study)
+    trials = trials_frame(study)
+    files = [out_dir / "pareto.csv", out_dir / "pareto.parquet", out_dir / "trials.csv"]
+    front.to_csv(files[0], index=False)
+    front.to_parquet(files[1], index=False)
+    trials.to_csv(files[2], index=False)
+    files.append(plot_front(trials, front, out_dir / "pareto.png"))
+    return Report(front, trials, files)

@@ -1,0 +1,60 @@
+"""Shared fixtures: a tiny real study config, and one finished tiny study reused by the report tests."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+TESTS = Path(__file__).parent
+# worker processes import `helpers` (data callables that fail on purpose) by name
+os.environ["PYTHONPATH"] = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+sys.path.insert(0, str(TESTS))
+
+from hqsearch.config import StudyConfig, parse_config  # noqa: E402
+
+
+def tiny_raw(out: Path, name: str = "tiny", **sections) -> dict:
+    """A real study that trains 8-unit MLPs on digits for a few epochs: seconds per trial."""
+    raw = {
+        "study": {
+            "name": name,
+            "output_dir": str(out),
+            "n_trials": 2,
+            "objectives": {"accuracy": "max", "luts": "min", "latency_cycles": "min"},
+        },
+        "model": {"widths": [8]},
+        "training": {"epochs": 3, "batch_size": 128},
+        "search_space": {
+            "beta": {"low": 1e-6, "high": 1e-4, "log": True},
+            "heterogeneity": {"weights": ["intra", "per_channel"], "activations": ["intra"]},
+        },
+        "execution": {"max_concurrent": 2},
+    }
+    for key, value in sections.items():
+        raw.setdefault(key, {}).update(value)
+    return raw
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path):
+    def make(name: str = "tiny", **sections) -> StudyConfig:
+        return parse_config(tiny_raw(tmp_path / name, name, **sections))
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def finished_study(tmp_path_factory):
+    """A 3-trial study run once for the whole session."""
+    from hqsearch.driver import run_study
+
+    out = tmp_path_factory.mktemp("finished")
+    cfg = parse_config(tiny_raw(out, "finished", study={"n_trials": 3, "constraints": ["luts <= 1000000"]}))
+    summary = run_study(cfg)
+    assert summary.complete == 3
+    return cfg

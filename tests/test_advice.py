@@ -1,0 +1,49 @@
+from hqsearch.advice import advise
+from hqsearch.config import parse_config
+
+
+def cfg(**sections):
+    raw = {"study": {"name": "a"}}
+    raw.update(sections)
+    return parse_config(raw)
+
+
+def rules(c) -> list[tuple[str, int]]:
+    return [(a.level, a.rule) for a in advise(c)]
+
+
+def test_inter_layer_with_beta_and_latency_strategy_warns():
+    c = cfg(search_space={"heterogeneity": {"weights": ["inter"], "activations": ["inter"]}})
+    texts = [str(a) for a in advise(c)]
+    assert ("warning", 5) in rules(c)
+    assert any("beta = 0" in t for t in texts)
+    assert any("recommended only for the resource strategy" in t for t in texts)
+    assert any("intra-layer heterogeneous weights are recommended" in t for t in texts)
+
+
+def test_inter_layer_with_resource_strategy_and_zero_beta_rule_is_quiet_about_beta():
+    c = cfg(
+        search_space={"heterogeneity": {"weights": ["inter"], "activations": ["inter"]}},
+        synthesis={"strategy": "resource"},
+    )
+    assert not any("beta = 0" in str(a) for a in advise(c))
+    c = cfg(
+        search_space={
+            "heterogeneity": {"weights": ["inter"], "activations": ["inter"]},
+            "zero_beta_for_inter_resource": False,
+        },
+        synthesis={"strategy": "resource"},
+    )
+    assert any("beta = 0" in str(a) for a in advise(c))
+
+
+def test_ebops_objective_outside_latency_parallel_rf1_warns():
+    for synthesis in ({"io_type": "io_stream"}, {"strategy": "resource"}, {"reuse_factor": 4}):
+        c = cfg(study={"name": "a", "objectives": {"accuracy": "max", "ebops": "min"}}, synthesis=synthesis)
+        assert ("warning", 1) in rules(c), synthesis
+    c = cfg(study={"name": "a", "objectives": {"accuracy": "max", "ebops": "min"}})
+    assert ("warning", 1) not in rules(c)
+
+
+def test_default_config_gets_only_the_activation_tip():
+    assert rules(cfg()) == [("tip", 4)]

@@ -1,0 +1,106 @@
+from pathlib import Path
+
+import pytest
+
+from hqsearch.cli import main
+from hqsearch.config import ConfigError, load_config, parse_config
+
+GOOD = """\
+study:
+  name: ok
+  n_trials: 3
+  objectives: {accuracy: max, luts: min}
+  constraints: ["luts <= 20000", "accuracy >= 0.5"]
+search_space:
+  beta: {low: 1.0e-7, high: 1.0e-4, log: true, allow_zero: true}
+  l1: 1.0e-6
+  heterogeneity: {weights: [intra, inter, per_channel], activations: inter}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "study.yaml"
+    p.write_text(text)
+    return p
+
+
+def error_of(tmp_path: Path, text: str) -> str:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    return str(err.value)
+
+
+def test_good_config_parses_with_defaults(tmp_path):
+    cfg = load_config(write(tmp_path, GOOD))
+    assert cfg.study.directions == ["maximize", "minimize"]
+    assert cfg.study.storage_url == "sqlite:///runs/ok/study.db"
+    assert [c.key for c in cfg.study.constraints] == ["luts<=20000", "accuracy>=0.5"]
+    assert cfg.study.constraints[0].value({"luts": 25000}) == 5000  # infeasible: > 0
+    assert cfg.study.constraints[1].value({"accuracy": 0.9}) == pytest.approx(-0.4)
+    assert cfg.search_space.heterogeneity.activations == ["inter"]
+    assert cfg.synthesis.backend == "estimate"
+
+
+def test_overrides_replace_study_fields_only_when_given(tmp_path):
+    cfg = load_config(write(tmp_path, GOOD))
+    assert cfg.with_overrides(n_trials=None, storage=None) is cfg
+    other = cfg.with_overrides(n_trials=50, storage="sqlite:///x.db")
+    assert (other.study.n_trials, other.study.storage_url) == (50, "sqlite:///x.db")
+    assert cfg.study.n_trials == 3
+
+
+def test_unknown_key_names_key_file_and_line(tmp_path):
+    msg = error_of(tmp_path, GOOD + "training:\n  epoch: 3\n")
+    assert msg == f"{tmp_path / 'study.yaml'}:11: training.epoch: unknown key"
+
+
+def test_wrong_type_is_named(tmp_path):
+    msg = error_of(tmp_path, GOOD.replace("n_trials: 3", "n_trials: many"))
+    assert "study.yaml:3: study.n_trials:" in msg and "integer" in msg
+
+
+def test_impossible_range_is_named(tmp_path):
+    msg = error_of(tmp_path, GOOD.replace("low: 1.0e-7, high: 1.0e-4", "low: 1.0e-3, high: 1.0e-5"))
+    assert "search_space.beta: low (0.001) must not exceed high (1e-05)" in msg
+    assert "valid number" not in msg  # the float branch of `float | range` is not reported
+
+
+def test_log_range_needs_positive_low(tmp_path):
+    msg = error_of(tmp_path, GOOD.replace("low: 1.0e-7", "low: 0"))
+    assert "a log range needs low > 0" in msg
+
+
+def test_unknown_objective_and_bad_direction(tmp_path):
+    msg = error_of(tmp_path, GOOD.replace("luts: min}", "lutz: min}"))
+    assert "study.objectives.lutz" in msg
+    msg = error_of(tmp_path, GOOD.replace("luts: min}", "luts: smaller}"))
+    assert "direction of 'luts' must be max or min" in msg
+
+
+def test_bad_constraint_and_heterogeneity(tmp_path):
+    msg = error_of(tmp_path, GOOD.replace('"luts <= 20000"', '"luts < 20000"'))
+    assert "constraint 'luts < 20000' must look like" in msg
+    msg = error_of(tmp_path, GOOD.replace("per_channel]", "per_layer]"))
+    assert "search_space.heterogeneity.weights.2" in msg
+
+
+def test_source_specific_requirements(tmp_path):
+    msg = error_of(tmp_path, GOOD + "data:\n  source: csv\n  path: x.csv\n")
+    assert "source 'csv' needs 'label'" in msg
+    msg = error_of(tmp_path, GOOD + "training:\n  beta_schedule: pid\n")
+    assert "needs 'target_ebops'" in msg
+
+
+def test_not_yaml_and_missing_file(tmp_path):
+    assert "not valid YAML" in error_of(tmp_path, "study: [unclosed\n")
+    with pytest.raises(ConfigError, match="cannot read the study config"):
+        load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        parse_config(["a"], "x.yaml")
+
+
+def test_cli_check_prints_one_message_and_no_traceback(tmp_path, capsys):
+    path = write(tmp_path, GOOD.replace("n_trials: 3", "n_trials: -1"))
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "study.n_trials" in err and "Traceback" not in err

@@ -1,0 +1,100 @@
+"""End to end: real HGQ2 trials in worker processes, told to a real SQLite-backed Optuna study."""
+
+import optuna
+from optuna.artifacts import get_all_artifact_meta
+from optuna.trial import TrialState
+
+from hqsearch.driver import run_study
+from hqsearch.study import StudyError, load_existing, open_study
+
+
+def states(cfg) -> list[str]:
+    study = load_existing(cfg.study.storage_url, cfg.study.name)
+    return [t.state.name for t in study.trials]
+
+
+def test_study_runs_end_to_end(finished_study):
+    cfg = finished_study
+    study = load_existing(cfg.study.storage_url, cfg.study.name)
+    assert study.metric_names == ["accuracy", "luts", "latency_cycles"]
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == 3
+    for t in done:
+        acc, luts, cycles = t.values
+        assert 0 < acc <= 1 and luts > 0 and cycles >= 1
+        assert t.user_attrs["metrics"]["luts"] == luts
+        assert t.user_attrs["sources"]["luts"] == "da4ml estimate"
+        assert t.user_attrs["sources"]["accuracy"].startswith("da4ml bit-exact emulation")
+        assert set(t.user_attrs["timings"]) == {"train", "firmware", "synth"}
+        assert t.user_attrs["info"]["versions"]["hgq2"] == "0.2.0"
+        assert t.user_attrs["executor"] == "local"
+        assert t.constraints == {"luts<=1e+06": luts - 1e6}
+        names = {a.filename for a in get_all_artifact_meta(t, storage=study._storage)}
+        assert {"model.keras", "metrics.json", "trial.log"} <= names
+
+
+def test_resume_adds_up_and_never_duplicates(tiny_config):
+    cfg = tiny_config("resume")
+    assert run_study(cfg).complete == 2
+    more = cfg.with_overrides(n_trials=3)
+    summary = run_study(more)
+    assert summary.complete == 3 and len(summary.told) == 1
+    assert run_study(more).told == []  # already at n_trials: nothing to do
+    assert optuna.get_all_study_names(cfg.study.storage_url) == ["resume"]
+    study = load_existing(cfg.study.storage_url, "resume")
+    assert [t.number for t in study.trials] == [0, 1, 2]
+    assert states(cfg) == ["COMPLETE"] * 3
+
+
+def test_changed_objectives_are_refused(tiny_config):
+    cfg = tiny_config("objectives")
+    open_study(cfg)
+    other = tiny_config("objectives", study={"objectives": {"accuracy": "max", "ffs": "min"}})
+    try:
+        open_study(other)
+    except StudyError as err:
+        assert "use a new study name" in str(err)
+    else:
+        raise AssertionError("a study with other objectives must be refused")
+
+
+def test_failing_trial_is_recorded_and_the_study_goes_on(tiny_config, tmp_path, monkeypatch):
+    monkeypatch.setenv("HQ_TEST_MARKER", str(tmp_path / "marker"))
+    cfg = tiny_config(
+        "failing",
+        data={"source": "callable", "function": "helpers:digits_failing_once"},
+        execution={"max_concurrent": 1},
+    )
+    summary = run_study(cfg)
+    assert summary.complete == 2 and summary.failed_this_run == 1
+    study = load_existing(cfg.study.storage_url, "failing")
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert len(failed) == 1 and failed[0].number == 0
+    assert failed[0].user_attrs["error"] == "RuntimeError: data source broke on purpose"
+    assert "Traceback" in failed[0].user_attrs["info"]["traceback"]
+
+
+def test_a_run_gives_up_after_max_failures(tiny_config):
+    cfg = tiny_config(
+        "hopeless",
+        data={"source": "callable", "function": "helpers:always_fails"},
+        execution={"max_concurrent": 1, "max_failures": 2},
+    )
+    summary = run_study(cfg)
+    assert summary.complete == 0 and "2 trials failed" in summary.stopped_because
+    assert states(cfg) == ["FAIL", "FAIL"]
+
+
+def test_stage_timeout_kills_the_worker(tiny_config):
+    cfg = tiny_config(
+        "slow",
+        data={"source": "callable", "function": "helpers:digits_slow"},
+        execution={"max_concurrent": 1, "max_failures": 1, "timeouts": {"train": 3}},
+    )
+    summary = run_study(cfg)
+    study = load_existing(cfg.study.storage_url, "slow")
+    (t,) = study.trials
+    assert t.state == TrialState.FAIL
+    assert t.user_attrs["error"] == "stage 'train' ran over its timeout of 3 s; killed"
+    assert t.duration.total_seconds() < 60
+    assert summary.complete == 0

@@ -1,0 +1,42 @@
+import numpy as np
+
+from hqsearch.config import DataSection, ModelSection, SynthesisSection, TrainingSection
+from hqsearch.data import load_dataset
+from hqsearch.firmware import emulate, trace
+from hqsearch.model import build_model
+from hqsearch.space import TrialParams
+from hqsearch.synth import Design, get_backend
+from hqsearch.train import calibrate, train
+
+
+def test_trained_model_firmware_is_bit_exact_and_estimated(tmp_path):
+    data = load_dataset(DataSection())
+    p = TrialParams(beta=1e-6, l1=0, l2=0, weights="intra", activations="intra", learning_rate=5e-3, widths=(8,))
+    model = build_model(ModelSection(), p, data.input_shape, data.n_classes)
+    fit = train(model, data, TrainingSection(epochs=5, beta_schedule="ramp"), p)
+    assert fit.epochs == 5 and fit.final_beta is not None and fit.final_beta <= p.beta
+    ebops = calibrate(model, data.x_train)
+    assert ebops > 0
+
+    comb = trace(model, SynthesisSection())
+    emu = emulate(comb, model, data.x_test, data.y_test)
+    assert emu.n_outputs == len(data.x_test) * 10
+    assert emu.mismatches == 0 and emu.accuracy == emu.float_accuracy
+    assert emu.accuracy > 0.5  # 5 epochs of an 8-unit MLP already learn digits
+
+    cfg = SynthesisSection(latency_cutoff=2, clock_period=4.0)
+    res = get_backend("estimate").synthesize(Design(model, comb, ebops), cfg, tmp_path)
+    m = res.metrics
+    assert m["luts"] == m["estimated_luts"] == comb.cost > 0
+    assert m["latency_cycles"] >= 1 and m["latency_ns"] == m["latency_cycles"] * 4.0
+    assert m["ffs"] > 0 and m["dsps"] == 0
+    assert set(res.sources.values()) == {"da4ml estimate"}
+
+    comb_only = get_backend("estimate").synthesize(
+        Design(model, comb, ebops), SynthesisSection(latency_cutoff=-1), tmp_path
+    )
+    assert comb_only.metrics["latency_cycles"] == 0 and comb_only.metrics["ffs"] == 0
+    # a deeper pipeline needs more register stages than a shallow one
+    deep = get_backend("estimate").synthesize(Design(model, comb, ebops), SynthesisSection(latency_cutoff=1), tmp_path)
+    assert deep.metrics["latency_cycles"] > m["latency_cycles"]
+    assert np.isfinite(list(m.values())).all()
