@@ -23,12 +23,24 @@ def plot_front(trials: pd.DataFrame, front: pd.DataFrame, path: Path, x: str = "
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     done = trials[trials["state"] == "COMPLETE"] if "state" in trials else trials
     if x in done and y in done:
-        dominated = done[~done["trial"].isin(front.get("trial", []))]
-        ax.scatter(dominated[x], dominated[y], s=22, color="tab:gray", alpha=0.35, label="dominated trials")
+        rest = done[~done["trial"].isin(front.get("trial", []))]
+        feasible = rest["feasible"].fillna(True).astype(bool) if "feasible" in rest else True
+        ax.scatter(rest[x][feasible], rest[y][feasible], s=22, color="tab:gray", alpha=0.35, label="dominated")
+        if (~feasible).any():
+            ax.scatter(
+                rest[x][~feasible],
+                rest[y][~feasible],
+                s=22,
+                marker="x",
+                color="tab:red",
+                alpha=0.5,
+                label="infeasible (constraints)",
+            )
     if not front.empty and x in front and y in front:
         f = front.sort_values(x)
         # best accuracy reachable within x LUTs: the front as seen in this projection
@@ -37,6 +49,9 @@ def plot_front(trials: pd.DataFrame, front: pd.DataFrame, path: Path, x: str = "
         for _, r in f.iterrows():
             ax.annotate(f"#{int(r['trial'])}", (r[x], r[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     source = front["luts_source"].iloc[0] if "luts_source" in front and not front.empty else None
     ax.set_xlabel(f"{x} ({source})" if source and x == "luts" else x)
     ax.set_ylabel(f"{y} (firmware emulation)" if y == "accuracy" else y)
