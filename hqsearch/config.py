@@ -251,8 +251,12 @@ class SearchSpace(_Section):
         return v
 
 
+Backend = Literal["estimate", "yosys", "vivado", "vitis", "vivado-rtl"]
+PragmaFixup = Literal["dataflow_to_pipeline", "remove_dataflow", "inline_recursive"]
+
+
 class SynthesisSection(_Section):
-    backend: Literal["estimate"] = "estimate"
+    backend: Backend = "estimate"
     part: str = "xcvu13p-flga2577-2-e"
     clock_period: float = Field(default=5.0, gt=0)  # ns
     latency_cutoff: float = 5.0  # da4ml pipeline cut in its delay units; <= 0: combinational
@@ -260,6 +264,23 @@ class SynthesisSection(_Section):
     io_type: Literal["io_parallel", "io_stream"] = "io_parallel"
     strategy: Literal["latency", "resource", "distributed_arithmetic"] = "latency"
     reuse_factor: int = Field(default=1, ge=1)
+    yosys: Literal["auto", "native", "yowasp"] = "auto"  # auto: native yosys on PATH, else yowasp
+    vsynth: bool = True  # vivado/vitis: run Vivado logic synthesis after HLS for post-synthesis numbers
+    pragma_fixups: list[PragmaFixup] = Field(default_factory=list)  # applied to hls4ml projects before the build
+    cache: bool = True  # content-addressed design cache: an identical design is never synthesised twice
+    cache_dir: Path | None = None  # default runs/design_cache, shared by every study run from here
+    keep_build: bool = False  # keep full build folders (RTL, HLS projects) in the artifact store
+    verify_rtl: bool = False  # simulate the written RTL with Verilator when it is installed
+
+    @model_validator(mode="after")
+    def _fixups(self) -> SynthesisSection:
+        if {"dataflow_to_pipeline", "remove_dataflow"} <= set(self.pragma_fixups):
+            raise ValueError("pragma_fixups: choose one of dataflow_to_pipeline and remove_dataflow")
+        return self
+
+    @property
+    def design_cache_dir(self) -> Path:
+        return self.cache_dir or Path("runs") / "design_cache"
 
 
 class Timeouts(_Section):

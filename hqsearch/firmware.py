@@ -7,6 +7,7 @@ logic bit-exactly, so the accuracy reported is the accuracy the FPGA will have, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -42,3 +43,21 @@ def emulate(comb, model: keras.Model, x: np.ndarray, y: np.ndarray) -> Emulation
         mismatches=int((fw.astype(ref.dtype) != ref).sum()),
         n_outputs=int(fw.size),
     )
+
+
+def write_rtl(comb, cfg: SynthesisSection, out_dir: Path, name: str = "model") -> Path:
+    """da4ml's Verilog project for the design, pipelined at the configured latency cutoff."""
+    from da4ml.codegen import RTLModel
+
+    rtl = RTLModel(
+        comb,
+        name,
+        out_dir,
+        flavor="verilog",
+        latency_cutoff=cfg.latency_cutoff,
+        clock_period=cfg.clock_period,
+        part_name=cfg.part,
+        print_latency=False,
+    )
+    rtl.write()
+    return out_dir

@@ -74,6 +74,8 @@ def run_trial(
     from .firmware import emulate, trace
     from .model import build_model
     from .synth import Design, get_backend
+    from .synth.estimate import SOURCE as ESTIMATE_SOURCE
+    from .synth.estimate import estimate
     from .train import calibrate, train
 
     trial_dir.mkdir(parents=True, exist_ok=True)
@@ -97,13 +99,22 @@ def run_trial(
         model.save(model_path)
         out.files.append(str(model_path))
 
+    backend = get_backend(cfg.synthesis.backend)
     with stage("firmware"):
         comb = trace(model, cfg.synthesis)
         emu = emulate(comb, model, data.x_test, data.y_test)
+        emu_source = "da4ml bit-exact emulation, test split"
+        hls_model = None
+        if backend.emulation == "hls4ml":
+            from .firmware import emulate_hls, hls_project
+
+            hls_model = hls_project(model, cfg.synthesis, trial_dir / "hls4ml_prj")
+            emu = emulate_hls(hls_model, model, data.x_test, data.y_test)
+            emu_source = "hls4ml C++ emulation, test split"
 
     with stage("synth"):
-        backend = get_backend(cfg.synthesis.backend)
-        synth = backend.synthesize(Design(model, comb, ebops), cfg.synthesis, trial_dir)
+        design = Design(model, comb, ebops, hls_model)
+        synth = backend.synthesize(design, cfg.synthesis, trial_dir)
 
     out.metrics = {
         "accuracy": emu.accuracy,
@@ -112,11 +123,15 @@ def run_trial(
         **synth.metrics,
     }
     out.sources = {
-        "accuracy": "da4ml bit-exact emulation, test split",
+        "accuracy": emu_source,
         "float_accuracy": "keras, test split",
         "ebops": "hgq trace_minmax (calibrated)",
         **synth.sources,
     }
+    if backend.name != "estimate":  # the estimate always stands next to the measurement
+        est = estimate(design, cfg.synthesis)
+        for k in ("estimated_luts", "estimated_ffs"):
+            out.metrics[k], out.sources[k] = est[k], ESTIMATE_SOURCE
     out.info = {
         "mismatches": emu.mismatches,
         "emulated_outputs": emu.n_outputs,
@@ -127,6 +142,8 @@ def run_trial(
         "training_ebops": fit.training_ebops,
         "final_beta": fit.final_beta,
         "synth_tool": synth.tool,
+        "synth_cache_hit": synth.cache_hit,
+        "synth_details": synth.details,
         "versions": library_versions(),
         "pid": os.getpid(),
     }

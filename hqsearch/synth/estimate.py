@@ -34,8 +34,11 @@ def estimate(design: Design, cfg: SynthesisSection) -> dict[str, float]:
 
 class EstimateBackend:
     name = "estimate"
+    emulation = "da4ml"
 
-    def synthesize(self, design: Design, cfg: SynthesisSection, workdir: Path) -> SynthResult:
+    def synthesize(
+        self, design: Design, cfg: SynthesisSection, workdir: Path, timeout: float | None = None
+    ) -> SynthResult:
         est = estimate(design, cfg)
         metrics = {**est, "luts": est["estimated_luts"], "ffs": est["estimated_ffs"], "dsps": 0.0}
         return SynthResult(metrics=metrics, sources=dict.fromkeys(metrics, SOURCE), tool=SOURCE)
