@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import tempfile
+from typing import get_args
 from pathlib import Path
+
+from dataclasses import replace
 
 from rich.console import Console
 from rich.table import Table
 
-from .config import ConfigError, StudyConfig, load_config
+from .config import Backend, ConfigError, StudyConfig, SynthesisSection, load_config
 from .study import StudyError
+from .synth.tools import SynthError
 
 console = Console()
 if not console.is_terminal:  # files and pipes get full rows instead of 80-column wrapping
@@ -57,6 +63,20 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="rank the Pareto front; write CSV, Parquet and a plot")
     _study_args(p, config_required=False)
     p.add_argument("--out", type=Path, help="output folder (default: <output_dir>/report)")
+    p.add_argument("--sort", metavar="METRIC", help="rank the front by this metric instead of the objectives")
+
+    p = sub.add_parser("synth", help="measure a trained HGQ2 model (.keras) without a study")
+    p.add_argument("model", type=Path, help="a saved HGQ2 model, calibrated (trace_minmax) before saving")
+    p.add_argument("--backend", default="yosys", choices=sorted(get_args(Backend)))
+    defaults = SynthesisSection()
+    p.add_argument("--part", default=defaults.part)
+    p.add_argument("--clock", type=float, default=defaults.clock_period, help="clock period in ns")
+    p.add_argument("--latency-cutoff", type=float, default=defaults.latency_cutoff)
+    p.add_argument("--yosys", default="auto", choices=["auto", "native", "yowasp"])
+    p.add_argument("--out", type=Path, help="build folder (default: a temporary one)")
+    p.add_argument("--timeout", type=float, help="seconds before the synthesis tool is killed")
+    p.add_argument("--no-cache", action="store_true", help="synthesise even when the design cache has it")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     return ap
 
 
@@ -213,14 +233,81 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"run": cmd_run, "check": cmd_check, "status": cmd_status, "report": cmd_report}
+def cmd_synth(args: argparse.Namespace) -> int:
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from .firmware import build_design
+    from .synth import get_backend, measure
+    from .train import saved_ebops
+
+    try:
+        syn = SynthesisSection(
+            backend=args.backend,
+            part=args.part,
+            clock_period=args.clock,
+            latency_cutoff=args.latency_cutoff,
+            yosys=args.yosys,
+            cache=not args.no_cache,
+        )
+    except ValueError as err:
+        raise ConfigError(f"hqsearch synth: {err}") from None
+    model = _load_model(args.model)
+    with tempfile.TemporaryDirectory(prefix="hqsearch-synth-") as tmp:
+        out = args.out or Path(tmp)
+        out.mkdir(parents=True, exist_ok=True)
+        design = build_design(model, saved_ebops(model), syn, out, hls=get_backend(syn.backend).emulation == "hls4ml")
+        design = replace(design, ebops_source="saved with the model (last calibration)")
+        result = measure(design, syn, out, timeout=args.timeout)
+    doc = {
+        "model": str(args.model),
+        "backend": syn.backend,
+        "tool": result.tool,
+        "cache_hit": result.cache_hit,
+        **result.metrics,
+        "sources": result.sources,
+    }
+    if args.json:
+        print(json.dumps(doc))
+        return 0
+    table = Table(title=f"{args.model} on {syn.part} at {syn.clock_period:g} ns")
+    for col in ("metric", "value", "source"):
+        table.add_column(col)
+    for k, v in result.metrics.items():
+        table.add_row(k, f"{v:,.6g}", result.sources.get(k, ""))
+    console.print(table)
+    if result.cache_hit:
+        console.print("from the design cache (identical design synthesised before)")
+    return 0
+
+
+def _load_model(path: Path):
+    import hgq  # noqa: F401 - registers the HGQ2 layers with Keras
+    import keras
+
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such model file")
+    try:
+        return keras.models.load_model(path)
+    except Exception as err:  # Keras raises many types for a file it cannot read
+        raise ConfigError(f"{path}: cannot load as a Keras model ({type(err).__name__}: {str(err)[:200]})") from None
+
+
+_COMMANDS = {
+    "run": cmd_run,
+    "check": cmd_check,
+    "status": cmd_status,
+    "report": cmd_report,
+    "synth": cmd_synth,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
-    except (ConfigError, StudyError) as err:
+    except (ConfigError, StudyError, SynthError) as err:
         err_console.print(f"[red]error:[/red] {err}", highlight=False)
         return 2
 

@@ -85,3 +85,16 @@ def calibrate(model: keras.Model, x: np.ndarray, batch_size: int = 1024) -> floa
     from hgq.utils import trace_minmax
 
     return float(trace_minmax(model, x, batch_size=batch_size))
+
+
+def saved_ebops(model: keras.Model) -> float:
+    """EBOPs as stored in the model's layers: the last calibration's, for a checkpoint loaded from disk."""
+    from hgq.layers import QLayerBase
+
+    return float(
+        sum(
+            float(keras.ops.convert_to_numpy(layer._ebops))
+            for layer in model._flatten_layers()
+            if isinstance(layer, QLayerBase) and layer.enable_ebops
+        )
+    )

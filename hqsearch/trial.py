@@ -71,11 +71,9 @@ def run_trial(
     import keras
 
     from .data import load_dataset
-    from .firmware import emulate, trace
+    from .firmware import build_design, emulate
     from .model import build_model
-    from .synth import Design, get_backend
-    from .synth.estimate import SOURCE as ESTIMATE_SOURCE
-    from .synth.estimate import estimate
+    from .synth import get_backend, measure
     from .train import calibrate, train
 
     trial_dir.mkdir(parents=True, exist_ok=True)
@@ -101,37 +99,21 @@ def run_trial(
 
     backend = get_backend(cfg.synthesis.backend)
     with stage("firmware"):
-        comb = trace(model, cfg.synthesis)
-        emu = emulate(comb, model, data.x_test, data.y_test)
-        emu_source = "da4ml bit-exact emulation, test split"
-        hls_model = None
-        if backend.emulation == "hls4ml":
-            from .firmware import emulate_hls, hls_project
+        design = build_design(model, ebops, cfg.synthesis, trial_dir, hls=backend.emulation == "hls4ml")
+        if design.hls_model is not None:
+            from .firmware import emulate_hls
 
-            hls_model = hls_project(model, cfg.synthesis, trial_dir / "hls4ml_prj")
-            emu = emulate_hls(hls_model, model, data.x_test, data.y_test)
+            emu = emulate_hls(design.hls_model, model, data.x_test, data.y_test)
             emu_source = "hls4ml C++ emulation, test split"
+        else:
+            emu = emulate(design.comb, model, data.x_test, data.y_test)
+            emu_source = "da4ml bit-exact emulation, test split"
 
     with stage("synth"):
-        design = Design(model, comb, ebops, hls_model)
-        synth = backend.synthesize(design, cfg.synthesis, trial_dir)
+        synth = measure(design, cfg.synthesis, trial_dir)
 
-    out.metrics = {
-        "accuracy": emu.accuracy,
-        "float_accuracy": emu.float_accuracy,
-        "ebops": ebops,
-        **synth.metrics,
-    }
-    out.sources = {
-        "accuracy": emu_source,
-        "float_accuracy": "keras, test split",
-        "ebops": "hgq trace_minmax (calibrated)",
-        **synth.sources,
-    }
-    if backend.name != "estimate":  # the estimate always stands next to the measurement
-        est = estimate(design, cfg.synthesis)
-        for k in ("estimated_luts", "estimated_ffs"):
-            out.metrics[k], out.sources[k] = est[k], ESTIMATE_SOURCE
+    out.metrics = {"accuracy": emu.accuracy, "float_accuracy": emu.float_accuracy, **synth.metrics}
+    out.sources = {"accuracy": emu_source, "float_accuracy": "keras, test split", **synth.sources}
     out.info = {
         "mismatches": emu.mismatches,
         "emulated_outputs": emu.n_outputs,

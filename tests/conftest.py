@@ -58,3 +58,25 @@ def finished_study(tmp_path_factory):
     summary = run_study(cfg)
     assert summary.complete == 3
     return cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A trained, calibrated 64-4-10 HGQ2 model on digits, saved as .keras: (model, path, ebops)."""
+    import keras
+
+    from hqsearch.config import DataSection, ModelSection, TrainingSection
+    from hqsearch.data import load_dataset
+    from hqsearch.model import build_model
+    from hqsearch.space import TrialParams
+    from hqsearch.train import calibrate, train
+
+    keras.utils.set_random_seed(0)
+    data = load_dataset(DataSection())
+    p = TrialParams(beta=1e-5, l1=0, l2=0, weights="intra", activations="intra", learning_rate=5e-3, widths=(4,))
+    model = build_model(ModelSection(), p, data.input_shape, data.n_classes)
+    train(model, data, TrainingSection(epochs=3), p)
+    ebops = calibrate(model, data.x_train)
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    model.save(path)
+    return model, path, ebops

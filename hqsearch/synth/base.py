@@ -19,6 +19,7 @@ class Design:
     comb: Any  # da4ml.types.CombLogic
     ebops: float
     hls_model: Any = None  # hls4ml ModelGraph, written and compiled; None for the RTL backends
+    ebops_source: str = "hgq trace_minmax (calibrated)"
 
 
 @dataclass(frozen=True)
