@@ -6,10 +6,9 @@ import argparse
 import json
 import sys
 import tempfile
-from typing import get_args
-from pathlib import Path
-
 from dataclasses import replace
+from pathlib import Path
+from typing import get_args
 
 from rich.console import Console
 from rich.table import Table
@@ -220,7 +219,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
     study, run_dir = _open(args)
-    report = write_report(study, args.out or run_dir / "report")
+    try:
+        report = write_report(study, args.out or run_dir / "report", args.sort)
+    except KeyError as err:
+        raise ConfigError(f"--sort: {err.args[0]}") from None
     if report.front.empty:
         console.print("[yellow]no COMPLETE feasible trials yet: the front is empty[/yellow]")
     else:
@@ -228,6 +230,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         src = report.front.get("luts_source")
         if src is not None:
             console.print(f"LUTs from: {', '.join(sorted(set(src.dropna())))}")
+    for fit in report.fits:
+        console.print(str(fit))
     for f in report.files:
         console.print(f"wrote {f}")
     return 0

@@ -10,6 +10,8 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+from .config import METRICS
+
 
 def objective_names(study: optuna.Study) -> list[str]:
     return list(study.metric_names or [f"objective_{i}" for i in range(len(study.directions))])
@@ -39,13 +41,21 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def rank_front(study: optuna.Study) -> pd.DataFrame:
-    """`study.best_trials` as a table, best first, with a 1-based `rank` column."""
+def rank_front(study: optuna.Study, sort: str | None = None) -> pd.DataFrame:
+    """`study.best_trials` as a table, best first, with a 1-based `rank` column.
+
+    `sort` ranks by one metric first (in its own direction, e.g. `luts` ascending), the objectives after.
+    """
     names = objective_names(study)
     front = pd.DataFrame([_row(t, names) for t in study.best_trials])
     if front.empty:
         return front
+    keys = names[:]
     ascending = [d == optuna.study.StudyDirection.MINIMIZE for d in study.directions]
-    front = front.sort_values(names + ["trial"], ascending=ascending + [True], kind="stable").reset_index(drop=True)
+    if sort is not None:
+        if sort not in front:
+            raise KeyError(f"cannot sort by {sort!r}: the trials have {', '.join(sorted(METRICS))}")
+        keys, ascending = [sort, *keys], [METRICS.get(sort, "minimize") == "minimize", *ascending]
+    front = front.sort_values(keys + ["trial"], ascending=ascending + [True], kind="stable").reset_index(drop=True)
     front.insert(0, "rank", range(1, len(front) + 1))
     return front

@@ -10,12 +10,78 @@ import pandas as pd
 
 from .pareto import rank_front, trials_frame
 
+ESTIMATORS = ("ebops", "estimated_luts")
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Measured LUTs ≈ ratio × estimator, a least-squares line through the origin."""
+
+    x: str
+    ratio: float
+    r2: float
+    n: int
+
+    def __str__(self) -> str:
+        return f"measured LUTs ≈ {self.ratio:.3g} × {self.x}  (R² {self.r2:.3f}, {self.n} trials)"
+
 
 @dataclass(frozen=True)
 class Report:
     front: pd.DataFrame
     trials: pd.DataFrame
     files: list[Path]
+    fits: list[Fit]
+
+
+def measured(trials: pd.DataFrame) -> pd.DataFrame:
+    """COMPLETE trials whose LUTs came from a synthesis tool, not from an estimate."""
+    if trials.empty or "luts_source" not in trials or "luts" not in trials:
+        return trials.iloc[0:0]
+    done = trials[(trials["state"] == "COMPLETE") & trials["luts"].notna()]
+    return done[~done["luts_source"].fillna("").str.contains("estimate")]
+
+
+def estimate_fits(trials: pd.DataFrame) -> list[Fit]:
+    """How well EBOPs and da4ml's estimate predict measured LUTs in this study (HGQ: #LUTs ≈ #EBOPs under
+    io_parallel, latency strategy, reuse factor 1)."""
+    done = measured(trials)
+    fits = []
+    for x in ESTIMATORS:
+        if x not in done:
+            continue
+        d = done[[x, "luts"]].dropna()
+        if len(d) < 2 or not (d[x] ** 2).sum():
+            continue
+        ratio = float((d[x] * d["luts"]).sum() / (d[x] ** 2).sum())
+        ss_res = float(((d["luts"] - ratio * d[x]) ** 2).sum())
+        ss_tot = float(((d["luts"] - d["luts"].mean()) ** 2).sum())
+        fits.append(Fit(x, ratio, 1 - ss_res / ss_tot if ss_tot else float("nan"), len(d)))
+    return fits
+
+
+def plot_estimates(trials: pd.DataFrame, fits: list[Fit], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = measured(trials)
+    fig, axes = plt.subplots(1, len(fits), figsize=(5.5 * len(fits), 4.5), dpi=120, squeeze=False)
+    for ax, fit in zip(axes[0], fits, strict=True):
+        ax.scatter(done[fit.x], done["luts"], s=24, color="tab:blue", alpha=0.7)
+        hi = float(done[fit.x].max())
+        ax.plot([0, hi], [0, fit.ratio * hi], color="tab:orange", lw=1, label=f"{fit.ratio:.3g} × {fit.x}")
+        ax.plot([0, hi], [0, hi], color="tab:gray", lw=0.8, ls="--", label="1 : 1")
+        ax.set_xlabel(fit.x)
+        ax.set_ylabel(f"measured LUTs ({done['luts_source'].iloc[0]})")
+        ax.set_title(f"R² = {fit.r2:.3f}, n = {fit.n}")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def plot_front(trials: pd.DataFrame, front: pd.DataFrame, path: Path, x: str = "luts", y: str = "accuracy") -> Path:
@@ -63,13 +129,16 @@ def plot_front(trials: pd.DataFrame, front: pd.DataFrame, path: Path, x: str = "
     return path
 
 
-def write_report(study: optuna.Study, out_dir: Path) -> Report:
+def write_report(study: optuna.Study, out_dir: Path, sort: str | None = None) -> Report:
     out_dir.mkdir(parents=True, exist_ok=True)
-    front = rank_front(study)
+    front = rank_front(study, sort)
     trials = trials_frame(study)
     files = [out_dir / "pareto.csv", out_dir / "pareto.parquet", out_dir / "trials.csv"]
     front.to_csv(files[0], index=False)
     front.to_parquet(files[1], index=False)
     trials.to_csv(files[2], index=False)
     files.append(plot_front(trials, front, out_dir / "pareto.png"))
-    return Report(front, trials, files)
+    fits = estimate_fits(trials)
+    if fits:
+        files.append(plot_estimates(trials, fits, out_dir / "estimate_vs_measured.png"))
+    return Report(front, trials, files, fits)

@@ -52,6 +52,35 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+# Build folders a backend leaves in the trial folder, and the bulky parts of them
+BUILD_DIRS = ("rtl", "hls4ml_prj")
+_BULKY = ("*_prj", "output_*", "*.so", "*.o", "*.dcp", ".Xil")
+
+
+def archive_builds(trial_dir: Path, keep_build: bool) -> list[Path]:
+    """Pack each build folder as `<name>.tar.gz` (sources, scripts, reports; everything with keep_build)
+    and remove the folder unless keep_build, so studies of hundreds of trials stay small on disk."""
+    import fnmatch
+    import shutil
+    import tarfile
+
+    def skip(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        name = Path(info.name).name
+        return None if not keep_build and any(fnmatch.fnmatch(name, pat) for pat in _BULKY) else info
+
+    archives = []
+    for name in BUILD_DIRS:
+        folder = trial_dir / name
+        if folder.is_dir():
+            archive = trial_dir / f"{name}.tar.gz"
+            with tarfile.open(archive, "w:gz") as tar:
+                tar.add(folder, arcname=name, filter=skip)
+            archives.append(archive)
+            if not keep_build:
+                shutil.rmtree(folder, ignore_errors=True)
+    return archives
+
+
 def configure_threads(n: int) -> None:
     """TensorFlow's own pools ignore OMP_NUM_THREADS; size them before the first op."""
     import tensorflow as tf
@@ -130,6 +159,7 @@ def run_trial(
         "pid": os.getpid(),
     }
     out.files += [str(f) for f in synth.files]
+    out.files += [str(a) for a in archive_builds(trial_dir, cfg.synthesis.keep_build)]
     metrics_path = trial_dir / "metrics.json"
     metrics_path.write_text(json.dumps({"params": params.to_dict(), **out.to_dict()}, indent=2, default=str))
     out.files.append(str(metrics_path))
