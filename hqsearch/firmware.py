@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 
 from .config import SynthesisSection
+
+if TYPE_CHECKING:  # Keras (and TensorFlow) load only where a model is really handled
+    import keras
 
 
 @dataclass(frozen=True)
@@ -61,3 +64,102 @@ def write_rtl(comb, cfg: SynthesisSection, out_dir: Path, name: str = "model") -
     )
     rtl.write()
     return out_dir
+
+
+def build_design(model: keras.Model, ebops: float, cfg: SynthesisSection, workdir: Path, hls: bool = False):
+    """Trace the model; for the HLS backends also write and compile its hls4ml project."""
+    from .synth.base import Design
+
+    comb = trace(model, cfg)
+    hls_model = hls_project(model, cfg, workdir / "hls4ml_prj") if hls else None
+    return Design(model, comb, ebops, hls_model)
+
+
+class FirmwareError(Exception):
+    """hls4ml could not turn the model into a project with these settings; the message names the setting."""
+
+
+# config's strategy -> hls4ml 1.3's spelling. hls4ml compares 'distributed_arithmetic' case-sensitively
+# (a capitalised spelling silently falls back to the latency templates); Latency/Resource are case-free.
+HLS_STRATEGIES = {"latency": "Latency", "resource": "Resource", "distributed_arithmetic": "distributed_arithmetic"}
+HLS_BACKENDS = {"vivado": "Vivado", "vitis": "Vitis"}
+
+
+def hls_write(model: keras.Model, cfg: SynthesisSection, out_dir: Path):
+    """The model as a written (not compiled) hls4ml project with the pragma fix-ups applied.
+
+    Precisions are not passed: hls4ml takes HGQ2's quantizers and propagates them bit-exactly.
+    """
+    import os
+
+    import hls4ml
+
+    from .synth.pragmas import apply_fixups
+
+    if cfg.backend not in HLS_BACKENDS:
+        raise FirmwareError(f"synthesis.backend {cfg.backend!r} has no hls4ml project; use vivado or vitis")
+    if cfg.strategy == "distributed_arithmetic" and cfg.reuse_factor != 1:
+        raise FirmwareError(
+            f"synthesis.strategy 'distributed_arithmetic' needs reuse_factor 1 in hls4ml, got {cfg.reuse_factor}"
+        )
+    settings = f"backend={cfg.backend}, io_type={cfg.io_type}, strategy={cfg.strategy}, reuse_factor={cfg.reuse_factor}"
+    out_dir = Path(out_dir)
+    # the distributed-arithmetic pass reads its solver's delay constraint from the environment
+    old_dc = os.environ.get("DA_HARD_DC")
+    os.environ["DA_HARD_DC"] = str(cfg.hard_dc)
+    try:
+        hls = hls4ml.converters.convert_from_keras_model(
+            model,
+            output_dir=str(out_dir),
+            backend=HLS_BACKENDS[cfg.backend],
+            io_type=cfg.io_type,
+            part=cfg.part,
+            clock_period=cfg.clock_period,
+            hls_config={
+                "Model": {
+                    "Strategy": HLS_STRATEGIES[cfg.strategy],
+                    "ReuseFactor": cfg.reuse_factor,
+                    "Precision": "fixed<-1,0>",
+                }
+            },
+        )
+        hls.write()
+    except Exception as err:
+        raise FirmwareError(f"hls4ml cannot convert this model with {settings}: {err}") from err
+    finally:
+        if old_dc is None:
+            os.environ.pop("DA_HARD_DC", None)
+        else:
+            os.environ["DA_HARD_DC"] = old_dc
+    apply_fixups(out_dir, cfg.pragma_fixups, hls.config.get_project_name())
+    return hls
+
+
+def hls_project(model: keras.Model, cfg: SynthesisSection, out_dir: Path):
+    """The model as a written, compiled hls4ml project (a ModelGraph) for the Vivado or Vitis HLS backend.
+
+    `compile()` (g++, about a minute) rewrites the project before it builds the emulation library, so
+    the pragma fix-ups are applied again afterwards; g++ ignores HLS pragmas, the library is the same.
+    """
+    from .synth.pragmas import apply_fixups
+
+    hls = hls_write(model, cfg, out_dir)
+    try:
+        hls.compile()
+    except Exception as err:
+        raise FirmwareError(f"hls4ml's C++ emulation of {out_dir} did not compile: {err}") from err
+    apply_fixups(Path(out_dir), cfg.pragma_fixups, hls.config.get_project_name())
+    return hls
+
+
+def emulate_hls(hls_model, model: keras.Model, x: np.ndarray, y: np.ndarray) -> Emulation:
+    """Accuracy of the compiled hls4ml project (bit-exact C++ emulation) next to the Keras model's."""
+    # double in, double out: no float32 rounding inside the bridge; the comparison rounds as `emulate` does
+    fw = np.asarray(hls_model.predict(np.ascontiguousarray(x, dtype=np.float64))).reshape(len(x), -1)
+    ref = np.asarray(model.predict(x, verbose=0, batch_size=4096)).reshape(len(x), -1)
+    return Emulation(
+        accuracy=float((fw.argmax(axis=1) == y).mean()),
+        float_accuracy=float((ref.argmax(axis=1) == y).mean()),
+        mismatches=int((fw.astype(ref.dtype) != ref).sum()),
+        n_outputs=int(fw.size),
+    )
