@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -61,7 +62,6 @@ def archive_builds(trial_dir: Path, keep_build: bool) -> list[Path]:
     """Pack each build folder as `<name>.tar.gz` (sources, scripts, reports; everything with keep_build)
     and remove the folder unless keep_build, so studies of hundreds of trials stay small on disk."""
     import fnmatch
-    import shutil
     import tarfile
 
     def skip(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
@@ -158,7 +158,10 @@ def run_trial(
         "versions": library_versions(),
         "pid": os.getpid(),
     }
-    out.files += [str(f) for f in synth.files]
+    reports = trial_dir / "reports"  # out of the build folders, which are packed and removed below
+    reports.mkdir(exist_ok=True)
+    for f in synth.files:
+        out.files.append(shutil.copy2(f, reports / Path(f).name))
     out.files += [str(a) for a in archive_builds(trial_dir, cfg.synthesis.keep_build)]
     metrics_path = trial_dir / "metrics.json"
     metrics_path.write_text(json.dumps({"params": params.to_dict(), **out.to_dict()}, indent=2, default=str))

@@ -33,6 +33,7 @@ def tiny_raw(out: Path, name: str = "tiny", **sections) -> dict:
             "beta": {"low": 1e-6, "high": 1e-4, "log": True},
             "heterogeneity": {"weights": ["intra", "per_channel"], "activations": ["intra"]},
         },
+        "synthesis": {"cache_dir": str(out / "design_cache")},
         "execution": {"max_concurrent": 2},
     }
     for key, value in sections.items():

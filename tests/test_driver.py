@@ -98,3 +98,18 @@ def test_stage_timeout_kills_the_worker(tiny_config):
     assert t.user_attrs["error"] == "stage 'train' ran over its timeout of 3 s; killed"
     assert t.duration.total_seconds() < 60
     assert summary.complete == 0
+
+
+def test_yosys_study_measures_every_trial(tiny_config):
+    cfg = tiny_config("yosys", synthesis={"backend": "yosys"}, study={"n_trials": 2})
+    summary = run_study(cfg)
+    assert summary.complete == 2
+    study = load_existing(cfg.study.storage_url, "yosys")
+    for t in study.trials:
+        src = t.user_attrs["sources"]
+        assert src["luts"].startswith("yosys ") and src["estimated_luts"] == "da4ml estimate"
+        assert t.user_attrs["metrics"]["luts"] > 0 and t.user_attrs["metrics"]["estimated_luts"] > 0
+        names = {a.filename for a in get_all_artifact_meta(t, storage=study._storage)}
+        assert {"yosys.log", "stat.json", "rtl.tar.gz"} <= names
+        trial_dir = cfg.study.run_dir / "trials" / f"{t.number:05d}"
+        assert (trial_dir / "rtl.tar.gz").exists() and not (trial_dir / "rtl").exists()

@@ -2,6 +2,7 @@ import json
 import subprocess
 
 import pandas as pd
+import pytest
 
 from hqsearch.cli import main
 from hqsearch.study import load_existing
@@ -47,3 +48,36 @@ def test_status_and_missing_study(finished_study, capsys):
     assert "3/3 COMPLETE" in capsys.readouterr().out
     assert main(["status", "--storage", cfg.study.storage_url, "--study", "nope"]) == 2
     assert "no study 'nope'" in capsys.readouterr().err
+
+
+def test_estimate_fits_use_measured_trials_only():
+    from hqsearch.report import estimate_fits
+
+    trials = pd.DataFrame(
+        {
+            "trial": [0, 1, 2, 3, 4],
+            "state": ["COMPLETE"] * 4 + ["FAIL"],
+            "ebops": [1000.0, 2000.0, 4000.0, 3000.0, 10.0],
+            "estimated_luts": [400.0, 900.0, 1800.0, 1200.0, 1.0],
+            "luts": [500.0, 1000.0, 2000.0, 1200.0, 99.0],
+            "luts_source": ["yosys 0.23 (native)"] * 3 + ["da4ml estimate", None],
+        }
+    )
+    ebops_fit, est_fit = estimate_fits(trials)
+    assert (ebops_fit.x, ebops_fit.n) == ("ebops", 3)  # the estimate-only and failed trials are left out
+    assert ebops_fit.ratio == pytest.approx(0.5) and ebops_fit.r2 == pytest.approx(1.0)
+    assert est_fit.ratio == pytest.approx((400 * 500 + 900 * 1000 + 1800 * 2000) / (400**2 + 900**2 + 1800**2))
+    assert 0.9 < est_fit.r2 < 1
+    assert "measured LUTs ≈ 0.5 × ebops" in str(ebops_fit)
+    assert estimate_fits(trials[trials["luts_source"] == "da4ml estimate"]) == []
+
+
+def test_sort_by_a_metric(finished_study, tmp_path, capsys):
+    cfg = finished_study
+    args = ["report", "--storage", cfg.study.storage_url, "--study", cfg.study.name, "--out", str(tmp_path)]
+    assert main([*args, "--sort", "luts"]) == 0
+    front = pd.read_csv(tmp_path / "pareto.csv")
+    assert list(front["luts"]) == sorted(front["luts"])
+    capsys.readouterr()
+    assert main([*args, "--sort", "bogus"]) == 2
+    assert "cannot sort by 'bogus'" in capsys.readouterr().err
