@@ -13,9 +13,10 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 from .config import StudyConfig
 from .space import TrialParams
@@ -90,32 +91,58 @@ def configure_threads(n: int) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(min(2, n))
 
 
-def run_trial(
-    cfg: StudyConfig,
-    params: TrialParams,
-    trial_dir: Path,
-    seed: int | None = None,
-    on_stage: Callable[[str], None] = lambda stage: None,
-) -> TrialOutcome:
-    import keras
+@dataclass
+class Trained:
+    """What the training stage hands to the synthesis stage.
 
-    from .data import load_dataset
-    from .firmware import build_design, emulate
-    from .model import build_model
-    from .synth import get_backend, measure
-    from .train import calibrate, train
+    In one process the design itself is handed over; across machines (Ray) it is rebuilt from the saved
+    model, which travels as a path on a shared filesystem or as bytes through the object store.
+    """
 
-    trial_dir.mkdir(parents=True, exist_ok=True)
-    out = TrialOutcome()
-    if seed is not None:
-        keras.utils.set_random_seed(seed)
+    outcome: TrialOutcome
+    model_path: Path
+    ebops: float
+    design: Any = None  # synth.Design, only within one process
+    model_bytes: bytes | None = None
 
+    def portable(self, with_bytes: bool) -> Trained:
+        """A copy that pickles: no live Keras objects, optionally the model file's bytes."""
+        data = self.model_path.read_bytes() if with_bytes else None
+        return replace(self, design=None, model_bytes=data)
+
+
+def _timed(out: TrialOutcome, on_stage: Callable[[str], None]):
     @contextmanager
     def stage(name: str) -> Iterator[None]:
         on_stage(name)
         t0 = time.perf_counter()
         yield
         out.timings[name] = time.perf_counter() - t0
+
+    return stage
+
+
+def train_stage(
+    cfg: StudyConfig,
+    params: TrialParams,
+    trial_dir: Path,
+    seed: int | None = None,
+    on_stage: Callable[[str], None] = lambda stage: None,
+) -> Trained:
+    """Stages `train` (data, model, training, calibration) and `firmware` (design and its emulation)."""
+    import keras
+
+    from .data import load_dataset
+    from .firmware import build_design, emulate
+    from .model import build_model
+    from .synth import get_backend
+    from .train import calibrate, train
+
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    out = TrialOutcome()
+    stage = _timed(out, on_stage)
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
 
     with stage("train"):
         data = load_dataset(cfg.data)
@@ -138,11 +165,8 @@ def run_trial(
             emu = emulate(design.comb, model, data.x_test, data.y_test)
             emu_source = "da4ml bit-exact emulation, test split"
 
-    with stage("synth"):
-        synth = measure(design, cfg.synthesis, trial_dir)
-
-    out.metrics = {"accuracy": emu.accuracy, "float_accuracy": emu.float_accuracy, **synth.metrics}
-    out.sources = {"accuracy": emu_source, "float_accuracy": "keras, test split", **synth.sources}
+    out.metrics = {"accuracy": emu.accuracy, "float_accuracy": emu.float_accuracy}
+    out.sources = {"accuracy": emu_source, "float_accuracy": "keras, test split"}
     out.info = {
         "mismatches": emu.mismatches,
         "emulated_outputs": emu.n_outputs,
@@ -152,12 +176,42 @@ def run_trial(
         "val_accuracy": fit.val_accuracy,
         "training_ebops": fit.training_ebops,
         "final_beta": fit.final_beta,
-        "synth_tool": synth.tool,
-        "synth_cache_hit": synth.cache_hit,
-        "synth_details": synth.details,
         "versions": library_versions(),
-        "pid": os.getpid(),
+        "train_pid": os.getpid(),
     }
+    return Trained(out, model_path, ebops, design)
+
+
+def synth_stage(
+    cfg: StudyConfig,
+    params: TrialParams,
+    trained: Trained,
+    trial_dir: Path,
+    on_stage: Callable[[str], None] = lambda stage: None,
+) -> TrialOutcome:
+    """Stage `synth`: measure the design, then pack the build folders and write metrics.json."""
+    from .synth import get_backend, measure
+
+    out = trained.outcome
+    stage = _timed(out, on_stage)
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    with stage("synth"):
+        design = trained.design
+        if design is None:  # the training stage ran in another process or on another machine
+            design = _rebuild_design(
+                cfg, trained, trial_dir, hls=get_backend(cfg.synthesis.backend).emulation == "hls4ml"
+            )
+        synth = measure(design, cfg.synthesis, trial_dir)
+
+    out.metrics.update(synth.metrics)
+    out.sources.update(synth.sources)
+    out.info.update(
+        synth_tool=synth.tool,
+        synth_cache_hit=synth.cache_hit,
+        synth_cache_key=synth.cache_key,
+        synth_details=synth.details,
+        synth_pid=os.getpid(),
+    )
     reports = trial_dir / "reports"  # out of the build folders, which are packed and removed below
     reports.mkdir(exist_ok=True)
     for f in synth.files:
@@ -167,3 +221,28 @@ def run_trial(
     metrics_path.write_text(json.dumps({"params": params.to_dict(), **out.to_dict()}, indent=2, default=str))
     out.files.append(str(metrics_path))
     return out
+
+
+def _rebuild_design(cfg: StudyConfig, trained: Trained, trial_dir: Path, hls: bool):
+    import hgq  # noqa: F401 - registers the HGQ2 layers with Keras
+    import keras
+
+    from .firmware import build_design
+
+    path = trained.model_path
+    if trained.model_bytes is not None:
+        path = trial_dir / "model.keras"
+        path.write_bytes(trained.model_bytes)
+    model = keras.models.load_model(path)
+    return build_design(model, trained.ebops, cfg.synthesis, trial_dir, hls=hls)
+
+
+def run_trial(
+    cfg: StudyConfig,
+    params: TrialParams,
+    trial_dir: Path,
+    seed: int | None = None,
+    on_stage: Callable[[str], None] = lambda stage: None,
+) -> TrialOutcome:
+    """Both stages in this process, the design handed over in memory."""
+    return synth_stage(cfg, params, train_stage(cfg, params, trial_dir, seed, on_stage), trial_dir, on_stage)
