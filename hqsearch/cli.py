@@ -120,13 +120,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
 
     def fields(p: RunProgress) -> dict:
-        return {"completed": p.complete, "running": p.running, "failed": p.failed, "front": p.front}
+        return {
+            "completed": p.complete,
+            "running": p.running,
+            "failed": p.failed,
+            "front": p.front,
+            "cache_hits": p.cache_hits,
+        }
 
     if args.no_progress or not console.is_terminal:
         last: list = [None]
 
         def on_progress(p: RunProgress) -> None:
             line = f"done {p.complete}/{p.target}  running {p.running}  failed {p.failed}  front {p.front}"
+            line += f"  cache hits {p.cache_hits}" if p.cache_hits else ""
             if line != last[0]:
                 console.print(line)
                 last[0] = line
@@ -137,16 +144,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             TextColumn("trials"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("running {task.fields[running]}  failed {task.fields[failed]}  front {task.fields[front]}"),
+            TextColumn(
+                "running {task.fields[running]}  failed {task.fields[failed]}  front {task.fields[front]}"
+                "  cache hits {task.fields[cache_hits]}"
+            ),
             TimeElapsedColumn(),
         ]
         with Progress(*columns, console=console) as bar:
-            task = bar.add_task("trials", total=cfg.study.n_trials, running=0, failed=0, front=0)
+            task = bar.add_task("trials", total=cfg.study.n_trials, running=0, failed=0, front=0, cache_hits=0)
             summary = run_study(cfg, lambda p: bar.update(task, **fields(p)))
 
     console.print(
         f"{summary.complete} COMPLETE trials in study {summary.study_name} "
-        f"({summary.failed_this_run} failed in this run)"
+        f"({summary.failed_this_run} failed, {summary.cache_hits} design cache hits in this run)"
     )
     if summary.stopped_because:
         console.print(f"[yellow]stopped: {summary.stopped_because}[/yellow]")

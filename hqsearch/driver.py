@@ -33,6 +33,7 @@ class Progress:
     running: int = 0
     failed: int = 0  # in this run
     front: int = 0
+    cache_hits: int = 0  # syntheses answered by the design cache in this run
 
 
 @dataclass
@@ -41,6 +42,7 @@ class RunSummary:
     storage: str
     complete: int
     failed_this_run: int
+    cache_hits: int = 0
     told: list[int] = field(default_factory=list)
     stopped_because: str | None = None
 
@@ -84,6 +86,8 @@ class Driver:
             trial.set_user_attr("error", out.error)
             self.study.tell(trial, state=TrialState.FAIL)
             return False
+        if out.info.get("synth_cache_hit"):
+            self.progress.cache_hits += 1
         trial.set_user_attr("metrics", out.metrics)
         for c in self.cfg.study.constraints:
             trial.set_constraint(c.key, c.value(out.metrics))
@@ -136,6 +140,7 @@ class Driver:
                 signal.signal(signal.SIGINT, previous)
         summary.complete = _count(self.study, TrialState.COMPLETE)
         summary.failed_this_run = self.progress.failed
+        summary.cache_hits = self.progress.cache_hits
         return summary
 
     def _stop_reason(self) -> str | None:
