@@ -158,6 +158,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{summary.complete} COMPLETE trials in study {summary.study_name} "
         f"({summary.failed_this_run} failed, {summary.cache_hits} design cache hits in this run)"
     )
+    if summary.recovered:
+        console.print(f"re-enqueued trials lost by a driver that died: {', '.join(map(str, summary.recovered))}")
     if summary.stopped_because:
         console.print(f"[yellow]stopped: {summary.stopped_because}[/yellow]")
     console.print(f"next: hqsearch report {args.config}")

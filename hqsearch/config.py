@@ -291,11 +291,37 @@ class Timeouts(_Section):
     synth: float | None = Field(default=3600, gt=0)
 
 
+class RayStage(_Section):
+    """Ray resources one stage's task asks for; `resources` routes it, e.g. {vivado: 1}."""
+
+    num_cpus: float = Field(default=1, ge=0)
+    num_gpus: float = Field(default=0, ge=0)
+    resources: dict[str, float] = Field(default_factory=dict)
+
+
+class RaySection(_Section):
+    address: str = ""  # "" starts a local Ray instance; "auto" or "ray://host:port" joins a cluster
+    num_cpus: int | None = Field(default=None, ge=1)  # CPUs of a local instance (default: all)
+    train: RayStage = RayStage(num_cpus=1)
+    synth: RayStage = RayStage(num_cpus=1)
+    max_retries: int = Field(default=1, ge=0)  # re-runs of a stage whose worker or node died
+    transfer: Literal["object_store", "shared_fs"] = "object_store"  # how the model reaches the synth task
+
+
 class ExecutionSection(_Section):
-    executor: Literal["local"] = "local"
+    executor: Literal["local", "ray"] = "local"
     max_concurrent: int = Field(default=1, ge=1)
     timeouts: Timeouts = Timeouts()
     max_failures: int = Field(default=10, ge=1)  # a run stops after this many failed trials
+    heartbeat: float = Field(default=10, gt=0)  # seconds between a driver's heartbeats on its running trials
+    stale_after: float = Field(default=120, gt=0)  # a RUNNING trial without heartbeat this long is orphaned
+    ray: RaySection = RaySection()
+
+    @model_validator(mode="after")
+    def _beats(self) -> ExecutionSection:
+        if self.stale_after <= 2 * self.heartbeat:
+            raise ValueError("stale_after must be more than twice the heartbeat interval")
+        return self
 
 
 class StudyConfig(_Section):

@@ -4,12 +4,18 @@ The storage decides how far a study is, so running the same config again continu
 fails is told FAIL with its reason and the study goes on; a run gives up after `max_failures` failures.
 A first Ctrl-C stops asking and lets running trials finish, a second one cancels them; either way every
 trial this driver asked for is told, so the storage is never left with trials stuck in RUNNING.
+
+A driver that was killed cannot tell its trials: the next driver on the study finds them (see
+`orphans`), fails them and re-enqueues their parameters. Several drivers may run one study at once:
+they share the budget through the storage's RUNNING count (which can overshoot `n_trials` by at most
+one trial per extra driver, when two ask at the same instant).
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +26,7 @@ from optuna.trial import TrialState
 
 from .config import StudyConfig
 from .executors import Finished, TrialJob, make_executor
+from .orphans import DRIVER_ATTR, HEARTBEAT_ATTR, DriverId, recover_orphans
 from .space import suggest
 from .study import artifact_store, open_study
 
@@ -45,6 +52,7 @@ class RunSummary:
     cache_hits: int = 0
     told: list[int] = field(default_factory=list)
     stopped_because: str | None = None
+    recovered: list[int] = field(default_factory=list)  # orphaned trials failed and re-enqueued
 
 
 def _count(study: optuna.Study, state: TrialState) -> int:
@@ -61,12 +69,17 @@ class Driver:
         self.in_flight: dict[int, optuna.Trial] = {}
         self.progress = Progress(target=cfg.study.n_trials)
         self._interrupts = 0
+        self.me = DriverId()
+        self._last_beat = self._last_sweep = time.monotonic()
+        self.recovered = recover_orphans(self.study, self.me, cfg.execution.stale_after)
 
     def _ask(self) -> None:
         trial = self.study.ask()
         params = suggest(trial, self.cfg)
         trial.set_user_attr("params", params.to_dict())
         trial.set_user_attr("executor", self.executor.name)
+        trial.set_user_attr(DRIVER_ATTR, self.me.to_dict())
+        trial.set_user_attr(HEARTBEAT_ATTR, time.time())
         trial_dir = self.cfg.study.run_dir / "trials" / f"{trial.number:05d}"
         trial.set_user_attr("trial_dir", str(trial_dir))
         seed = None if self.cfg.study.seed is None else self.cfg.study.seed + trial.number
@@ -93,6 +106,23 @@ class Driver:
             trial.set_constraint(c.key, c.value(out.metrics))
         self.study.tell(trial, [out.metrics[m] for m in self.cfg.study.metric_names])
         return True
+
+    def _keep_alive(self) -> None:
+        """Heartbeats on this driver's trials; now and then, claim trials that other drivers lost."""
+        now = time.monotonic()
+        ex = self.cfg.execution
+        if now - self._last_beat >= ex.heartbeat:
+            for trial in self.in_flight.values():
+                trial.set_user_attr(HEARTBEAT_ATTR, time.time())
+            self._last_beat = now
+        if now - self._last_sweep >= ex.stale_after / 2:
+            self.recovered += recover_orphans(self.study, self.me, ex.stale_after)
+            self._last_sweep = now
+
+    def _budget_left(self) -> int:
+        """Trials still to ask for: RUNNING counts every driver's, so drivers that join share the budget."""
+        running = _count(self.study, TrialState.RUNNING)
+        return self.cfg.study.n_trials - self.progress.complete - running
 
     def _update_progress(self) -> None:
         p = self.progress
@@ -125,6 +155,7 @@ class Driver:
                 if not self.in_flight:
                     summary.stopped_because = stop
                     break
+                self._keep_alive()
                 for done in self.executor.poll(timeout=1.0):
                     if not self._tell(done):
                         self.progress.failed += 1
@@ -141,6 +172,7 @@ class Driver:
         summary.complete = _count(self.study, TrialState.COMPLETE)
         summary.failed_this_run = self.progress.failed
         summary.cache_hits = self.progress.cache_hits
+        summary.recovered = self.recovered
         return summary
 
     def _stop_reason(self) -> str | None:

@@ -31,18 +31,34 @@ def make_sampler(study: StudySection) -> optuna.samplers.BaseSampler:
     raise AssertionError(study.sampler)
 
 
-def _ensure_sqlite_dir(url: str) -> None:
+JOURNAL_PREFIX = "journal:///"
+
+
+def make_storage(url: str) -> str | optuna.storages.BaseStorage:
+    """An Optuna storage for a URL: RDB URLs (sqlite, postgresql, mysql) as Optuna takes them, and
+    `journal:///path` for a journal file locked with open(2) so it works on NFS. As with sqlite, three
+    slashes start a relative path and four an absolute one."""
+    if url.startswith(JOURNAL_PREFIX):
+        from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+        path = url.removeprefix(JOURNAL_PREFIX)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        return url
+    if "://" in url:
+        # connections dropped by a database restart or a firewall are replaced instead of failing a tell
+        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+    raise StudyError(f"storage {url!r} is not a URL: use sqlite:///path, postgresql+psycopg2://… or journal:///path")
 
 
 def open_study(cfg: StudyConfig) -> optuna.Study:
     """Create the study, or load it when it exists; refuse one whose objectives differ."""
     s = cfg.study
-    _ensure_sqlite_dir(s.storage_url)
     study = optuna.create_study(
         study_name=s.name,
-        storage=s.storage_url,
+        storage=make_storage(s.storage_url),
         directions=s.directions,
         sampler=make_sampler(s),
         load_if_exists=True,
@@ -63,12 +79,13 @@ def open_study(cfg: StudyConfig) -> optuna.Study:
     return study
 
 
-def load_existing(storage: str, name: str) -> optuna.Study:
+def load_existing(url: str, name: str) -> optuna.Study:
+    storage = make_storage(url)
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         names = optuna.get_all_study_names(storage)
-        raise StudyError(f"no study {name!r} in {storage} (studies there: {', '.join(names) or 'none'})") from None
+        raise StudyError(f"no study {name!r} in {url} (studies there: {', '.join(names) or 'none'})") from None
 
 
 def study_config(study: optuna.Study) -> dict:

@@ -18,7 +18,7 @@ def test_run_with_overrides_then_report(tmp_path):
     config = tmp_path / "tiny.yaml"
     raw = tiny_raw(tmp_path / "out", "clitiny")
     del raw["study"]["output_dir"]  # default paths: runs/<name>/ under the working directory
-    config.write_text(yaml.safe_dump(raw))
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
     storage = f"sqlite:///{tmp_path / 'elsewhere.db'}"
 
     res = hq("run", str(config), "--n-trials", "1", "--storage", storage, cwd=tmp_path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -20,8 +21,21 @@ from ..trial import TrialOutcome
 from .base import Finished, TrialJob
 
 
+def _follow_parent() -> None:
+    """End this worker's whole group when the driver dies (SIGKILL leaves no chance to clean up)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.killpg(0, signal.SIGKILL)
+
+    threading.Thread(target=watch, daemon=True, name="follow-parent").start()
+
+
 def _worker(conn: Connection, cfg: StudyConfig, job: TrialJob, threads: int) -> None:
     os.setsid()
+    _follow_parent()
     job.trial_dir.mkdir(parents=True, exist_ok=True)
     log = os.open(job.trial_dir / "trial.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 1)

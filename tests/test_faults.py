@@ -1,0 +1,99 @@
+"""Faults that clusters have, caused for real: a driver killed with SIGKILL mid-study."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import yaml
+from conftest import tiny_raw
+from optuna.trial import TrialState
+
+from hqsearch.config import parse_config
+from hqsearch.driver import run_study
+from hqsearch.orphans import process_start
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_driver_killed_with_sigkill_then_resumed(tmp_path):
+    raw = tiny_raw(tmp_path / "out", "killed", study={"n_trials": 3}, training={"epochs": 15})
+    config = tmp_path / "killed.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    url = f"sqlite:///{tmp_path / 'out' / 'study.db'}"
+
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "hqsearch.cli", "run", str(config), "--no-progress"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def running():
+        if not (tmp_path / "out" / "study.db").exists():
+            return None
+        try:
+            study = optuna.load_study(study_name="killed", storage=url)
+        except KeyError:
+            return None
+        return study.get_trials(states=(TrialState.RUNNING,))
+
+    lost = wait_for(running, 120, "the driver to start trials")
+    time.sleep(2)  # let the workers get into training
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+
+    study = optuna.load_study(study_name="killed", storage=url)
+    orphans = study.get_trials(states=(TrialState.RUNNING,))
+    assert orphans, "the killed driver left no RUNNING trial: nothing to recover"
+    assert [t.user_attrs["driver"]["pid"] for t in orphans] == [driver.pid] * len(orphans)
+
+    summary = run_study(parse_config(raw))
+    assert sorted(summary.recovered) == sorted(t.number for t in orphans)
+    study = optuna.load_study(study_name="killed", storage=url)
+    trials = study.trials
+    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 3
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    by_number = {t.number: t for t in trials}
+    for orphan in orphans:
+        failed = by_number[orphan.number]
+        assert failed.state == TrialState.FAIL and "is gone" in failed.user_attrs["error"]
+        retries = [t for t in trials if t.user_attrs.get("retry_of") == orphan.number]
+        assert len(retries) == 1 and retries[0].params == orphan.params
+    assert lost  # the first poll saw them running
+
+
+def test_workers_do_not_outlive_a_killed_driver(tmp_path):
+    """The trial workers of a SIGKILLed driver end themselves within seconds."""
+    raw = tiny_raw(tmp_path / "out", "orphaned_workers", study={"n_trials": 2}, training={"epochs": 200})
+    config = tmp_path / "w.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "hqsearch.cli", "run", str(config), "--no-progress"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    logs = tmp_path / "out" / "trials"
+    wait_for(lambda: logs.exists() and len(list(logs.glob("*/trial.log"))) == 2, 120, "two trial workers")
+    children = subprocess.run(["pgrep", "-P", str(driver.pid)], capture_output=True, text=True).stdout.split()
+    workers = [int(p) for p in children if process_start(int(p))]
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    assert workers
+    wait_for(lambda: all(process_start(p) is None or _zombie(p) for p in workers), 30, "the workers to exit")
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
