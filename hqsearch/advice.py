@@ -18,11 +18,12 @@ HLS_BACKENDS = ("vivado", "vitis")  # the pragma rules concern hls4ml projects o
 @dataclass(frozen=True)
 class Advice:
     level: Literal["warning", "tip"]
-    rule: int  # the number of the HGQ usage rule
+    rule: int | None  # the number of the HGQ usage rule; None for a limit of hls4ml itself
     text: str
 
     def __str__(self) -> str:
-        return f"{self.level} (HGQ rule {self.rule}): {self.text}"
+        origin = f"HGQ rule {self.rule}" if self.rule is not None else "hls4ml"
+        return f"{self.level} ({origin}): {self.text}"
 
 
 def _beta_can_be_positive(cfg: StudyConfig) -> bool:
@@ -72,6 +73,16 @@ def advise(cfg: StudyConfig) -> list[Advice]:
                 3,
                 "io_parallel + latency: '#pragma HLS INLINE RECURSIVE' on the top function "
                 "may cut resources by about 10% in hls4ml projects.",
+            )
+        )
+
+    if syn.backend in HLS_BACKENDS and syn.io_type == "io_stream" and "intra" in het.activations:
+        out.append(
+            Advice(
+                "warning",
+                None,
+                "hls4ml supports per-element (intra-layer) activation bitwidths only with "
+                "io_parallel; with io_stream such trials fail: use activations [inter].",
             )
         )
 

@@ -25,6 +25,9 @@ METRICS: dict[str, str] = {
     "latency_ns": "minimize",
     "estimated_luts": "minimize",  # da4ml's cost model, whatever the backend
     "estimated_ffs": "minimize",
+    "brams": "minimize",  # 18 Kb block RAMs (HLS and Vivado backends)
+    "ii": "minimize",  # initiation interval in cycles (HLS backends)
+    "estimated_clock_ns": "minimize",  # achieved clock period (HLS estimate, or Vivado timing)
 }
 Metric = Literal[
     "accuracy",
@@ -37,6 +40,9 @@ Metric = Literal[
     "latency_ns",
     "estimated_luts",
     "estimated_ffs",
+    "brams",
+    "ii",
+    "estimated_clock_ns",
 ]
 _DIRECTIONS = {"max": "maximize", "maximize": "maximize", "min": "minimize", "minimize": "minimize"}
 _CONSTRAINT_RE = re.compile(r"^\s*([a-z_]+)\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")

@@ -167,6 +167,7 @@ class Driver:
                 summary.told.append(done.job.number)
             summary.stopped_because = "cancelled by a second Ctrl-C"
         finally:
+            self.executor.close()
             if main_thread:
                 signal.signal(signal.SIGINT, previous)
         summary.complete = _count(self.study, TrialState.COMPLETE)

@@ -47,3 +47,15 @@ def test_ebops_objective_outside_latency_parallel_rf1_warns():
 
 def test_default_config_gets_only_the_activation_tip():
     assert rules(cfg()) == [("tip", 4)]
+
+
+def test_pragma_tips_apply_to_hls_backends_only():
+    assert ("tip", 3) in rules(cfg(synthesis={"backend": "vivado"}))
+    assert ("tip", 2) not in rules(cfg(synthesis={"backend": "vivado"}))
+    assert ("tip", 2) in rules(cfg(synthesis={"backend": "vitis"}, model={"kind": "conv"}))
+    assert ("tip", 3) not in rules(cfg(synthesis={"backend": "yosys"}))
+
+
+def test_io_stream_with_intra_activations_on_hls_warns():
+    c = cfg(synthesis={"backend": "vitis", "io_type": "io_stream"})
+    assert any("only with io_parallel" in str(a) for a in advise(c))

@@ -1,4 +1,4 @@
-"""Executors run trials somewhere else than the driver: each trial in its own worker process."""
+"""Executors run trials away from the driver: `local` worker processes, or tasks on a Ray cluster."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ from .local import LocalExecutor
 
 
 def make_executor(cfg: StudyConfig) -> Executor:
+    if cfg.execution.executor == "ray":
+        from .ray import RayExecutor  # Ray loads only for studies that use it
+
+        return RayExecutor(cfg)
     return LocalExecutor(cfg)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -24,6 +25,23 @@ class Finished:
     outcome: TrialOutcome  # outcome.error is set when the trial failed, was killed or timed out
 
 
+def prepare_worker(trial_dir: Path, threads: int) -> None:
+    """In a fresh worker process: output to the trial's log, quiet TensorFlow, thread pools sized."""
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    log = os.open(trial_dir / "trial.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    from ..trial import configure_threads
+
+    configure_threads(threads)
+
+
+def error_text(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"
+
+
 class Executor(Protocol):
     name: str
 
@@ -39,3 +57,7 @@ class Executor(Protocol):
 
     @property
     def n_running(self) -> int: ...
+
+    def close(self) -> None:
+        """Release what the executor started (a local Ray instance)."""
+        ...

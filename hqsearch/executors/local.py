@@ -18,7 +18,7 @@ from multiprocessing.connection import Connection, wait
 
 from ..config import StudyConfig
 from ..trial import TrialOutcome
-from .base import Finished, TrialJob
+from .base import Finished, TrialJob, error_text, prepare_worker
 
 
 def _follow_parent() -> None:
@@ -36,21 +36,15 @@ def _follow_parent() -> None:
 def _worker(conn: Connection, cfg: StudyConfig, job: TrialJob, threads: int) -> None:
     os.setsid()
     _follow_parent()
-    job.trial_dir.mkdir(parents=True, exist_ok=True)
-    log = os.open(job.trial_dir / "trial.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     try:
-        from ..trial import configure_threads, run_trial
+        from ..trial import run_trial
 
-        configure_threads(threads)
+        prepare_worker(job.trial_dir, threads)
         outcome = run_trial(cfg, job.params, job.trial_dir, job.seed, on_stage=lambda s: conn.send(("stage", s)))
         conn.send(("done", outcome))
     except BaseException as err:  # everything a trial raises is that trial's failure
         traceback.print_exc()
-        conn.send(("error", f"{type(err).__name__}: {err}", traceback.format_exc()[-4000:]))
+        conn.send(("error", error_text(err), traceback.format_exc()[-4000:]))
     finally:
         conn.close()
 
@@ -123,6 +117,9 @@ class LocalExecutor:
             out.append(Finished(r.job, TrialOutcome(error=f"cancelled by the user during stage {r.stage!r}")))
         self.running.clear()
         return out
+
+    def close(self) -> None:
+        self.cancel_all()
 
     def _read(self, r: _Running) -> None:
         try:

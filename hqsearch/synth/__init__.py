@@ -14,10 +14,18 @@ from ..config import SynthesisSection
 from .base import Backend, Design, SynthResult
 from .estimate import SOURCE as ESTIMATE_SOURCE
 from .estimate import EstimateBackend, estimate
+from .hls import VitisHLSBackend, VivadoHLSBackend
 from .tools import SynthError
+from .vivado_rtl import VivadoRTLBackend
 from .yosys import YosysBackend
 
-BACKENDS: dict[str, type[Backend]] = {"estimate": EstimateBackend, "yosys": YosysBackend}
+BACKENDS: dict[str, type[Backend]] = {
+    "estimate": EstimateBackend,
+    "yosys": YosysBackend,
+    "vivado": VivadoHLSBackend,
+    "vitis": VitisHLSBackend,
+    "vivado-rtl": VivadoRTLBackend,
+}
 
 
 def get_backend(name: str) -> Backend:
