@@ -1,4 +1,4 @@
-"""`hqsearch run | check | status | report`: the command line."""
+"""`hqsearch run | check | status | report | synth | dashboard`: the command line."""
 
 from __future__ import annotations
 
@@ -63,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     _study_args(p, config_required=False)
     p.add_argument("--out", type=Path, help="output folder (default: <output_dir>/report)")
     p.add_argument("--sort", metavar="METRIC", help="rank the front by this metric instead of the objectives")
+
+    p = sub.add_parser("dashboard", help="serve optuna-dashboard on the study's storage, with its artifacts")
+    p.add_argument("config", type=Path)
+    p.add_argument("--storage", help="Optuna storage URL (overrides the config's study.storage)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
+    p.add_argument("--port", type=int, default=8080)
 
     p = sub.add_parser("synth", help="measure a trained HGQ2 model (.keras) without a study")
     p.add_argument("model", type=Path, help="a saved HGQ2 model, calibrated (trace_minmax) before saving")
@@ -298,6 +304,23 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from optuna.artifacts import FileSystemArtifactStore
+    from optuna_dashboard import run_server
+
+    from .study import make_storage
+
+    cfg = _config(args)
+    storage = make_storage(cfg.study.storage_url)
+    artifacts = cfg.study.artifact_path
+    artifacts.mkdir(parents=True, exist_ok=True)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    console.print(f"optuna-dashboard for {cfg.study.storage_url} (artifacts: {artifacts})")
+    console.print(f"open http://{host}:{args.port}/dashboard", highlight=False)
+    run_server(storage, host=args.host, port=args.port, artifact_store=FileSystemArtifactStore(str(artifacts)))
+    return 0
+
+
 def _load_model(path: Path):
     import hgq  # noqa: F401 - registers the HGQ2 layers with Keras
     import keras
@@ -316,6 +339,7 @@ _COMMANDS = {
     "status": cmd_status,
     "report": cmd_report,
     "synth": cmd_synth,
+    "dashboard": cmd_dashboard,
 }
 
 
