@@ -97,3 +97,24 @@ def _zombie(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def test_ctrl_c_lets_running_trials_finish_and_leaves_no_running_trial(tmp_path):
+    raw = tiny_raw(tmp_path / "out", "interrupted", study={"n_trials": 6}, training={"epochs": 10})
+    config = tmp_path / "i.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    url = f"sqlite:///{tmp_path / 'out' / 'study.db'}"
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "hqsearch.cli", "run", str(config), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    logs = tmp_path / "out" / "trials"
+    wait_for(lambda: logs.exists() and len(list(logs.glob("*/trial.log"))) == 2, 120, "two running trials")
+    driver.send_signal(signal.SIGINT)
+    out, _ = driver.communicate(timeout=300)
+    assert "stopped: interrupted by Ctrl-C" in out
+    trials = optuna.load_study(study_name="interrupted", storage=url).trials
+    assert len(trials) == 2  # nothing new was asked after the Ctrl-C
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2  # the running ones were let finish
