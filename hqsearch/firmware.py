@@ -163,3 +163,34 @@ def emulate_hls(hls_model, model: keras.Model, x: np.ndarray, y: np.ndarray) -> 
         mismatches=int((fw.astype(ref.dtype) != ref).sum()),
         n_outputs=int(fw.size),
     )
+
+
+def verify_rtl(comb, cfg: SynthesisSection, out_dir: Path, x: np.ndarray) -> int:
+    """Simulate the written Verilog with Verilator on `x`; returns the outputs that differ from da4ml's emulation.
+
+    da4ml's emulation runs the traced logic; this runs the RTL text that synthesis will read, so it also
+    catches a code-generation fault. Needs `verilator` and a C++ compiler on PATH.
+    """
+    import shutil
+
+    from da4ml.codegen import RTLModel
+
+    if shutil.which("verilator") is None:
+        raise FirmwareError("synthesis.verify_rtl needs verilator on PATH (apt-get install verilator)")
+    rtl = RTLModel(
+        comb,
+        "model",
+        out_dir,
+        flavor="verilog",
+        latency_cutoff=cfg.latency_cutoff,
+        clock_period=cfg.clock_period,
+        part_name=cfg.part,
+        print_latency=False,
+    )
+    try:
+        rtl.compile(nproc=1)
+    except RuntimeError as err:
+        raise FirmwareError(f"verify_rtl: Verilator build failed: {str(err)[-2000:]}") from None
+    sim = np.asarray(rtl.predict(x)).reshape(len(x), -1)
+    ref = np.asarray(comb.predict(x)).reshape(len(x), -1)
+    return int((sim != ref).sum())

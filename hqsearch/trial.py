@@ -55,8 +55,8 @@ def library_versions() -> dict[str, str]:
 
 
 # Build folders a backend leaves in the trial folder, and the bulky parts of them
-BUILD_DIRS = ("rtl", "hls4ml_prj")
-_BULKY = ("*_prj", "output_*", "*.so", "*.o", "*.dcp", ".Xil")
+BUILD_DIRS = ("rtl", "rtl_sim", "hls4ml_prj")
+_BULKY = ("*_prj", "output_*", "obj_dir", "*.so", "*.o", "*.dcp", ".Xil")
 
 
 def archive_builds(trial_dir: Path, keep_build: bool) -> list[Path]:
@@ -164,6 +164,11 @@ def train_stage(
         else:
             emu = emulate(design.comb, model, data.x_test, data.y_test)
             emu_source = "da4ml bit-exact emulation, test split"
+        rtl_mismatches = None
+        if cfg.synthesis.verify_rtl and design.hls_model is None:
+            from .firmware import verify_rtl
+
+            rtl_mismatches = verify_rtl(design.comb, cfg.synthesis, trial_dir / "rtl_sim", data.x_test)
 
     out.metrics = {"accuracy": emu.accuracy, "float_accuracy": emu.float_accuracy}
     out.sources = {"accuracy": emu_source, "float_accuracy": "keras, test split"}
@@ -176,6 +181,7 @@ def train_stage(
         "val_accuracy": fit.val_accuracy,
         "training_ebops": fit.training_ebops,
         "final_beta": fit.final_beta,
+        "rtl_mismatches": rtl_mismatches,  # Verilator vs da4ml emulation, with verify_rtl
         "versions": library_versions(),
         "train_pid": os.getpid(),
     }

@@ -40,3 +40,19 @@ def test_trained_model_firmware_is_bit_exact_and_estimated(tmp_path):
     deep = get_backend("estimate").synthesize(Design(model, comb, ebops), SynthesisSection(latency_cutoff=1), tmp_path)
     assert deep.metrics["latency_cycles"] > m["latency_cycles"]
     assert np.isfinite(list(m.values())).all()
+
+
+def test_verify_rtl_simulates_the_verilog_bit_exactly(tiny_model, tmp_path):
+    import shutil
+
+    import pytest
+
+    from hqsearch.firmware import verify_rtl
+
+    if shutil.which("verilator") is None:
+        pytest.skip("verilator is not installed (.ci/run installs it with apt)")
+    model, _, _ = tiny_model
+    data = load_dataset(DataSection())
+    cfg = SynthesisSection(latency_cutoff=3)
+    comb = trace(model, cfg)
+    assert verify_rtl(comb, cfg, tmp_path / "sim", data.x_test[:200]) == 0

@@ -1,0 +1,102 @@
+"""Trials per hour for 1 and 2 concurrent trials, local and Ray executors, and the orchestration share.
+
+Runs the same small digits study (Yosys backend, fixed seed) four times on this machine: executor
+local/ray x max_concurrent 1/2. For every run it records the wall time, trials per hour, and how much
+of the workers' time went to anything but the trial stages themselves:
+
+    orchestration share = 1 - sum(train + firmware + synth stage seconds) / (wall seconds x concurrency)
+
+That covers the driver's ask/tell loop, storage writes, artifact uploads, worker start-up (a fresh
+process with TensorFlow per trial or task) and idle slots at the end of a run. The driver's own CPU time
+(`time.process_time` of the driver process) is reported beside it.
+
+    python benchmarks/throughput.py [--trials 6] [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+from optuna.trial import TrialState
+
+from hqsearch.config import parse_config
+from hqsearch.driver import run_study
+from hqsearch.study import load_existing
+
+
+def study_raw(out: Path, executor: str, concurrent: int, trials: int) -> dict:
+    return {
+        "study": {
+            "name": f"bench_{executor}_{concurrent}",
+            "output_dir": str(out),
+            "n_trials": trials,
+            "seed": 0,
+            "objectives": {"accuracy": "max", "luts": "min"},
+        },
+        "training": {"epochs": 20, "learning_rate": 0.005},
+        "search_space": {"beta": {"low": 1e-6, "high": 1e-4, "log": True}, "widths": [[8], [16]]},
+        "synthesis": {"backend": "yosys", "cache": False},
+        "execution": {
+            "executor": executor,
+            "max_concurrent": concurrent,
+            "ray": {"num_cpus": os.cpu_count(), "train": {"num_cpus": 1}, "synth": {"num_cpus": 1}},
+        },
+    }
+
+
+def measure(executor: str, concurrent: int, trials: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = parse_config(study_raw(Path(tmp), executor, concurrent, trials))
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        summary = run_study(cfg)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        study = load_existing(cfg.study.storage_url, cfg.study.name)
+        done = study.get_trials(states=(TrialState.COMPLETE,))
+        stages = {k: sum(t.user_attrs["timings"][k] for t in done) for k in ("train", "firmware", "synth")}
+        busy = sum(stages.values())
+    return {
+        "executor": executor,
+        "max_concurrent": concurrent,
+        "trials": summary.complete,
+        "wall_s": round(wall, 1),
+        "trials_per_hour": round(3600 * summary.complete / wall, 1),
+        **{f"{k}_s": round(v, 1) for k, v in stages.items()},
+        "orchestration_share": round(1 - busy / (wall * concurrent), 3),
+        "driver_cpu_s": round(cpu, 1),
+        "driver_cpu_share": round(cpu / wall, 3),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trials", type=int, default=6)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = ap.parse_args()
+    rows = []
+    for executor in ("local", "ray"):
+        for concurrent in (1, 2):
+            rows.append(measure(executor, concurrent, args.trials))
+            print(json.dumps(rows[-1]), flush=True)
+    df = pd.DataFrame(rows)
+    for executor in ("local", "ray"):
+        one = df[(df.executor == executor) & (df.max_concurrent == 1)]["trials_per_hour"].iloc[0]
+        df.loc[df.executor == executor, "speedup_vs_1"] = (df[df.executor == executor]["trials_per_hour"] / one).round(
+            2
+        )
+    args.out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(args.out / "throughput.csv", index=False)
+    table = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    table += ["| " + " | ".join(str(v) for v in r) + " |" for r in df.itertuples(index=False)]
+    note = f"digits MLP, Yosys backend, {args.trials} trials per run, {os.cpu_count()} cores\n\n"
+    (args.out / "throughput.md").write_text(note + "\n".join(table) + "\n")
+    print(df.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
