@@ -36,7 +36,12 @@ def trace(model: keras.Model, cfg: SynthesisSection):
 
 
 def emulate(comb, model: keras.Model, x: np.ndarray, y: np.ndarray) -> Emulation:
-    fw = np.asarray(comb.predict(x)).reshape(len(x), -1)
+    return score(np.asarray(comb.predict(x)), model, x, y)
+
+
+def score(firmware_out: np.ndarray, model: keras.Model, x: np.ndarray, y: np.ndarray) -> Emulation:
+    """Accuracy of firmware outputs next to the Keras model's, and where the two differ."""
+    fw = firmware_out.reshape(len(x), -1)
     ref = np.asarray(model.predict(x, verbose=0, batch_size=4096)).reshape(len(x), -1)
     return Emulation(
         accuracy=float((fw.argmax(axis=1) == y).mean()),
@@ -155,14 +160,7 @@ def hls_project(model: keras.Model, cfg: SynthesisSection, out_dir: Path):
 def emulate_hls(hls_model, model: keras.Model, x: np.ndarray, y: np.ndarray) -> Emulation:
     """Accuracy of the compiled hls4ml project (bit-exact C++ emulation) next to the Keras model's."""
     # double in, double out: no float32 rounding inside the bridge; the comparison rounds as `emulate` does
-    fw = np.asarray(hls_model.predict(np.ascontiguousarray(x, dtype=np.float64))).reshape(len(x), -1)
-    ref = np.asarray(model.predict(x, verbose=0, batch_size=4096)).reshape(len(x), -1)
-    return Emulation(
-        accuracy=float((fw.argmax(axis=1) == y).mean()),
-        float_accuracy=float((ref.argmax(axis=1) == y).mean()),
-        mismatches=int((fw.astype(ref.dtype) != ref).sum()),
-        n_outputs=int(fw.size),
-    )
+    return score(np.asarray(hls_model.predict(np.ascontiguousarray(x, dtype=np.float64))), model, x, y)
 
 
 def verify_rtl(comb, cfg: SynthesisSection, out_dir: Path, x: np.ndarray) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import sys
 from pathlib import Path
@@ -101,3 +102,21 @@ class StandIn:
         if not self.counter.is_file():
             return []
         return [json.loads(line) for line in self.counter.read_text().splitlines()]
+
+
+def util_expected(rpt: Path) -> dict:
+    """A Vivado utilization report's numbers, read with a regex independent of the parser under test."""
+    text = rpt.read_text()
+
+    def used(label: str) -> float:
+        m = re.search(rf"^\|\s*{label}\*?\s*\|\s*([0-9.]+)\s*\|", text, re.MULTILINE)
+        assert m, f"{label} not in {rpt}"
+        return float(m[1])
+
+    return {
+        "luts": used("(?:CLB|Slice) LUTs"),
+        "ffs": used("(?:CLB|Slice) Registers"),
+        "dsps": used("DSPs"),
+        "brams": 2 * used("Block RAM Tile"),
+        "version": re.search(r"Tool Version\s*:\s*Vivado v\.(\S+)", text)[1],
+    }

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synth_standins import StandIn, fixture
+from synth_standins import StandIn, fixture, util_expected
 
 from hqsearch.config import SynthesisSection
 from hqsearch.firmware import FirmwareError, hls_write
@@ -95,23 +95,6 @@ def csynth_expected(xml: Path) -> dict:
     }
 
 
-def vivado_synth_expected(rpt: Path) -> dict:
-    text = rpt.read_text()
-
-    def used(label: str) -> float:
-        m = re.search(rf"^\|\s*{label}\*?\s*\|\s*([0-9.]+)\s*\|", text, re.MULTILINE)
-        assert m, f"{label} not in {rpt}"
-        return float(m[1])
-
-    return {
-        "luts": used("(?:CLB|Slice) LUTs"),
-        "ffs": used("(?:CLB|Slice) Registers"),
-        "dsps": used("DSPs"),
-        "brams": 2 * used("Block RAM Tile"),  # a tile is 36 Kb = two BRAM_18K
-        "version": re.search(r"Tool Version\s*:\s*Vivado v\.(\S+)", text)[1],
-    }
-
-
 # ---- a real written hls4ml project of a tiny HGQ2 model ----
 
 
@@ -165,7 +148,7 @@ def test_hls_report_parsing_equals_fixture_numbers(case, tiny_hgq_model, tmp_pat
     area = ("luts", "ffs", "dsps", "brams")
     assert res.details["hls_estimate"] == {k: hls[k] for k in area}
     if rpt:  # Vivado's post-synthesis numbers replace the HLS estimates
-        viv = vivado_synth_expected(fixture(rpt))
+        viv = util_expected(fixture(rpt))
         assert {k: m[k] for k in area} == {k: viv[k] for k in area}
         assert {s[k] for k in area} == {f"vivado {viv['version']} synth"}
         assert res.tool == f"{hls_tool} {hls['version']} + vivado {viv['version']}"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synth_standins import StandIn, fixture
+from synth_standins import StandIn, fixture, util_expected
 
 from hqsearch.config import SynthesisSection
 from hqsearch.synth.base import Design
@@ -40,23 +40,6 @@ def copies(*tables: dict[str, str]) -> dict[str, Path]:
 
 
 # ---- expected values, read straight from the fixture files ----
-
-
-def util_expected(rpt: Path) -> dict:
-    text = rpt.read_text()
-
-    def used(label: str) -> float:
-        m = re.search(rf"^\|\s*{label}\*?\s*\|\s*([0-9.]+)\s*\|", text, re.MULTILINE)
-        assert m, f"{label} not in {rpt}"
-        return float(m[1])
-
-    return {
-        "luts": used("(?:CLB|Slice) LUTs"),
-        "ffs": used("(?:CLB|Slice) Registers"),
-        "dsps": used("DSPs"),
-        "brams": 2 * used("Block RAM Tile"),
-        "version": re.search(r"Tool Version\s*:\s*Vivado v\.(\S+)", text)[1],
-    }
 
 
 def timing_expected(rpt: Path) -> tuple[float, float]:

@@ -1,8 +1,10 @@
 """Trials in fresh worker processes on this machine.
 
-A spawned process per trial keeps TensorFlow's graph, thread pools and memory from leaking between
-trials. Each worker leads its own process group: a stage that runs over its timeout is ended with
-its whole tree (synthesis tools included), and a Ctrl-C at the terminal reaches only the driver.
+A new process per trial keeps TensorFlow's graph, thread pools and memory from leaking between
+trials. They fork from a server that imported TensorFlow, Keras, HGQ2 and da4ml once (about 5 s
+saved per trial) and never ran an op, so each trial still sizes its own thread pools. Each worker
+leads its own process group: a stage that runs over its timeout is ended with its whole tree
+(synthesis tools included), and a Ctrl-C at the terminal reaches only the driver.
 """
 
 from __future__ import annotations
@@ -19,6 +21,16 @@ from multiprocessing.connection import Connection, wait
 from ..config import StudyConfig
 from ..trial import TrialOutcome
 from .base import Finished, TrialJob, error_text, prepare_worker
+
+PRELOAD = [
+    "hqsearch.executors.forkserver_guard",
+    "hqsearch.trial",
+    "tensorflow",
+    "keras",
+    "hgq",
+    "da4ml.converter",
+    "sklearn.datasets",
+]
 
 
 def _follow_parent() -> None:
@@ -64,7 +76,9 @@ class LocalExecutor:
 
     def __init__(self, cfg: StudyConfig) -> None:
         self.cfg = cfg
-        self.ctx = mp.get_context("spawn")
+        self.ctx = mp.get_context("forkserver")
+        # one server imports TensorFlow and friends once; every trial forks from it, fresh but warm
+        self.ctx.set_forkserver_preload(PRELOAD)
         self.threads = max(1, (os.cpu_count() or 1) // cfg.execution.max_concurrent)
         self.timeouts = cfg.execution.timeouts.model_dump()
         self.running: dict[int, _Running] = {}
