@@ -95,7 +95,8 @@ def configure_threads(n: int) -> None:
 class Trained:
     """What the training stage hands to the synthesis stage.
 
-    In one process the design itself is handed over; across machines (Ray) it is rebuilt from the saved
+    In one process the design itself is handed over. Across processes or machines (Ray) the RTL backends
+    need only the traced logic, which pickles; the HLS backends rebuild their project from the saved
     model, which travels as a path on a shared filesystem or as bytes through the object store.
     """
 
@@ -103,10 +104,11 @@ class Trained:
     model_path: Path
     ebops: float
     design: Any = None  # synth.Design, only within one process
+    comb: Any = None  # da4ml CombLogic
     model_bytes: bytes | None = None
 
     def portable(self, with_bytes: bool) -> Trained:
-        """A copy that pickles: no live Keras objects, optionally the model file's bytes."""
+        """A copy that pickles: no live Keras objects; the traced logic, optionally the model file's bytes."""
         data = self.model_path.read_bytes() if with_bytes else None
         return replace(self, design=None, model_bytes=data)
 
@@ -185,7 +187,7 @@ def train_stage(
         "versions": library_versions(),
         "train_pid": os.getpid(),
     }
-    return Trained(out, model_path, ebops, design)
+    return Trained(out, model_path, ebops, design, design.comb)
 
 
 def synth_stage(
@@ -196,17 +198,17 @@ def synth_stage(
     on_stage: Callable[[str], None] = lambda stage: None,
 ) -> TrialOutcome:
     """Stage `synth`: measure the design, then pack the build folders and write metrics.json."""
-    from .synth import get_backend, measure
+    from .synth import Design, measure
 
     out = trained.outcome
     stage = _timed(out, on_stage)
     trial_dir.mkdir(parents=True, exist_ok=True)
     with stage("synth"):
         design = trained.design
-        if design is None:  # the training stage ran in another process or on another machine
-            design = _rebuild_design(
-                cfg, trained, trial_dir, hls=get_backend(cfg.synthesis.backend).emulation == "hls4ml"
-            )
+        if design is None and not needs_model(cfg):  # trained elsewhere; the traced logic is enough
+            design = Design(None, trained.comb, trained.ebops)
+        elif design is None:
+            design = _rebuild_design(cfg, trained, trial_dir)
         synth = measure(design, cfg.synthesis, trial_dir)
 
     out.metrics.update(synth.metrics)
@@ -229,7 +231,14 @@ def synth_stage(
     return out
 
 
-def _rebuild_design(cfg: StudyConfig, trained: Trained, trial_dir: Path, hls: bool):
+def needs_model(cfg: StudyConfig) -> bool:
+    """Whether synthesis needs the Keras model itself (the hls4ml backends), not only da4ml's logic."""
+    from .synth import get_backend
+
+    return get_backend(cfg.synthesis.backend).emulation == "hls4ml"
+
+
+def _rebuild_design(cfg: StudyConfig, trained: Trained, trial_dir: Path):
     import hgq  # noqa: F401 - registers the HGQ2 layers with Keras
     import keras
 
@@ -240,7 +249,7 @@ def _rebuild_design(cfg: StudyConfig, trained: Trained, trial_dir: Path, hls: bo
         path = trial_dir / "model.keras"
         path.write_bytes(trained.model_bytes)
     model = keras.models.load_model(path)
-    return build_design(model, trained.ebops, cfg.synthesis, trial_dir, hls=hls)
+    return build_design(model, trained.ebops, cfg.synthesis, trial_dir, hls=True)
 
 
 def run_trial(

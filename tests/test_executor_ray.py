@@ -77,3 +77,16 @@ def test_a_killed_worker_without_retries_fails_the_trial(tiny_config):
     (t,) = load_existing(cfg.study.storage_url, "ray_noretry").trials
     assert t.state == TrialState.FAIL and "train task lost" in t.user_attrs["error"]
     assert result["summary"].complete == 0
+
+
+def test_an_exception_in_a_ray_task_fails_the_trial_with_its_message(tiny_config):
+    cfg = tiny_config(
+        "ray_raises",
+        study={"n_trials": 1},
+        data={"source": "callable", "function": "helpers:always_fails"},
+        execution={**RAY, "max_failures": 1},
+    )
+    assert run_study(cfg).complete == 0
+    (t,) = load_existing(cfg.study.storage_url, "ray_raises").trials
+    assert t.state == TrialState.FAIL and t.user_attrs["error"] == "ValueError: no data today"
+    assert "always_fails" in t.user_attrs["info"]["traceback"]

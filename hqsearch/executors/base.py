@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -25,21 +26,29 @@ class Finished:
     outcome: TrialOutcome  # outcome.error is set when the trial failed, was killed or timed out
 
 
-def prepare_worker(trial_dir: Path, threads: int) -> None:
-    """In a fresh worker process: output to the trial's log, quiet TensorFlow, thread pools sized."""
+def prepare_worker(trial_dir: Path, threads: int, tensorflow: bool = True) -> None:
+    """In a fresh worker process: output to the trial's log, quiet TensorFlow, its thread pools sized
+    (unless the work needs no TensorFlow at all, which then is not even imported)."""
     trial_dir.mkdir(parents=True, exist_ok=True)
     log = os.open(trial_dir / "trial.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    from ..trial import configure_threads
+    if tensorflow:
+        from ..trial import configure_threads
 
-    configure_threads(threads)
+        configure_threads(threads)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def error_text(err: BaseException) -> str:
-    return f"{type(err).__name__}: {err}"
+    """`Type: message`, one line (Ray's wrapped exceptions carry the remote traceback in their text)."""
+    lines = _ANSI.sub("", str(err)).strip().splitlines()
+    name = type(err).__name__.removeprefix("RayTaskError(").removesuffix(")")
+    return f"{name}: {lines[0] if lines else ''}".rstrip(": ")
 
 
 class Executor(Protocol):

@@ -33,8 +33,9 @@ def _train_task(cfg: StudyConfig, job: TrialJob, threads: int, with_bytes: bool)
 
 
 def _synth_task(cfg: StudyConfig, job: TrialJob, trained: Trained, threads: int) -> TrialOutcome:
-    prepare_worker(job.trial_dir, threads)
-    from ..trial import synth_stage
+    from ..trial import needs_model, synth_stage
+
+    prepare_worker(job.trial_dir, threads, tensorflow=needs_model(cfg))
 
     trained.outcome.info["synth_host"] = socket.gethostname()
     return synth_stage(cfg, job.params, trained, job.trial_dir)
