@@ -163,18 +163,37 @@ def emulate_hls(hls_model, model: keras.Model, x: np.ndarray, y: np.ndarray) -> 
     return score(np.asarray(hls_model.predict(np.ascontiguousarray(x, dtype=np.float64))), model, x, y)
 
 
+def verilator_problem() -> str | None:
+    """Why Verilator cannot simulate da4ml's RTL here, or None when it can.
+
+    da4ml's binder links `obj_dir/libverilated.a`, which `verilator --build` makes only in releases
+    whose verilated.mk has that target (Debian bookworm's 5.006 has not).
+    """
+    import re
+    import shutil
+    import subprocess
+
+    if shutil.which("verilator") is None:
+        return "synthesis.verify_rtl needs verilator on PATH"
+    out = subprocess.run(["verilator", "-V"], capture_output=True, text=True).stdout
+    roots = [r for r in re.findall(r"VERILATOR_ROOT\s*=\s*(\S*)", out) if r]
+    mk = Path(roots[0]) / "include" / "verilated.mk" if roots else None
+    if mk is None or "libverilated.a" not in mk.read_text(errors="replace"):
+        version = out.splitlines()[0] if out else "unknown version"
+        return f"synthesis.verify_rtl needs a Verilator that builds libverilated.a (found {version})"
+    return None
+
+
 def verify_rtl(comb, cfg: SynthesisSection, out_dir: Path, x: np.ndarray) -> int:
     """Simulate the written Verilog with Verilator on `x`; returns the outputs that differ from da4ml's emulation.
 
     da4ml's emulation runs the traced logic; this runs the RTL text that synthesis will read, so it also
     catches a code-generation fault. Needs `verilator` and a C++ compiler on PATH.
     """
-    import shutil
-
     from da4ml.codegen import RTLModel
 
-    if shutil.which("verilator") is None:
-        raise FirmwareError("synthesis.verify_rtl needs verilator on PATH (apt-get install verilator)")
+    if problem := verilator_problem():
+        raise FirmwareError(problem)
     rtl = RTLModel(
         comb,
         "model",

@@ -43,16 +43,25 @@ def test_trained_model_firmware_is_bit_exact_and_estimated(tmp_path):
 
 
 def test_verify_rtl_simulates_the_verilog_bit_exactly(tiny_model, tmp_path):
-    import shutil
-
     import pytest
 
-    from hqsearch.firmware import verify_rtl
+    from hqsearch.firmware import verify_rtl, verilator_problem
 
-    if shutil.which("verilator") is None:
-        pytest.skip("verilator is not installed (.ci/run installs it with apt)")
+    if problem := verilator_problem():
+        pytest.skip(problem)
     model, _, _ = tiny_model
     data = load_dataset(DataSection())
     cfg = SynthesisSection(latency_cutoff=3)
     comb = trace(model, cfg)
     assert verify_rtl(comb, cfg, tmp_path / "sim", data.x_test[:200]) == 0
+
+
+def test_verify_rtl_without_a_usable_verilator_says_why(tiny_model, tmp_path, monkeypatch):
+    import pytest
+
+    from hqsearch.firmware import FirmwareError, verify_rtl
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no verilator here
+    comb = trace(tiny_model[0], SynthesisSection())
+    with pytest.raises(FirmwareError, match="verify_rtl needs verilator on PATH"):
+        verify_rtl(comb, SynthesisSection(), tmp_path / "sim", np.zeros((2, 64), np.float32))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -41,14 +40,13 @@ def prepare_worker(trial_dir: Path, threads: int, tensorflow: bool = True) -> No
         configure_threads(threads)
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
 def error_text(err: BaseException) -> str:
-    """`Type: message`, one line (Ray's wrapped exceptions carry the remote traceback in their text)."""
-    lines = _ANSI.sub("", str(err)).strip().splitlines()
-    name = type(err).__name__.removeprefix("RayTaskError(").removesuffix(")")
-    return f"{name}: {lines[0] if lines else ''}".rstrip(": ")
+    """`Type: message`. Ray re-raises a task's exception as `RayTaskError(Type)` whose text carries the
+    remote traceback: the message is taken from its arguments instead."""
+    name = type(err).__name__
+    if name.startswith("RayTaskError(") and err.args:
+        return f"{name.removeprefix('RayTaskError(').removesuffix(')')}: {err.args[0]}"
+    return f"{name}: {err}"
 
 
 class Executor(Protocol):

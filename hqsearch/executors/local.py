@@ -45,7 +45,9 @@ def _follow_parent() -> None:
     threading.Thread(target=watch, daemon=True, name="follow-parent").start()
 
 
-def _worker(conn: Connection, cfg: StudyConfig, job: TrialJob, threads: int) -> None:
+def _worker(conn: Connection, cfg: StudyConfig, job: TrialJob, threads: int, env: dict[str, str]) -> None:
+    os.environ.clear()  # the driver's environment now, not the fork server's from when it started
+    os.environ.update(env)
     os.setsid()
     _follow_parent()
     try:
@@ -89,7 +91,9 @@ class LocalExecutor:
 
     def submit(self, job: TrialJob) -> None:
         parent, child = self.ctx.Pipe(duplex=False)
-        p = self.ctx.Process(target=_worker, args=(child, self.cfg, job, self.threads), name=f"trial-{job.number}")
+        p = self.ctx.Process(
+            target=_worker, args=(child, self.cfg, job, self.threads, dict(os.environ)), name=f"trial-{job.number}"
+        )
         p.start()
         child.close()
         self.running[job.number] = _Running(job, p, parent)
