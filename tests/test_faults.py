@@ -26,9 +26,10 @@ def wait_for(predicate, timeout: float, what: str):
 
 
 def test_driver_killed_with_sigkill_then_resumed(tmp_path):
-    raw = tiny_raw(tmp_path / "out", "killed", study={"n_trials": 3}, training={"epochs": 15})
+    # long trials for the driver that gets killed, so it surely dies with trials in flight
+    slow = tiny_raw(tmp_path / "out", "killed", study={"n_trials": 3}, training={"epochs": 400})
     config = tmp_path / "killed.yaml"
-    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    config.write_text(yaml.safe_dump(slow, sort_keys=False))
     url = f"sqlite:///{tmp_path / 'out' / 'study.db'}"
 
     driver = subprocess.Popen(
@@ -47,7 +48,7 @@ def test_driver_killed_with_sigkill_then_resumed(tmp_path):
         return study.get_trials(states=(TrialState.RUNNING,))
 
     lost = wait_for(running, 120, "the driver to start trials")
-    time.sleep(2)  # let the workers get into training
+    time.sleep(1)  # let the workers get into training
     driver.send_signal(signal.SIGKILL)
     driver.wait()
 
@@ -56,7 +57,7 @@ def test_driver_killed_with_sigkill_then_resumed(tmp_path):
     assert orphans, "the killed driver left no RUNNING trial: nothing to recover"
     assert [t.user_attrs["driver"]["pid"] for t in orphans] == [driver.pid] * len(orphans)
 
-    summary = run_study(parse_config(raw))
+    summary = run_study(parse_config(tiny_raw(tmp_path / "out", "killed", study={"n_trials": 3})))
     assert sorted(summary.recovered) == sorted(t.number for t in orphans)
     study = optuna.load_study(study_name="killed", storage=url)
     trials = study.trials
@@ -100,7 +101,7 @@ def _zombie(pid: int) -> bool:
 
 
 def test_ctrl_c_lets_running_trials_finish_and_leaves_no_running_trial(tmp_path):
-    raw = tiny_raw(tmp_path / "out", "interrupted", study={"n_trials": 6}, training={"epochs": 10})
+    raw = tiny_raw(tmp_path / "out", "interrupted", study={"n_trials": 6}, training={"epochs": 80})
     config = tmp_path / "i.yaml"
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
     url = f"sqlite:///{tmp_path / 'out' / 'study.db'}"
