@@ -53,7 +53,7 @@ def test_a_killed_worker_is_retried(tiny_config):
     cfg = tiny_config(
         "ray_retry",
         study={"n_trials": 1},
-        training={"epochs": 40},
+        training={"epochs": 100},
         execution={**RAY, "ray": {"num_cpus": 2, "max_retries": 1}},
     )
     thread, result = run_in_thread(cfg)
@@ -68,7 +68,7 @@ def test_a_killed_worker_without_retries_fails_the_trial(tiny_config):
     cfg = tiny_config(
         "ray_noretry",
         study={"n_trials": 1},
-        training={"epochs": 40},
+        training={"epochs": 100},
         execution={**RAY, "max_failures": 1, "ray": {"num_cpus": 2, "max_retries": 0}},
     )
     thread, result = run_in_thread(cfg)
