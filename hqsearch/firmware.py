@@ -53,11 +53,11 @@ def score(firmware_out: np.ndarray, model: keras.Model, x: np.ndarray, y: np.nda
     )
 
 
-def write_rtl(comb, cfg: SynthesisSection, out_dir: Path, name: str = "model") -> Path:
-    """da4ml's Verilog project for the design, pipelined at the configured latency cutoff."""
+def rtl_model(comb, cfg: SynthesisSection, out_dir: Path, name: str = "model"):
+    """da4ml's Verilog project for the design (`RTLModel`), pipelined at the configured latency cutoff."""
     from da4ml.codegen import RTLModel
 
-    rtl = RTLModel(
+    return RTLModel(
         comb,
         name,
         out_dir,
@@ -67,7 +67,11 @@ def write_rtl(comb, cfg: SynthesisSection, out_dir: Path, name: str = "model") -
         part_name=cfg.part,
         print_latency=False,
     )
-    rtl.write()
+
+
+def write_rtl(comb, cfg: SynthesisSection, out_dir: Path, name: str = "model") -> Path:
+    """Write the Verilog sources, constraints, build scripts and metadata.json."""
+    rtl_model(comb, cfg, out_dir, name).write()
     return out_dir
 
 
@@ -190,20 +194,9 @@ def verify_rtl(comb, cfg: SynthesisSection, out_dir: Path, x: np.ndarray) -> int
     da4ml's emulation runs the traced logic; this runs the RTL text that synthesis will read, so it also
     catches a code-generation fault. Needs `verilator` and a C++ compiler on PATH.
     """
-    from da4ml.codegen import RTLModel
-
     if problem := verilator_problem():
         raise FirmwareError(problem)
-    rtl = RTLModel(
-        comb,
-        "model",
-        out_dir,
-        flavor="verilog",
-        latency_cutoff=cfg.latency_cutoff,
-        clock_period=cfg.clock_period,
-        part_name=cfg.part,
-        print_latency=False,
-    )
+    rtl = rtl_model(comb, cfg, out_dir)
     try:
         rtl.compile(nproc=1)
     except RuntimeError as err:

@@ -25,18 +25,19 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def start_driver(tmp_path, raw: dict, **popen) -> subprocess.Popen:
+    """`hqsearch run` on `raw` in its own process, as a user starts it."""
+    config = tmp_path / f"{raw['study']['name']}.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    popen = popen or {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    return subprocess.Popen([sys.executable, "-m", "hqsearch.cli", "run", str(config), "--no-progress"], **popen)
+
+
 def test_driver_killed_with_sigkill_then_resumed(tmp_path):
     # long trials for the driver that gets killed, so it surely dies with trials in flight
     slow = tiny_raw(tmp_path / "out", "killed", study={"n_trials": 3}, training={"epochs": 400})
-    config = tmp_path / "killed.yaml"
-    config.write_text(yaml.safe_dump(slow, sort_keys=False))
     url = f"sqlite:///{tmp_path / 'out' / 'study.db'}"
-
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "hqsearch.cli", "run", str(config), "--no-progress"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    driver = start_driver(tmp_path, slow)
 
     def running():
         if not (tmp_path / "out" / "study.db").exists():
@@ -75,21 +76,24 @@ def test_driver_killed_with_sigkill_then_resumed(tmp_path):
 def test_workers_do_not_outlive_a_killed_driver(tmp_path):
     """The trial workers of a SIGKILLed driver end themselves within seconds."""
     raw = tiny_raw(tmp_path / "out", "orphaned_workers", study={"n_trials": 2}, training={"epochs": 200})
-    config = tmp_path / "w.yaml"
-    config.write_text(yaml.safe_dump(raw, sort_keys=False))
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "hqsearch.cli", "run", str(config), "--no-progress"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    driver = start_driver(tmp_path, raw)
     logs = tmp_path / "out" / "trials"
     wait_for(lambda: logs.exists() and len(list(logs.glob("*/trial.log"))) == 2, 120, "two trial workers")
-    children = subprocess.run(["pgrep", "-P", str(driver.pid)], capture_output=True, text=True).stdout.split()
-    workers = [int(p) for p in children if process_start(int(p))]
+    workers = descendants(driver.pid)  # the fork server, its trial workers, the resource tracker
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
-    assert workers
+    assert len(workers) >= 3
     wait_for(lambda: all(process_start(p) is None or _zombie(p) for p in workers), 30, "the workers to exit")
+
+
+def descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        out = subprocess.run(["pgrep", "-P", str(todo.pop())], capture_output=True, text=True).stdout
+        children = [int(p) for p in out.split()]
+        found += children
+        todo += children
+    return found
 
 
 def _zombie(pid: int) -> bool:
@@ -102,15 +106,8 @@ def _zombie(pid: int) -> bool:
 
 def test_ctrl_c_lets_running_trials_finish_and_leaves_no_running_trial(tmp_path):
     raw = tiny_raw(tmp_path / "out", "interrupted", study={"n_trials": 6}, training={"epochs": 80})
-    config = tmp_path / "i.yaml"
-    config.write_text(yaml.safe_dump(raw, sort_keys=False))
     url = f"sqlite:///{tmp_path / 'out' / 'study.db'}"
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "hqsearch.cli", "run", str(config), "--no-progress"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    driver = start_driver(tmp_path, raw, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     logs = tmp_path / "out" / "trials"
     wait_for(lambda: logs.exists() and len(list(logs.glob("*/trial.log"))) == 2, 120, "two running trials")
     driver.send_signal(signal.SIGINT)
