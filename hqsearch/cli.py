@@ -261,7 +261,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from .firmware import build_design
-    from .synth import get_backend, measure
+    from .synth import measure, uses_hls4ml
     from .train import saved_ebops
 
     try:
@@ -279,7 +279,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="hqsearch-synth-") as tmp:
         out = args.out or Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
-        design = build_design(model, saved_ebops(model), syn, out, hls=get_backend(syn.backend).emulation == "hls4ml")
+        design = build_design(model, saved_ebops(model), syn, out, hls=uses_hls4ml(syn))
         design = replace(design, ebops_source="saved with the model (last calibration)")
         result = measure(design, syn, out, timeout=args.timeout)
     doc = {
@@ -322,13 +322,12 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def _load_model(path: Path):
-    import hgq  # noqa: F401 - registers the HGQ2 layers with Keras
-    import keras
+    from .firmware import load_model
 
     if not path.is_file():
         raise ConfigError(f"{path}: no such model file")
     try:
-        return keras.models.load_model(path)
+        return load_model(path)
     except Exception as err:  # Keras raises many types for a file it cannot read
         raise ConfigError(f"{path}: cannot load as a Keras model ({type(err).__name__}: {str(err)[:200]})") from None
 

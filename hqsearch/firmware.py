@@ -26,6 +26,14 @@ class Emulation:
     n_outputs: int
 
 
+def load_model(path: Path) -> keras.Model:
+    """A saved HGQ2 model; importing hgq registers its layers with Keras first."""
+    import hgq  # noqa: F401
+    import keras
+
+    return keras.models.load_model(path)
+
+
 def trace(model: keras.Model, cfg: SynthesisSection):
     """The model as combinational logic (`da4ml.types.CombLogic`)."""
     from da4ml.converter import trace_model

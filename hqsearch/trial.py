@@ -21,8 +21,6 @@ from typing import Any
 from .config import StudyConfig
 from .space import TrialParams
 
-# Timed stages; each has a timeout in `execution.timeouts`.
-STAGES = ("train", "firmware", "synth")
 _PACKAGES = ("hqsearch", "hgq2", "da4ml", "keras", "tensorflow-cpu", "optuna")
 
 
@@ -66,8 +64,10 @@ def archive_builds(trial_dir: Path, keep_build: bool) -> list[Path]:
     import tarfile
 
     def skip(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        if keep_build or "/" not in info.name:  # the folder itself is kept whatever its name
+            return info
         name = Path(info.name).name
-        return None if not keep_build and any(fnmatch.fnmatch(name, pat) for pat in _BULKY) else info
+        return None if any(fnmatch.fnmatch(name, pat) for pat in _BULKY) else info
 
     archives = []
     for name in BUILD_DIRS:
@@ -137,7 +137,7 @@ def train_stage(
     from .data import load_dataset
     from .firmware import build_design, emulate
     from .model import build_model
-    from .synth import get_backend
+    from .synth import uses_hls4ml
     from .train import calibrate, train
 
     trial_dir.mkdir(parents=True, exist_ok=True)
@@ -155,9 +155,8 @@ def train_stage(
         model.save(model_path)
         out.files.append(str(model_path))
 
-    backend = get_backend(cfg.synthesis.backend)
     with stage("firmware"):
-        design = build_design(model, ebops, cfg.synthesis, trial_dir, hls=backend.emulation == "hls4ml")
+        design = build_design(model, ebops, cfg.synthesis, trial_dir, hls=uses_hls4ml(cfg.synthesis))
         if design.hls_model is not None:
             from .firmware import emulate_hls
 
@@ -198,14 +197,14 @@ def synth_stage(
     on_stage: Callable[[str], None] = lambda stage: None,
 ) -> TrialOutcome:
     """Stage `synth`: measure the design, then pack the build folders and write metrics.json."""
-    from .synth import Design, measure
+    from .synth import Design, measure, uses_hls4ml
 
     out = trained.outcome
     stage = _timed(out, on_stage)
     trial_dir.mkdir(parents=True, exist_ok=True)
     with stage("synth"):
         design = trained.design
-        if design is None and not needs_model(cfg):  # trained elsewhere; the traced logic is enough
+        if design is None and not uses_hls4ml(cfg.synthesis):  # trained elsewhere; the traced logic is enough
             design = Design(None, trained.comb, trained.ebops)
         elif design is None:
             design = _rebuild_design(cfg, trained, trial_dir)
@@ -231,24 +230,14 @@ def synth_stage(
     return out
 
 
-def needs_model(cfg: StudyConfig) -> bool:
-    """Whether synthesis needs the Keras model itself (the hls4ml backends), not only da4ml's logic."""
-    from .synth import get_backend
-
-    return get_backend(cfg.synthesis.backend).emulation == "hls4ml"
-
-
 def _rebuild_design(cfg: StudyConfig, trained: Trained, trial_dir: Path):
-    import hgq  # noqa: F401 - registers the HGQ2 layers with Keras
-    import keras
-
-    from .firmware import build_design
+    from .firmware import build_design, load_model
 
     path = trained.model_path
     if trained.model_bytes is not None:
         path = trial_dir / "model.keras"
         path.write_bytes(trained.model_bytes)
-    model = keras.models.load_model(path)
+    model = load_model(path)
     return build_design(model, trained.ebops, cfg.synthesis, trial_dir, hls=True)
 
 

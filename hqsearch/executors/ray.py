@@ -33,9 +33,10 @@ def _train_task(cfg: StudyConfig, job: TrialJob, threads: int, with_bytes: bool)
 
 
 def _synth_task(cfg: StudyConfig, job: TrialJob, trained: Trained, threads: int) -> TrialOutcome:
-    from ..trial import needs_model, synth_stage
+    from ..synth import uses_hls4ml
+    from ..trial import synth_stage
 
-    prepare_worker(job.trial_dir, threads, tensorflow=needs_model(cfg))
+    prepare_worker(job.trial_dir, threads, tensorflow=uses_hls4ml(cfg.synthesis))
 
     trained.outcome.info["synth_host"] = socket.gethostname()
     return synth_stage(cfg, job.params, trained, job.trial_dir)

@@ -32,6 +32,11 @@ def get_backend(name: str) -> Backend:
     return BACKENDS[name]()
 
 
+def uses_hls4ml(cfg: SynthesisSection) -> bool:
+    """Whether the backend builds an hls4ml project, and so needs the Keras model, not only da4ml's logic."""
+    return get_backend(cfg.backend).emulation == "hls4ml"
+
+
 def measure(design: Design, cfg: SynthesisSection, workdir: Path, timeout: float | None = None) -> SynthResult:
     result = get_backend(cfg.backend).synthesize(design, cfg, workdir, timeout)
     est = estimate(design, cfg)
@@ -45,4 +50,4 @@ def measure(design: Design, cfg: SynthesisSection, workdir: Path, timeout: float
     return replace(result, metrics=metrics, sources=sources)
 
 
-__all__ = ["BACKENDS", "Backend", "Design", "SynthError", "SynthResult", "get_backend", "measure"]
+__all__ = ["BACKENDS", "Backend", "Design", "SynthError", "SynthResult", "get_backend", "measure", "uses_hls4ml"]
