@@ -145,11 +145,7 @@ class Driver:
             self._update_progress()
             while True:
                 stop = self._stop_reason()
-                while (
-                    stop is None
-                    and len(self.in_flight) < cfg.execution.max_concurrent
-                    and (self.progress.complete + len(self.in_flight) < cfg.study.n_trials)
-                ):
+                while stop is None and len(self.in_flight) < cfg.execution.max_concurrent and self._budget_left() > 0:
                     self._ask()
                     self._update_progress()
                 if not self.in_flight:

@@ -113,3 +113,22 @@ def test_yosys_study_measures_every_trial(tiny_config):
         assert {"yosys.log", "stat.json", "rtl.tar.gz"} <= names
         trial_dir = cfg.study.run_dir / "trials" / f"{t.number:05d}"
         assert (trial_dir / "rtl.tar.gz").exists() and not (trial_dir / "rtl").exists()
+
+
+def test_a_second_live_driver_shares_the_budget(tiny_config):
+    import time
+
+    from hqsearch.orphans import DRIVER_ATTR, HEARTBEAT_ATTR, DriverId
+    from hqsearch.study import open_study
+
+    cfg = tiny_config("joined", execution={"max_concurrent": 2})  # n_trials 2
+    study = open_study(cfg)
+    other = study.ask()  # a trial another, living driver is running
+    other.set_user_attr(DRIVER_ATTR, {**DriverId().to_dict(), "id": "otherdriver"})
+    other.set_user_attr(HEARTBEAT_ATTR, time.time())
+
+    summary = run_study(cfg)
+    assert summary.told == [1]  # one trial of its own: the other driver's running trial fills the budget
+    assert summary.recovered == []  # a living driver's trial is no orphan
+    states = [t.state for t in load_existing(cfg.study.storage_url, "joined").trials]
+    assert states == [TrialState.RUNNING, TrialState.COMPLETE]
