@@ -62,9 +62,6 @@ class Executor(Protocol):
         """Stop every running job now; each comes back as failed."""
         ...
 
-    @property
-    def n_running(self) -> int: ...
-
     def close(self) -> None:
         """Release what the executor started (a local Ray instance)."""
         ...

@@ -85,10 +85,6 @@ class LocalExecutor:
         self.timeouts = cfg.execution.timeouts.model_dump()
         self.running: dict[int, _Running] = {}
 
-    @property
-    def n_running(self) -> int:
-        return len(self.running)
-
     def submit(self, job: TrialJob) -> None:
         parent, child = self.ctx.Pipe(duplex=False)
         p = self.ctx.Process(

@@ -90,10 +90,6 @@ class RayExecutor:
     def _threads(stage: RayStage) -> int:
         return max(1, int(stage.num_cpus))
 
-    @property
-    def n_running(self) -> int:
-        return len(self.running)
-
     def submit(self, job: TrialJob) -> None:
         train = self.cfg.execution.ray.train
         ref = self.train_fn.remote(self.cfg, job, self._threads(train), self.with_bytes)
