@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 from optuna.trial import TrialState
+from provenance import write as write_provenance
 
 from hqsearch.config import parse_config
 from hqsearch.driver import run_study
@@ -93,7 +94,8 @@ def main() -> None:
     df.to_csv(args.out / "throughput.csv", index=False)
     table = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
     table += ["| " + " | ".join(str(v) for v in r) + " |" for r in df.itertuples(index=False)]
-    note = f"digits MLP, Yosys backend, {args.trials} trials per run, {os.cpu_count()} cores\n\n"
+    note = write_provenance(args.out, "throughput")
+    note += f"digits MLP, Yosys backend, {args.trials} trials per run, {os.cpu_count()} cores\n\n"
     (args.out / "throughput.md").write_text(note + "\n".join(table) + "\n")
     print(df.to_string(index=False))
 

@@ -22,6 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import pandas as pd  # noqa: E402
+from provenance import write as write_provenance  # noqa: E402
 
 from hqsearch.config import DataSection, ModelSection, SynthesisSection, TrainingSection  # noqa: E402
 from hqsearch.data import load_dataset  # noqa: E402
@@ -74,7 +75,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     df = pd.DataFrame(rows)
     df.to_csv(args.out / "yosys_vs_estimate.csv", index=False)
-    header = (
+    header = write_provenance(args.out, "yosys_vs_estimate")
+    header += (
         f"Digits MLP 64-W-10, beta {args.beta:g}, {args.epochs} epochs; {platform.processor() or platform.machine()}"
     )
     header += f", {os.cpu_count()} cores\n\n"

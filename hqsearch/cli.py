@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from dataclasses import replace
@@ -13,9 +14,9 @@ from typing import get_args
 from rich.console import Console
 from rich.table import Table
 
-from .config import Backend, ConfigError, StudyConfig, SynthesisSection, load_config
-from .study import StudyError
-from .synth.tools import SynthError
+from .config import Backend, StudyConfig, SynthesisSection, load_config
+from .exceptions import ConfigError, HQSearchError
+from .metrics import METRICS
 
 console = Console()
 if not console.is_terminal:  # files and pipes get full rows instead of 80-column wrapping
@@ -24,12 +25,7 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 # Columns of the front table on screen; everything else goes to the files.
 _SHOWN = [
-    "accuracy",
-    "luts",
-    "ffs",
-    "dsps",
-    "latency_cycles",
-    "ebops",
+    *(m.name for m in METRICS.values() if m.shown),
     "mismatches",
     "param_beta",
     "param_weights",
@@ -85,6 +81,21 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _import_tensorflow() -> None:
+    """Import Keras (and TensorFlow) with file descriptor 2 silenced: TensorFlow's C++ start-up lines
+    (absl, oneDNN) bypass Python's logging and would land on the user's terminal."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
 def _config(args: argparse.Namespace) -> StudyConfig:
     cfg = load_config(args.config)
     if getattr(args, "n_trials", None) is not None and args.n_trials < 1:
@@ -120,6 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     _print_advice(cfg)
+    _import_tensorflow()  # the driver checks the data and builds the model once before it asks for a trial
     console.print(
         f"study [bold]{cfg.study.name}[/bold] in {cfg.study.storage_url}, "
         f"target {cfg.study.n_trials} COMPLETE trials, backend {cfg.synthesis.backend}"
@@ -174,8 +186,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from .advice import advise
+    from .preflight import preflight
 
     cfg = load_config(args.config)
+    _import_tensorflow()
+    ready = preflight(cfg)
     s = cfg.study
     console.print(
         f"[green]ok[/green] {args.config}: study {s.name!r}, {s.n_trials} trials, sampler {s.sampler}, "
@@ -190,6 +205,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     _print_advice(cfg)
     if not advise(cfg):
         console.print("no HGQ advice applies")
+    console.print(str(ready))
     return 0
 
 
@@ -256,10 +272,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    import os
-
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    _import_tensorflow()
     from .firmware import build_design
     from .synth import measure, uses_hls4ml
     from .train import saved_ebops
@@ -342,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
-    except (ConfigError, StudyError, SynthError) as err:
+    except HQSearchError as err:
         err_console.print(f"[red]error:[/red] {err}", highlight=False)
         return 2
 

@@ -11,55 +11,36 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-# Every metric a trial reports, with the direction that makes it better.
-METRICS: dict[str, str] = {
-    "accuracy": "maximize",  # bit-exact firmware emulation on the test split
-    "float_accuracy": "maximize",  # the Keras model on the test split
-    "luts": "minimize",
-    "ffs": "minimize",
-    "dsps": "minimize",
-    "ebops": "minimize",  # calibrated, from trace_minmax
-    "latency_cycles": "minimize",
-    "latency_ns": "minimize",
-    "estimated_luts": "minimize",  # da4ml's cost model, whatever the backend
-    "estimated_ffs": "minimize",
-    "brams": "minimize",  # 18 Kb block RAMs (HLS and Vivado backends)
-    "ii": "minimize",  # initiation interval in cycles (HLS backends)
-    "estimated_clock_ns": "minimize",  # achieved clock period (HLS estimate, or Vivado timing)
-}
-Metric = Literal[
-    "accuracy",
-    "float_accuracy",
-    "luts",
-    "ffs",
-    "dsps",
-    "ebops",
-    "latency_cycles",
-    "latency_ns",
-    "estimated_luts",
-    "estimated_ffs",
-    "brams",
-    "ii",
-    "estimated_clock_ns",
-]
+from .exceptions import ConfigError
+from .metrics import BACKENDS, not_produced, selectable
+
 _DIRECTIONS = {"max": "maximize", "maximize": "maximize", "min": "minimize", "minimize": "minimize"}
 _CONSTRAINT_RE = re.compile(r"^\s*([a-z_]+)\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
-
-
-class ConfigError(Exception):
-    """A study config that cannot be used; the message is meant for the user as it is."""
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# a metric an objective or constraint may name (hqsearch.metrics); an error points at the key itself
+MetricName = Annotated[str, AfterValidator(lambda name: selectable(name).name)]
+
+
 class Constraint(_Section):
     """`metric <= bound` or `metric >= bound`; Optuna calls a trial feasible when `value()` <= 0."""
 
-    metric: Metric
+    metric: MetricName
     op: Literal["<=", ">="]
     bound: float
 
@@ -80,7 +61,10 @@ class StudySection(_Section):
     n_trials: int = Field(default=20, ge=1)
     seed: int | None = 0
     sampler: Literal["tpe", "nsga2", "random", "gp"] = "tpe"
-    objectives: dict[Metric, str] = Field(default_factory=lambda: {"accuracy": "max", "luts": "min"})
+    # validate_default: the default goes through the same normalisation as a user's objectives
+    objectives: dict[MetricName, str] = Field(
+        default_factory=lambda: {"accuracy": "max", "luts": "min"}, validate_default=True
+    )
     constraints: list[Constraint] = Field(default_factory=list)
 
     @field_validator("objectives")
@@ -94,6 +78,18 @@ class StudySection(_Section):
                 raise ValueError(f"direction of {metric!r} must be max or min, not {direction!r}")
             out[metric] = _DIRECTIONS[str(direction).lower()]
         return out
+
+    @field_validator("sampler")
+    @classmethod
+    def _sampler_installed(cls, v: str) -> str:
+        import importlib.util
+
+        if v == "gp" and importlib.util.find_spec("torch") is None:
+            raise ValueError(
+                "sampler 'gp' is Optuna's GPSampler, which needs PyTorch: pip install 'hqsearch[gp]' "
+                "(or choose tpe, nsga2 or random)"
+            )
+        return v
 
     @field_validator("constraints", mode="before")
     @classmethod
@@ -139,10 +135,20 @@ class DataSection(_Section):
     function: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")  # module:function
     cache_dir: Path | None = None  # jet_hlf download cache
     image_shape: list[int] | None = None  # reshape flat features for the conv model, e.g. [8, 8, 1]
-    val_fraction: float = Field(default=0.1, ge=0, lt=1)
+    val_fraction: float = Field(default=0.1, lt=1)  # > 0: objectives are measured on the validation split
     test_fraction: float = Field(default=0.25, gt=0, lt=1)
     seed: int = 0
     standardize: bool = False
+
+    @field_validator("val_fraction")
+    @classmethod
+    def _validation_split(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError(
+                f"must be more than 0, got {v:g}: the accuracy objective and the front are chosen on the "
+                "validation split (the test split is only reported)"
+            )
+        return v
 
     @model_validator(mode="after")
     def _needs(self) -> DataSection:
@@ -257,7 +263,7 @@ class SearchSpace(_Section):
         return v
 
 
-Backend = Literal["estimate", "yosys", "vivado", "vitis", "vivado-rtl"]
+Backend = Literal[BACKENDS]
 PragmaFixup = Literal["dataflow_to_pipeline", "remove_dataflow", "inline_recursive"]
 
 
@@ -339,12 +345,24 @@ class StudyConfig(_Section):
     synthesis: SynthesisSection = SynthesisSection()
     execution: ExecutionSection = ExecutionSection()
 
+    _source: Path | None = PrivateAttr(default=None)  # the YAML file, for errors found after loading
+    _raw: Any = PrivateAttr(default=None)  # the YAML as read, with the line of every key
+
+    def error(self, key: str, message: str) -> ConfigError:
+        """A `ConfigError` that points at `key` (dotted) in the file this config came from."""
+        source = self._source or Path("<config>")
+        loc = tuple(int(p) if p.isdigit() else p for p in key.split("."))
+        line = _line_of(self._raw, loc) if self._raw is not None else None
+        return ConfigError(f"{source}:{line}: {key}: {message}" if line else f"{source}: {key}: {message}")
+
     def with_overrides(self, **study: Any) -> StudyConfig:
         """A copy with study-level fields replaced (CLI `--n-trials`, `--storage`)."""
         set_ = {k: v for k, v in study.items() if v is not None}
         if not set_:
             return self
-        return self.model_copy(update={"study": self.study.model_copy(update=set_)})
+        copy = self.model_copy(update={"study": self.study.model_copy(update=set_)})
+        copy._source, copy._raw = self._source, self._raw
+        return copy
 
 
 class _LineLoader(yaml.SafeLoader):
@@ -420,14 +438,28 @@ def _other_union_branch(e: dict) -> bool:
     return (e["type"] in _SCALAR_ERRORS and given_mapping) or (e["type"] in _MAPPING_ERRORS and not given_mapping)
 
 
+def _backend_errors(cfg: StudyConfig) -> list[tuple[str, str]]:
+    """Objectives and constraints the configured backend never reports: (key, why) for each."""
+    backend = cfg.synthesis.backend
+    errors = [(f"study.objectives.{m}", why) for m in cfg.study.objectives if (why := not_produced(m, backend))]
+    for i, c in enumerate(cfg.study.constraints):
+        if why := not_produced(c.metric, backend):
+            errors.append((f"study.constraints.{i}", why))
+    return errors
+
+
 def parse_config(raw: Any, source: Path | str = "<config>") -> StudyConfig:
     path = Path(source)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with a 'study' section at the top")
     try:
-        return StudyConfig.model_validate(_strip_lines(raw))
+        cfg = StudyConfig.model_validate(_strip_lines(raw))
     except ValidationError as err:
         raise ConfigError(_format_error(path, raw, err)) from None
+    cfg._source, cfg._raw = path, raw
+    if errors := _backend_errors(cfg):
+        raise ConfigError("\n".join(str(cfg.error(key, why)) for key, why in errors))
+    return cfg
 
 
 def load_config(path: str | Path) -> StudyConfig:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .config import DataSection
+from .exceptions import DataError
 
 # OpenML 42468, "hls4ml_lhc_jets_hlf": 16 high-level jet features and one of five jet classes.
 JET_HLF_OPENML_ID = 42468
@@ -36,10 +37,6 @@ JET_HLF_FEATURES = [
     "multiplicity",
 ]
 JET_HLF_LABEL = "class"
-
-
-class DataError(Exception):
-    """The data section points at something that cannot be loaded; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +63,7 @@ def _call(spec: str, what: str):
     try:
         fn = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as err:
-        raise DataError(f"{what} {spec!r} cannot be imported: {err}") from None
+        raise DataError(f"{spec!r} cannot be imported: {err}", what) from None
     return fn
 
 
@@ -79,20 +76,22 @@ def _digits(cfg: DataSection) -> tuple[np.ndarray, np.ndarray]:
 
 def _frame_xy(df: pd.DataFrame, cfg: DataSection, source: str, label: str) -> tuple[np.ndarray, np.ndarray]:
     if label not in df.columns:
-        raise DataError(f"{source}: no label column {label!r} (columns: {', '.join(map(str, df.columns))})")
+        raise DataError(f"{source} has no column {label!r} (columns: {', '.join(map(str, df.columns))})", "data.label")
     features = cfg.features if isinstance(cfg.features, list) else [c for c in df.columns if c != label]
     missing = [c for c in features if c not in df.columns]
     if missing:
-        raise DataError(f"{source}: feature columns not found: {', '.join(missing)}")
+        raise DataError(f"{source} has no column {', '.join(map(repr, missing))}", "data.features")
     return df[features].to_numpy(np.float32), df[label].to_numpy()
 
 
 def _read_table(path: Path) -> pd.DataFrame:
     if not path.exists():
-        raise DataError(f"data file {path} does not exist")
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    return pd.read_csv(path)
+        raise DataError(f"data file {path} does not exist", "data.path")
+    try:
+        return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    except Exception as err:  # pandas and pyarrow raise many types for a file they cannot read
+        kind = "Parquet" if path.suffix == ".parquet" else "CSV"
+        raise DataError(f"{path} cannot be read as {kind} ({type(err).__name__}: {err})", "data.path") from None
 
 
 def _jet_hlf(cfg: DataSection) -> tuple[np.ndarray, np.ndarray]:
@@ -106,7 +105,8 @@ def _jet_hlf(cfg: DataSection) -> tuple[np.ndarray, np.ndarray]:
             df = fetch_openml(data_id=JET_HLF_OPENML_ID, data_home=cfg.cache_dir, as_frame=True, parser="auto").frame
         except Exception as err:  # network, cache or OpenML errors all mean the same to the user
             raise DataError(
-                f"jet_hlf: cannot fetch OpenML {JET_HLF_OPENML_ID} ({err}); download it once and set data.path"
+                f"not set, and OpenML {JET_HLF_OPENML_ID} cannot be fetched ({err}); download it once and set it",
+                "data.path",
             ) from None
         source = f"OpenML {JET_HLF_OPENML_ID}"
     cfg_feats = cfg.model_copy(update={"features": cfg.features or JET_HLF_FEATURES})
@@ -116,13 +116,14 @@ def _jet_hlf(cfg: DataSection) -> tuple[np.ndarray, np.ndarray]:
 def _npz(cfg: DataSection) -> tuple[np.ndarray, np.ndarray]:
     assert cfg.path is not None
     if not cfg.path.exists():
-        raise DataError(f"data file {cfg.path} does not exist")
+        raise DataError(f"data file {cfg.path} does not exist", "data.path")
     arrays = np.load(cfg.path)
     xk = cfg.features if isinstance(cfg.features, str) else "x"
     yk = cfg.label or "y"
     for k in (xk, yk):
         if k not in arrays:
-            raise DataError(f"{cfg.path}: no array {k!r} (arrays: {', '.join(arrays.files)})")
+            key = "data.features" if k == xk else "data.label"
+            raise DataError(f"{cfg.path} has no array {k!r} (arrays: {', '.join(arrays.files)})", key)
     return arrays[xk].astype(np.float32), arrays[yk]
 
 
@@ -133,9 +134,13 @@ def _table(cfg: DataSection) -> tuple[np.ndarray, np.ndarray]:
 
 def _callable(cfg: DataSection) -> tuple[np.ndarray, np.ndarray]:
     assert cfg.function is not None
-    out = _call(cfg.function, "data.function")()
+    fn = _call(cfg.function, "data.function")
+    try:
+        out = fn()
+    except Exception as err:  # the user's loader failed: say so where the config names it
+        raise DataError(f"{cfg.function!r} raised {type(err).__name__}: {err}", "data.function") from err
     if not (isinstance(out, tuple) and len(out) == 2):
-        raise DataError(f"data.function {cfg.function!r} must return (x, y), got {type(out).__name__}")
+        raise DataError(f"{cfg.function!r} must return (x, y), got {type(out).__name__}", "data.function")
     return np.asarray(out[0], np.float32), np.asarray(out[1])
 
 
@@ -160,12 +165,12 @@ def _encode_labels(y: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
 def load_dataset(cfg: DataSection) -> Dataset:
     x, y = _SOURCES[cfg.source](cfg)
     if len(x) != len(y):
-        raise DataError(f"data source {cfg.source!r}: {len(x)} samples but {len(y)} labels")
+        raise DataError(f"{len(x)} samples but {len(y)} labels", "data.source")
     if len(x) < 10:
-        raise DataError(f"data source {cfg.source!r}: only {len(x)} samples")
+        raise DataError(f"only {len(x)} samples", "data.source")
     y, classes = _encode_labels(y)
     if len(classes) < 2:
-        raise DataError(f"data source {cfg.source!r}: the labels have a single class")
+        raise DataError("the labels have a single class", "data.label" if cfg.label else "data.source")
 
     order = np.random.default_rng(cfg.seed).permutation(len(x))
     x, y = x[order], y[order]
@@ -184,7 +189,7 @@ def load_dataset(cfg: DataSection) -> Dataset:
     if cfg.image_shape:
         shape = tuple(cfg.image_shape)
         if int(np.prod(shape)) != int(np.prod(x.shape[1:])):
-            raise DataError(f"data.image_shape {list(shape)} does not hold {int(np.prod(x.shape[1:]))} features")
+            raise DataError(f"{list(shape)} does not hold {int(np.prod(x.shape[1:]))} features", "data.image_shape")
         x_train, x_val, x_test = (a.reshape(len(a), *shape) for a in (x_train, x_val, x_test))
 
     return Dataset(

@@ -13,24 +13,31 @@ one trial per extra driver, when two ask at the same instant).
 
 from __future__ import annotations
 
+import logging
+import math
 import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 import optuna
 from optuna.artifacts import upload_artifact
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from .config import StudyConfig
 from .executors import Finished, TrialJob, make_executor
+from .executors.base import error_text
 from .orphans import DRIVER_ATTR, HEARTBEAT_ATTR, DriverId, recover_orphans
+from .preflight import preflight
 from .space import suggest
 from .study import artifact_store, open_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,6 +60,13 @@ class RunSummary:
     told: list[int] = field(default_factory=list)
     stopped_because: str | None = None
     recovered: list[int] = field(default_factory=list)  # orphaned trials failed and re-enqueued
+    dropped: list[int] = field(default_factory=list)  # trials a peer claimed from this driver
+
+
+class Told(Enum):
+    COMPLETE = "complete"
+    FAILED = "failed"
+    DROPPED = "dropped"  # claimed by another driver; that driver told it and re-enqueued it
 
 
 def _count(study: optuna.Study, state: TrialState) -> int:
@@ -63,6 +77,7 @@ class Driver:
     def __init__(self, cfg: StudyConfig, on_progress: Callable[[Progress], None] = lambda p: None) -> None:
         self.cfg = cfg
         self.on_progress = on_progress
+        self.ready = preflight(cfg)  # before anything is written: bad data or model is one error
         self.study = open_study(cfg)
         self.store = artifact_store(cfg)
         self.executor = make_executor(cfg)
@@ -70,24 +85,57 @@ class Driver:
         self.progress = Progress(target=cfg.study.n_trials)
         self._interrupts = 0
         self.me = DriverId()
-        self._last_beat = self._last_sweep = time.monotonic()
+        self._last_sweep = time.monotonic()
+        self._stop_beating = threading.Event()
+        self.dropped: list[int] = []  # trials a peer claimed while this driver ran them
         self.recovered = recover_orphans(self.study, self.me, cfg.execution.stale_after)
 
     def _ask(self) -> None:
         trial = self.study.ask()
-        params = suggest(trial, self.cfg)
-        trial.set_user_attr("params", params.to_dict())
-        trial.set_user_attr("executor", self.executor.name)
-        trial.set_user_attr(DRIVER_ATTR, self.me.to_dict())
-        trial.set_user_attr(HEARTBEAT_ATTR, time.time())
-        trial_dir = self.cfg.study.run_dir / "trials" / f"{trial.number:05d}"
-        trial.set_user_attr("trial_dir", str(trial_dir))
-        seed = None if self.cfg.study.seed is None else self.cfg.study.seed + trial.number
-        self.executor.submit(TrialJob(trial.number, params, trial_dir, seed))
-        self.in_flight[trial.number] = trial
+        try:
+            params = suggest(trial, self.cfg)
+            trial.set_user_attr("params", params.to_dict())
+            trial.set_user_attr("executor", self.executor.name)
+            trial.set_user_attr(DRIVER_ATTR, self.me.to_dict())
+            trial.set_user_attr(HEARTBEAT_ATTR, time.time())
+            trial_dir = self.cfg.study.run_dir / "trials" / f"{trial.number:05d}"
+            trial.set_user_attr("trial_dir", str(trial_dir))
+            seed = None if self.cfg.study.seed is None else self.cfg.study.seed + trial.number
+            job = TrialJob(trial.number, params, trial_dir, seed)
+            self.in_flight[trial.number] = trial
+            self.executor.submit(job)
+        except Exception as err:  # a trial asked for is always told, even when it could not start
+            self.in_flight.pop(trial.number, None)
+            self._fail(trial, f"could not start: {error_text(err)}")
+            self.progress.failed += 1
 
-    def _tell(self, done: Finished) -> bool:
+    def _fail(self, trial: optuna.Trial, error: str) -> Told:
+        try:
+            trial.set_user_attr("error", error)
+            self.study.tell(trial, state=TrialState.FAIL)
+        except (UpdateFinishedTrialError, ValueError):
+            return self._dropped(trial)
+        return Told.FAILED
+
+    def _dropped(self, trial: optuna.Trial) -> Told:
+        log.warning("trial %d was claimed by another driver (no heartbeat seen in time); dropping it", trial.number)
+        self.dropped.append(trial.number)
+        return Told.DROPPED
+
+    def _tell(self, done: Finished) -> Told:
+        """Record one finished job. Never raises: whatever goes wrong, the trial leaves RUNNING."""
         trial = self.in_flight.pop(done.job.number)
+        try:
+            return self._record(trial, done)
+        except (UpdateFinishedTrialError, ValueError) as err:
+            if isinstance(err, ValueError) and "Cannot tell a" not in str(err):
+                return self._fail(trial, f"hqsearch could not record the outcome: {error_text(err)}")
+            return self._dropped(trial)  # a peer claimed it: it is FAIL and re-enqueued there
+        except Exception as err:  # storage or artifact trouble: record what we can, as FAIL
+            log.exception("trial %d: could not record its outcome", trial.number)
+            return self._fail(trial, f"hqsearch could not record the outcome: {error_text(err)}")
+
+    def _record(self, trial: optuna.Trial, done: Finished) -> Told:
         out = done.outcome
         for key, value in (("timings", out.timings), ("info", out.info), ("sources", out.sources)):
             if value:
@@ -95,28 +143,48 @@ class Driver:
         for f in [*out.files, str(done.job.trial_dir / "trial.log")]:
             if Path(f).is_file():
                 upload_artifact(artifact_store=self.store, file_path=f, study_or_trial=trial)
-        if out.error is not None:
-            trial.set_user_attr("error", out.error)
-            self.study.tell(trial, state=TrialState.FAIL)
-            return False
+        if out.metrics:
+            trial.set_user_attr("metrics", out.metrics)
+        error = out.error if out.error is not None else self._missing(out.metrics)
+        if error is not None:
+            return self._fail(trial, error)
         if out.info.get("synth_cache_hit"):
             self.progress.cache_hits += 1
-        trial.set_user_attr("metrics", out.metrics)
         for c in self.cfg.study.constraints:
             trial.set_constraint(c.key, c.value(out.metrics))
         self.study.tell(trial, [out.metrics[m] for m in self.cfg.study.metric_names])
-        return True
+        return Told.COMPLETE
 
-    def _keep_alive(self) -> None:
-        """Heartbeats on this driver's trials; now and then, claim trials that other drivers lost."""
+    def _missing(self, metrics: dict[str, float]) -> str | None:
+        """Why an outcome cannot be told COMPLETE: a metric the study needs is absent or not a number."""
+        needed = dict.fromkeys([*self.cfg.study.metric_names, *(c.metric for c in self.cfg.study.constraints)])
+        bad = [m for m in needed if not isinstance(metrics.get(m), int | float) or not math.isfinite(metrics[m])]
+        if not bad:
+            return None
+        got = ", ".join(f"{m}={metrics[m]}" for m in bad if m in metrics)
+        return (
+            f"backend {self.cfg.synthesis.backend!r} reported no usable {', '.join(bad)}"
+            + (f" ({got})" if got else "")
+            + f"; the study needs them (reported: {', '.join(metrics) or 'nothing'})"
+        )
+
+    def _beat(self) -> None:
+        """Heartbeats on this driver's trials, from their own thread: a long poll or tell never delays them."""
+        while not self._stop_beating.wait(self.cfg.execution.heartbeat):
+            for trial in list(self.in_flight.values()):
+                try:
+                    trial.set_user_attr(HEARTBEAT_ATTR, time.time())
+                except UpdateFinishedTrialError:
+                    pass  # told meanwhile, or claimed by a peer: the main loop sees it at tell
+                except Exception:  # a storage hiccup: the next beat tries again
+                    log.warning("heartbeat on trial %d failed", trial.number, exc_info=True)
+
+    def _sweep(self) -> None:
+        """Now and then, claim trials that other drivers lost."""
         now = time.monotonic()
-        ex = self.cfg.execution
-        if now - self._last_beat >= ex.heartbeat:
-            for trial in self.in_flight.values():
-                trial.set_user_attr(HEARTBEAT_ATTR, time.time())
-            self._last_beat = now
-        if now - self._last_sweep >= ex.stale_after / 2:
-            self.recovered += recover_orphans(self.study, self.me, ex.stale_after)
+        stale_after = self.cfg.execution.stale_after
+        if now - self._last_sweep >= stale_after / 2:
+            self.recovered += recover_orphans(self.study, self.me, stale_after)
             self._last_sweep = now
 
     def _budget_left(self) -> int:
@@ -141,6 +209,8 @@ class Driver:
         summary = RunSummary(cfg.study.name, cfg.study.storage_url, 0, 0)
         main_thread = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGINT, self._on_sigint) if main_thread else None
+        beats = threading.Thread(target=self._beat, daemon=True, name="hqsearch-heartbeat")
+        beats.start()
         try:
             self._update_progress()
             while True:
@@ -148,29 +218,44 @@ class Driver:
                 while stop is None and len(self.in_flight) < cfg.execution.max_concurrent and self._budget_left() > 0:
                     self._ask()
                     self._update_progress()
+                    stop = self._stop_reason()
                 if not self.in_flight:
                     summary.stopped_because = stop
                     break
-                self._keep_alive()
+                self._sweep()
                 for done in self.executor.poll(timeout=1.0):
-                    if not self._tell(done):
+                    if self._tell(done) is Told.FAILED:
                         self.progress.failed += 1
                     summary.told.append(done.job.number)
                     self._update_progress()
         except KeyboardInterrupt:
-            for done in self.executor.cancel_all():
-                self._tell(done)
-                summary.told.append(done.job.number)
             summary.stopped_because = "cancelled by a second Ctrl-C"
         finally:
-            self.executor.close()
+            # whatever ended the loop, every trial this driver asked for leaves RUNNING
+            summary.told += self._end_the_rest()
+            self._stop_beating.set()
             if main_thread:
                 signal.signal(signal.SIGINT, previous)
         summary.complete = _count(self.study, TrialState.COMPLETE)
         summary.failed_this_run = self.progress.failed
         summary.cache_hits = self.progress.cache_hits
         summary.recovered = self.recovered
+        summary.dropped = self.dropped
         return summary
+
+    def _end_the_rest(self) -> list[int]:
+        told = []
+        try:
+            for done in self.executor.cancel_all():
+                self._tell(done)
+                told.append(done.job.number)
+        finally:
+            self.executor.close()
+            for trial in list(self.in_flight.values()):  # asked but unknown to the executor
+                self.in_flight.pop(trial.number)
+                self._fail(trial, "the driver stopped before this trial ran")
+                told.append(trial.number)
+        return told
 
     def _stop_reason(self) -> str | None:
         if self._interrupts:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .config import SynthesisSection
+from .exceptions import FirmwareError
 
 if TYPE_CHECKING:  # Keras (and TensorFlow) load only where a model is really handled
     import keras
@@ -20,7 +21,7 @@ if TYPE_CHECKING:  # Keras (and TensorFlow) load only where a model is really ha
 
 @dataclass(frozen=True)
 class Emulation:
-    accuracy: float  # firmware (bit-exact) on the test split
+    accuracy: float  # firmware (bit-exact) on the samples given
     float_accuracy: float  # the Keras model on the same samples
     mismatches: int  # output values where firmware and Keras differ, at Keras's float32 precision
     n_outputs: int
@@ -39,7 +40,21 @@ def trace(model: keras.Model, cfg: SynthesisSection):
     from da4ml.converter import trace_model
     from da4ml.trace import HWConfig, comb_trace
 
-    inp, out = trace_model(model, HWConfig(1, -1, -1), {"hard_dc": cfg.hard_dc})
+    from .model import quantized_layers
+
+    if not quantized_layers(model):
+        raise FirmwareError(f"model {model.name!r} has no HGQ2 quantized layers (hgq.layers.Q*): nothing to trace")
+    try:
+        inp, out = trace_model(model, HWConfig(1, -1, -1), {"hard_dc": cfg.hard_dc})
+    except KeyError as err:  # HGQ2's tracer has no mirror for this layer class
+        cls = err.args[0] if err.args else None
+        if not isinstance(cls, type):
+            raise
+        names = [layer.name for layer in model._flatten_layers() if type(layer) is cls] or ["?"]
+        raise FirmwareError(
+            f"layer {names[0]!r} ({cls.__name__}) cannot be traced: da4ml traces HGQ2 layers "
+            "(and the few Keras layers HGQ2 registers); use the HGQ2 equivalent"
+        ) from None
     return comb_trace(inp, out)
 
 
@@ -90,10 +105,6 @@ def build_design(model: keras.Model, ebops: float, cfg: SynthesisSection, workdi
     comb = trace(model, cfg)
     hls_model = hls_project(model, cfg, workdir / "hls4ml_prj") if hls else None
     return Design(model, comb, ebops, hls_model)
-
-
-class FirmwareError(Exception):
-    """hls4ml could not turn the model into a project with these settings; the message names the setting."""
 
 
 # config's strategy -> hls4ml 1.3's spelling. hls4ml compares 'distributed_arithmetic' case-sensitively

@@ -19,6 +19,7 @@ from contextlib import ExitStack, contextmanager
 import keras
 
 from .config import ModelSection
+from .exceptions import ModelError
 from .space import TrialParams
 
 WEIGHT_AXES: dict[str, dict[str, tuple[int, ...]]] = {
@@ -30,10 +31,6 @@ ACTIVATION_AXES: dict[str, dict[str, tuple[int, ...]]] = {
     "intra": {"homogeneous_axis": (0,)},
     "inter": {"heterogeneous_axis": ()},
 }
-
-
-class ModelError(Exception):
-    """The model section cannot build a model for this data; the message says why."""
 
 
 def _bit_regularizer(params: TrialParams) -> keras.regularizers.Regularizer | None:
@@ -65,7 +62,7 @@ def _mlp(cfg: ModelSection, params: TrialParams, input_shape: tuple[int, ...], n
     from hgq.layers import QDense
 
     if len(input_shape) != 1:
-        raise ModelError(f"model kind 'mlp' needs flat features, the data has shape {list(input_shape)}")
+        raise ModelError(f"'mlp' needs flat features, the data has shape {list(input_shape)}", "model.kind")
     layers: list = [keras.Input(input_shape)]
     layers += [QDense(w, activation=cfg.activation) for w in params.widths]
     layers.append(QDense(n_classes))
@@ -78,7 +75,8 @@ def _conv(cfg: ModelSection, params: TrialParams, input_shape: tuple[int, ...], 
     if len(input_shape) != 3:
         raise ModelError(
             f"model kind 'conv' needs image-shaped data (height, width, channels), got {list(input_shape)}; "
-            "set data.image_shape, e.g. [8, 8, 1] for digits"
+            "set it, e.g. [8, 8, 1] for digits",
+            "data.image_shape",
         )
     layers: list = [keras.Input(input_shape)]
     for f in cfg.filters:
@@ -97,17 +95,33 @@ def _callable(cfg: ModelSection, params: TrialParams, input_shape: tuple[int, ..
     try:
         fn = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as err:
-        raise ModelError(f"model.function {cfg.function!r} cannot be imported: {err}") from None
+        raise ModelError(f"{cfg.function!r} cannot be imported: {err}", "model.function") from None
     model = fn(input_shape=input_shape, n_classes=n_classes, params=params)
     if not isinstance(model, keras.Model):
-        raise ModelError(f"model.function {cfg.function!r} must return a keras.Model, got {type(model).__name__}")
+        raise ModelError(f"{cfg.function!r} must return a keras.Model, got {type(model).__name__}", "model.function")
     return model
 
 
 _BUILDERS = {"mlp": _mlp, "conv": _conv, "callable": _callable}
 
 
+def quantized_layers(model: keras.Model) -> list:
+    """The model's HGQ2 layers: what da4ml and hls4ml turn into bit-exact firmware."""
+    from hgq.layers import QLayerBase
+
+    return [layer for layer in model._flatten_layers() if isinstance(layer, QLayerBase)]
+
+
 def build_model(cfg: ModelSection, params: TrialParams, input_shape: tuple[int, ...], n_classes: int) -> keras.Model:
     """The trial's HGQ2 model, outputs are logits. A `callable` builder runs inside the trial's scopes."""
+    key = "model.function" if cfg.kind == "callable" else "model.kind"
     with quantizer_scopes(params):
-        return _BUILDERS[cfg.kind](cfg, params, input_shape, n_classes)
+        try:
+            model = _BUILDERS[cfg.kind](cfg, params, input_shape, n_classes)
+        except ModelError:
+            raise
+        except Exception as err:  # Keras says why a layer does not fit the data; pass it on, keyed
+            raise ModelError(f"cannot build the model for inputs of shape {list(input_shape)}: {err}", key) from None
+    if not quantized_layers(model):
+        raise ModelError("the model has no HGQ2 quantized layers (hgq.layers.Q*), so it has no firmware", key)
+    return model

@@ -10,7 +10,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from .config import METRICS
+from .metrics import METRICS, Direction
 
 
 def objective_names(study: optuna.Study) -> list[str]:
@@ -53,9 +53,10 @@ def rank_front(study: optuna.Study, sort: str | None = None) -> pd.DataFrame:
     keys = names[:]
     ascending = [d == optuna.study.StudyDirection.MINIMIZE for d in study.directions]
     if sort is not None:
-        if sort not in front:
-            raise KeyError(f"cannot sort by {sort!r}: the trials have {', '.join(sorted(METRICS))}")
-        keys, ascending = [sort, *keys], [METRICS.get(sort, "minimize") == "minimize", *ascending]
+        if sort not in METRICS or sort not in front:
+            have = [m for m in METRICS if m in front]
+            raise KeyError(f"cannot sort by {sort!r}: the front has {', '.join(have)}")
+        keys, ascending = [sort, *keys], [METRICS[sort].direction is Direction.MINIMIZE, *ascending]
     front = front.sort_values(keys + ["trial"], ascending=ascending + [True], kind="stable").reset_index(drop=True)
     front.insert(0, "rank", range(1, len(front) + 1))
     return front

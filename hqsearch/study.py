@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
 
 from .config import StudyConfig, StudySection
+from .exceptions import StudyError
 
 CONFIG_ATTR = "hqsearch_config"
-
-
-class StudyError(Exception):
-    """The storage holds something that does not fit the request; the message says what."""
 
 
 def make_sampler(study: StudySection) -> optuna.samplers.BaseSampler:
@@ -32,6 +31,35 @@ def make_sampler(study: StudySection) -> optuna.samplers.BaseSampler:
 
 
 JOURNAL_PREFIX = "journal:///"
+
+
+def shown_url(url: str) -> str:
+    """The storage URL without its password, for messages."""
+    if "://" not in url or url.startswith(JOURNAL_PREFIX):
+        return url
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+@contextmanager
+def storage_errors(url: str) -> Iterator[None]:
+    """A storage that cannot be reached or opened becomes one `StudyError` line naming it."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except SQLAlchemyError as err:
+        reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+        raise StudyError(f"storage {shown_url(url)}: cannot open it ({reason})") from None
+    except ImportError as err:
+        raise StudyError(f"storage {shown_url(url)}: its database driver is not installed ({err})") from None
+    except OSError as err:
+        raise StudyError(f"storage {shown_url(url)}: {err.strerror or err}") from None
 
 
 def make_storage(url: str) -> str | optuna.storages.BaseStorage:
@@ -56,13 +84,14 @@ def make_storage(url: str) -> str | optuna.storages.BaseStorage:
 def open_study(cfg: StudyConfig) -> optuna.Study:
     """Create the study, or load it when it exists; refuse one whose objectives differ."""
     s = cfg.study
-    study = optuna.create_study(
-        study_name=s.name,
-        storage=make_storage(s.storage_url),
-        directions=s.directions,
-        sampler=make_sampler(s),
-        load_if_exists=True,
-    )
+    with storage_errors(s.storage_url):
+        study = optuna.create_study(
+            study_name=s.name,
+            storage=make_storage(s.storage_url),
+            directions=s.directions,
+            sampler=make_sampler(s),
+            load_if_exists=True,
+        )
     old = study.metric_names
     directions = [d.name.lower() for d in study.directions]
     if (old is not None and list(old) != s.metric_names) or directions != s.directions:
@@ -80,12 +109,13 @@ def open_study(cfg: StudyConfig) -> optuna.Study:
 
 
 def load_existing(url: str, name: str) -> optuna.Study:
-    storage = make_storage(url)
-    try:
-        return optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        names = optuna.get_all_study_names(storage)
-        raise StudyError(f"no study {name!r} in {url} (studies there: {', '.join(names) or 'none'})") from None
+    with storage_errors(url):
+        storage = make_storage(url)
+        try:
+            return optuna.load_study(study_name=name, storage=storage)
+        except KeyError:
+            names = optuna.get_all_study_names(storage)
+    raise StudyError(f"no study {name!r} in {shown_url(url)} (studies there: {', '.join(names) or 'none'})")
 
 
 def study_config(study: optuna.Study) -> dict:

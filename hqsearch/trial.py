@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -160,22 +161,33 @@ def train_stage(
         if design.hls_model is not None:
             from .firmware import emulate_hls
 
-            emu = emulate_hls(design.hls_model, model, data.x_test, data.y_test)
-            emu_source = "hls4ml C++ emulation, test split"
+            run, emu_source = partial(emulate_hls, design.hls_model, model), "hls4ml C++ emulation"
         else:
-            emu = emulate(design.comb, model, data.x_test, data.y_test)
-            emu_source = "da4ml bit-exact emulation, test split"
+            run, emu_source = partial(emulate, design.comb, model), "da4ml bit-exact emulation"
+        val, test = run(data.x_val, data.y_val), run(data.x_test, data.y_test)
         rtl_mismatches = None
         if cfg.synthesis.verify_rtl and design.hls_model is None:
             from .firmware import verify_rtl
 
             rtl_mismatches = verify_rtl(design.comb, cfg.synthesis, trial_dir / "rtl_sim", data.x_test)
 
-    out.metrics = {"accuracy": emu.accuracy, "float_accuracy": emu.float_accuracy}
-    out.sources = {"accuracy": emu_source, "float_accuracy": "keras, test split"}
+    # chosen on the validation split; the test split is recorded beside it and never used to choose
+    out.metrics = {
+        "accuracy": val.accuracy,
+        "float_accuracy": val.float_accuracy,
+        "test_accuracy": test.accuracy,
+        "test_float_accuracy": test.float_accuracy,
+    }
+    out.sources = {
+        "accuracy": f"{emu_source}, validation split",
+        "float_accuracy": "keras, validation split",
+        "test_accuracy": f"{emu_source}, test split",
+        "test_float_accuracy": "keras, test split",
+    }
     out.info = {
-        "mismatches": emu.mismatches,
-        "emulated_outputs": emu.n_outputs,
+        "mismatches": val.mismatches + test.mismatches,  # firmware vs Keras, both splits
+        "emulated_outputs": val.n_outputs + test.n_outputs,
+        "n_val": len(data.y_val),
         "n_test": len(data.y_test),
         "epochs": fit.epochs,
         "final_loss": fit.final_loss,
@@ -203,12 +215,16 @@ def synth_stage(
     stage = _timed(out, on_stage)
     trial_dir.mkdir(parents=True, exist_ok=True)
     with stage("synth"):
+        started = time.monotonic()
         design = trained.design
         if design is None and not uses_hls4ml(cfg.synthesis):  # trained elsewhere; the traced logic is enough
             design = Design(None, trained.comb, trained.ebops)
         elif design is None:
             design = _rebuild_design(cfg, trained, trial_dir)
-        synth = measure(design, cfg.synthesis, trial_dir)
+        # the tool gets what is left of the stage, so it is killed by the code that knows why
+        limit = cfg.execution.timeouts.synth
+        left = None if limit is None else limit - (time.monotonic() - started)
+        synth = measure(design, cfg.synthesis, trial_dir, timeout=left)
 
     out.metrics.update(synth.metrics)
     out.sources.update(synth.sources)

@@ -7,21 +7,33 @@ import time
 from pathlib import Path
 
 
-def digits_failing_once():
-    """Raises on the first call of a test (marked by a file), then behaves like the digits source."""
-    marker = Path(os.environ["HQ_TEST_MARKER"])
-    if not marker.exists():
-        marker.write_text("failed once")
-        raise RuntimeError("data source broke on purpose")
+def _digits():
     from sklearn.datasets import load_digits
 
     x, y = load_digits(return_X_y=True)
     return x / 16.0, y
 
 
+def _in_driver() -> bool:
+    """The test process runs the driver (and its preflight); trials run in worker processes."""
+    return os.getpid() == int(os.environ["HQ_TEST_DRIVER_PID"])
+
+
+def digits_failing_once():
+    """In a worker, raises on the first call of a test (marked by a file), then behaves like digits."""
+    marker = Path(os.environ["HQ_TEST_MARKER"])
+    if not _in_driver() and not marker.exists():
+        marker.write_text("failed once")
+        raise RuntimeError("data source broke on purpose")
+    return _digits()
+
+
 def digits_slow():
-    time.sleep(120)
-    raise AssertionError("the stage timeout should have killed this worker")
+    """Hangs in a worker, so a stage timeout must end it."""
+    if not _in_driver():
+        time.sleep(120)
+        raise AssertionError("the stage timeout should have killed this worker")
+    return _digits()
 
 
 def always_fails():
@@ -33,3 +45,35 @@ def small_model(input_shape, n_classes, params):
     from hgq.layers import QDense
 
     return keras.Sequential([keras.Input(input_shape), QDense(4, activation="relu"), QDense(n_classes)])
+
+
+def plain_keras_model(input_shape, n_classes, params):
+    import keras
+
+    return keras.Sequential([keras.Input(input_shape), keras.layers.Dense(n_classes)])
+
+
+def digits_in_workers_only():
+    """The digits data for the driver's preflight; raises in every trial worker."""
+    if _in_driver():
+        return _digits()
+    raise RuntimeError("data source broke on purpose")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether `pid` runs: a zombie (killed, not yet reaped by its new parent) counts as ended."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def ended(pid: int, within: float) -> bool:
+    """Whether `pid` ends within `within` seconds (a killed process takes a moment to be torn down)."""
+    deadline = time.monotonic() + within
+    while process_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True

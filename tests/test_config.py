@@ -104,3 +104,50 @@ def test_cli_check_prints_one_message_and_no_traceback(tmp_path, capsys):
     assert main(["check", str(path)]) == 2
     err = capsys.readouterr().err
     assert "study.n_trials" in err and "Traceback" not in err
+
+
+def test_default_objectives_are_normalised_like_given_ones():
+    cfg = parse_config({"study": {"name": "minimal", "n_trials": 1}})
+    assert cfg.study.objectives == {"accuracy": "maximize", "luts": "minimize"}
+    assert cfg.study.directions == ["maximize", "minimize"]
+
+
+def test_a_metric_the_backend_does_not_produce_is_refused_at_its_line(tmp_path):
+    text = "study:\n  name: x\n  objectives:\n    accuracy: max\n    brams: min\n"
+    assert error_of(tmp_path, text) == (
+        f"{tmp_path / 'study.yaml'}:5: study.objectives.brams: backend 'estimate' does not produce 'brams' "
+        "(produced by: vivado, vitis, vivado-rtl)"
+    )
+    text = "study:\n  name: x\n  constraints: ['ii <= 1']\nsynthesis:\n  backend: yosys\n"
+    assert error_of(tmp_path, text) == (
+        f"{tmp_path / 'study.yaml'}:3: study.constraints.0: backend 'yosys' does not produce 'ii' "
+        "(produced by: vivado, vitis)"
+    )
+    ok = "study:\n  name: x\n  objectives: {accuracy: max, brams: min, ii: min}\nsynthesis:\n  backend: vitis\n"
+    assert load_config(write(tmp_path, ok)).study.metric_names == ["accuracy", "brams", "ii"]
+
+
+def test_test_split_metrics_cannot_choose(tmp_path):
+    msg = error_of(tmp_path, "study:\n  name: x\n  objectives: {test_accuracy: max}\n")
+    assert (
+        "study.objectives.test_accuracy: 'test_accuracy' is measured on the test split" in msg
+        and "use 'accuracy'" in msg
+    )
+    msg = error_of(tmp_path, "study:\n  name: x\n  constraints: ['test_accuracy >= 0.9']\n")
+    assert "study.constraints.0.metric" in msg and "never used to choose" in msg
+
+
+def test_validation_split_is_required(tmp_path):
+    msg = error_of(tmp_path, "study:\n  name: x\ndata:\n  val_fraction: 0\n")
+    assert msg.startswith(f"{tmp_path / 'study.yaml'}:4: data.val_fraction: must be more than 0")
+    assert "chosen on the validation split" in msg
+
+
+def test_gp_sampler_needs_pytorch(tmp_path):
+    import importlib.util
+
+    text = "study:\n  name: x\n  sampler: gp\n"
+    if importlib.util.find_spec("torch") is None:
+        assert "sampler 'gp' is Optuna's GPSampler, which needs PyTorch" in error_of(tmp_path, text)
+    else:
+        assert load_config(write(tmp_path, text)).study.sampler == "gp"

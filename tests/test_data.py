@@ -45,7 +45,7 @@ def test_npz_csv_and_parquet(tmp_path):
     df.to_parquet(tmp_path / "d.parquet")
     d = load_dataset(DataSection(source="parquet", path=tmp_path / "d.parquet", label="target", features=["a", "b"]))
     assert d.input_shape == (2,)
-    with pytest.raises(DataError, match="feature columns not found: zz"):
+    with pytest.raises(DataError, match="has no column 'zz'"):
         load_dataset(DataSection(source="parquet", path=tmp_path / "d.parquet", label="target", features=["zz"]))
     with pytest.raises(DataError, match="does not exist"):
         load_dataset(DataSection(source="csv", path=tmp_path / "none.csv", label="target"))

@@ -70,14 +70,16 @@ def test_failing_trial_is_recorded_and_the_study_goes_on(tiny_config, tmp_path, 
     study = load_existing(cfg.study.storage_url, "failing")
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert len(failed) == 1 and failed[0].number == 0
-    assert failed[0].user_attrs["error"] == "RuntimeError: data source broke on purpose"
+    assert failed[0].user_attrs["error"] == (
+        "DataError: data.function: 'helpers:digits_failing_once' raised RuntimeError: data source broke on purpose"
+    )
     assert "Traceback" in failed[0].user_attrs["info"]["traceback"]
 
 
 def test_a_run_gives_up_after_max_failures(tiny_config):
     cfg = tiny_config(
         "hopeless",
-        data={"source": "callable", "function": "helpers:always_fails"},
+        data={"source": "callable", "function": "helpers:digits_in_workers_only"},
         execution={"max_concurrent": 1, "max_failures": 2},
     )
     summary = run_study(cfg)
@@ -132,3 +134,68 @@ def test_a_second_live_driver_shares_the_budget(tiny_config):
     assert summary.recovered == []  # a living driver's trial is no orphan
     states = [t.state for t in load_existing(cfg.study.storage_url, "joined").trials]
     assert states == [TrialState.RUNNING, TrialState.COMPLETE]
+
+
+def test_an_outcome_without_a_needed_metric_is_a_fail_not_a_crash(tiny_config):
+    # bypass the config check on purpose: the driver itself must not trust every outcome
+    cfg = tiny_config("no_brams", study={"n_trials": 1}, execution={"max_failures": 1})
+    study = cfg.study.model_copy(update={"objectives": {"accuracy": "maximize", "brams": "minimize"}})
+    cfg = cfg.model_copy(update={"study": study})
+    summary = run_study(cfg)
+    assert summary.complete == 0 and summary.failed_this_run == 1
+    (t,) = load_existing(cfg.study.storage_url, "no_brams").trials
+    assert t.state == TrialState.FAIL
+    assert t.user_attrs["error"].startswith("backend 'estimate' reported no usable brams; the study needs them")
+    assert t.user_attrs["metrics"]["luts"] > 0  # what was measured is kept
+
+
+def test_a_trial_claimed_by_a_peer_is_dropped_not_fatal(tiny_config):
+    """A peer saw no heartbeat in time and claimed our running trial (RUNNING -> FAIL): we log it and go on."""
+    cfg = tiny_config("claimed", study={"n_trials": 1}, execution={"max_concurrent": 1})
+    peer = open_study(cfg)
+    claimed = []
+
+    def on_progress(p):
+        if p.running and not claimed:
+            (t,) = peer.get_trials(states=(TrialState.RUNNING,))
+            peer.tell(t.number, state=TrialState.FAIL)  # what a peer's orphan claim does
+            claimed.append(t.number)
+
+    summary = run_study(cfg, on_progress)
+    assert summary.dropped == claimed == [0]
+    assert summary.complete == 1  # the run went on to a trial of its own
+    states = [t.state for t in load_existing(cfg.study.storage_url, "claimed").trials]
+    assert states == [TrialState.FAIL, TrialState.COMPLETE]
+
+
+def test_heartbeats_go_on_while_the_driver_waits(tiny_config):
+    import threading
+    import time
+
+    from hqsearch.orphans import HEARTBEAT_ATTR
+
+    cfg = tiny_config(
+        "beats",
+        study={"n_trials": 1},
+        training={"epochs": 60},
+        execution={"max_concurrent": 1, "heartbeat": 0.5, "stale_after": 5},
+    )
+    seen: set[float] = set()
+    done = threading.Event()
+
+    def watch():
+        study = open_study(cfg)
+        while not done.is_set():
+            for t in study.get_trials(states=(TrialState.RUNNING,)):
+                seen.add(t.user_attrs.get(HEARTBEAT_ATTR))
+            time.sleep(0.3)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        summary = run_study(cfg)
+    finally:
+        done.set()
+        watcher.join()
+    assert summary.complete == 1 and summary.recovered == []
+    assert len(seen) >= 4  # the heartbeat moved on every half second while the trial ran

@@ -83,10 +83,12 @@ def test_an_exception_in_a_ray_task_fails_the_trial_with_its_message(tiny_config
     cfg = tiny_config(
         "ray_raises",
         study={"n_trials": 1},
-        data={"source": "callable", "function": "helpers:always_fails"},
+        data={"source": "callable", "function": "helpers:digits_in_workers_only"},
         execution={**RAY, "max_failures": 1},
     )
     assert run_study(cfg).complete == 0
     (t,) = load_existing(cfg.study.storage_url, "ray_raises").trials
-    assert t.state == TrialState.FAIL and t.user_attrs["error"] == "ValueError: no data today"
-    assert "always_fails" in t.user_attrs["info"]["traceback"]
+    assert t.state == TrialState.FAIL and t.user_attrs["error"] == (
+        "DataError: data.function: 'helpers:digits_in_workers_only' raised RuntimeError: data source broke on purpose"
+    )
+    assert "digits_in_workers_only" in t.user_attrs["info"]["traceback"]

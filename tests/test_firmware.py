@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 
 from hqsearch.config import DataSection, ModelSection, SynthesisSection, TrainingSection
@@ -68,3 +70,25 @@ def test_verify_rtl_without_a_usable_verilator_says_why(tiny_model, tmp_path, mo
     comb = trace(tiny_model[0], SynthesisSection())
     with pytest.raises(FirmwareError, match="verify_rtl needs verilator on PATH"):
         verify_rtl(comb, SynthesisSection(), tmp_path / "sim", np.zeros((2, 64), np.float32))
+
+
+def test_conv_study_runs_through_da4ml(tmp_path):
+    """The shipped conv study, shortened: QConv2D + QMaxPool2D traced by da4ml, bit-exact, estimated."""
+    import yaml
+
+    from hqsearch.config import parse_config
+    from hqsearch.driver import run_study
+    from hqsearch.study import load_existing
+
+    root = Path(__file__).parents[1]
+    raw = yaml.safe_load((root / "studies" / "digits_conv.yaml").read_text())
+    raw["study"].update(n_trials=1, output_dir=str(tmp_path))
+    raw["training"].update(epochs=2)
+    raw["execution"].update(max_concurrent=1)
+    raw["synthesis"] = {"cache_dir": str(tmp_path / "cache")}
+    cfg = parse_config(raw)
+    assert run_study(cfg).complete == 1
+    (t,) = load_existing(cfg.study.storage_url, "digits_conv").trials
+    assert t.user_attrs["info"]["mismatches"] == 0
+    assert t.user_attrs["sources"]["luts"] == "da4ml estimate" and t.values[1] > 0
+    assert t.user_attrs["params"]["widths"] == [16]

@@ -1,7 +1,7 @@
 """The Vivado HLS / Vitis HLS backends on real report files, through stand-in tool executables.
 
 No Xilinx tool runs here: `vivado_hls` and `vitis-run` are stand-ins (tests/synth_standins.py) that copy
-real reports from public hls4ml projects (shared/fixtures/hls_reports, see its SOURCES.tsv) into the
+real reports from public hls4ml projects (tests/fixtures/hls_reports, see its SOURCES.tsv) into the
 layout the real tools write. The backends run unchanged: argv, working directory, log, report parsing,
 cache. Expected numbers are read from the fixture files here, independently of the code under test.
 """

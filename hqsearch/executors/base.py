@@ -10,6 +10,10 @@ from typing import Protocol
 from ..space import TrialParams
 from ..trial import TrialOutcome
 
+# Seconds an executor waits past the synth stage's limit before it kills the worker itself: inside, the
+# trial kills its tool at the limit and fails with the tool's name, which says more than a killed worker.
+SYNTH_GRACE = 5.0
+
 
 @dataclass(frozen=True)
 class TrialJob:

@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection, wait
 
 from ..config import StudyConfig
 from ..trial import TrialOutcome
-from .base import Finished, TrialJob, error_text, prepare_worker
+from .base import SYNTH_GRACE, Finished, TrialJob, error_text, prepare_worker
 
 PRELOAD = [
     "hqsearch.executors.forkserver_guard",
@@ -107,7 +107,8 @@ class LocalExecutor:
         now = time.monotonic()
         for number, r in list(self.running.items()):
             limit = self.timeouts.get(r.stage)
-            if r.result is None and limit is not None and now - r.stage_started > limit:
+            grace = SYNTH_GRACE if r.stage == "synth" else 0.0
+            if r.result is None and limit is not None and now - r.stage_started > limit + grace:
                 self._kill(r)
                 r.result = TrialOutcome(error=f"stage {r.stage!r} ran over its timeout of {limit:g} s; killed")
             if r.result is None and not r.process.is_alive():

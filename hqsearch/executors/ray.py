@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from ..config import RayStage, StudyConfig
 from ..trial import Trained, TrialOutcome
-from .base import Finished, TrialJob, error_text, prepare_worker
+from .base import SYNTH_GRACE, Finished, TrialJob, error_text, prepare_worker
 
 
 def _train_task(cfg: StudyConfig, job: TrialJob, threads: int, with_bytes: bool) -> Trained:
@@ -124,7 +124,8 @@ class RayExecutor:
         now = time.monotonic()
         for r in list(self.running.values()):
             limit = self.limits[r.stage]
-            if limit is not None and now - r.submitted > limit:
+            grace = SYNTH_GRACE if r.stage == "synth" else 0.0
+            if limit is not None and now - r.submitted > limit + grace:
                 ray.cancel(r.ref, force=True)
                 finished.append(self._fail(r, f"stage {r.stage!r} ran over its timeout of {limit:g} s; cancelled"))
         return finished

@@ -1,7 +1,8 @@
 """A content-addressed design cache: identical designs are synthesised once.
 
-The key is a hash of the generated design's source files (names and bytes) plus everything else that
-changes the result: backend, part, clock and tool version. At high beta many trials collapse to the
+The key is a hash of the generated design's files (names and bytes, memory tables included) plus
+everything else that changes the result: backend and its settings, part, clock, the tool's version
+string and hqsearch's version. At high beta many trials collapse to the
 same network, and re-runs and workers sharing the cache directory reuse each other's results.
 Entries are written atomically (temp file + rename), so concurrent writers never leave half a file.
 """
@@ -18,13 +19,29 @@ from pathlib import Path
 from .base import SynthResult
 
 
+def design_files(root: Path) -> list[Path]:
+    """Every file under `root`: sources, memory tables (`.mem`), constraints, scripts."""
+    return sorted(f for f in root.rglob("*") if f.is_file())
+
+
 def design_key(root: Path, files: Iterable[Path], **meta: object) -> str:
+    """A hash of the files (names relative to `root`, and bytes) and of everything in `meta`, with the
+    hqsearch version: what changes a synthesis result must be in here, a path that does not must not."""
     h = hashlib.sha256()
     for f in sorted(Path(f) for f in files):
         h.update(str(f.relative_to(root)).encode() + b"\0")
         h.update(f.read_bytes() + b"\0")
-    h.update(json.dumps(meta, sort_keys=True, default=str).encode())
+    h.update(json.dumps({**meta, "hqsearch": _version()}, sort_keys=True, default=str).encode())
     return h.hexdigest()
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hqsearch")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 class DesignCache:

@@ -24,7 +24,7 @@ from ..config import SynthesisSection
 from .base import Design, SynthResult
 from .cache import DesignCache, design_key
 from .pragmas import apply_fixups
-from .tools import SynthError, run_tool, tail
+from .tools import SynthError, run_tool, tail, xilinx_version
 from .vivado_reports import ReportError, parse_utilization
 
 BUILD_LOG = "hqsearch_build.log"
@@ -58,11 +58,6 @@ def design_files(project: Path) -> list[Path]:
         if (project / script).is_file():
             files.append(project / script)
     return files
-
-
-def tool_id(exe: str) -> str:
-    """The resolved executable: the install path usually carries the version (/opt/Xilinx/Vivado/2020.1/...)."""
-    return str(Path(exe).resolve())
 
 
 def fatal_lines(log: Path) -> list[str]:
@@ -116,7 +111,7 @@ class HLSBackend:
             part=cfg.part,
             clock=cfg.clock_period,
             vsynth=cfg.vsynth,
-            tool=tool_id(exe),
+            tool=f"{self.hls_tool} {xilinx_version(exe)}",
         )
         cache = DesignCache(cfg.design_cache_dir) if cfg.cache else None
         if cache is not None and (hit := cache.get(key)) is not None:

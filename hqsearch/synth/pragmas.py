@@ -18,13 +18,11 @@ import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from ..exceptions import PragmaError
+
 _DATAFLOW = re.compile(r"^([ \t]*)#pragma[ \t]+HLS[ \t]+DATAFLOW\b[^\n]*\n?", re.MULTILINE | re.IGNORECASE)
 _PIPELINE_OR_DATAFLOW = re.compile(r"^([ \t]*)#pragma[ \t]+HLS[ \t]+(PIPELINE|DATAFLOW)\b[^\n]*\n", re.MULTILINE)
 _INLINE_RECURSIVE = re.compile(r"#pragma[ \t]+HLS[ \t]+INLINE[ \t]+RECURSIVE\b", re.IGNORECASE)
-
-
-class PragmaError(Exception):
-    """The project has no top function where the fix-up expects it; the message names the file."""
 
 
 def project_name(project_dir: Path) -> str:

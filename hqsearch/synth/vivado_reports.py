@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..exceptions import ReportError
+
 _VERSION = re.compile(r"Tool Version\s*:\s*Vivado v\.?(\d{4}\.\d+(?:\.\d+)?)")
 _STATE = re.compile(r"^\|\s*Design State\s*:\s*(.+?)\s*$", re.MULTILINE)
 # the labels of report_utilization rows -> our names; "Used" is always the first number column
@@ -23,10 +25,6 @@ _ROWS = {
     "urams": ("URAM",),
     "dsps": ("DSPs",),
 }
-
-
-class ReportError(Exception):
-    """A report that is missing or lacks the numbers it must have; the message names the file."""
 
 
 @dataclass(frozen=True)

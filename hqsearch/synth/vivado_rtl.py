@@ -18,9 +18,9 @@ from typing import Any
 
 from ..config import SynthesisSection
 from .base import Design, SynthResult
-from .cache import DesignCache, design_key
-from .hls import fatal_lines, tool_id
-from .tools import SynthError, run_tool, tail
+from .cache import DesignCache, design_files, design_key
+from .hls import fatal_lines
+from .tools import SynthError, run_tool, tail, xilinx_version
 from .vivado_reports import ReportError, parse_timing_summary, parse_utilization
 
 BUILD_LOG = "hqsearch_vivado.log"
@@ -60,8 +60,10 @@ class VivadoRTLBackend:
         write_rtl(design.comb, cfg, rtl)
         tcl = rtl / "build_vivado_prj.tcl"
         name = rtl_project_name(tcl)
-        sources = [f for f in (rtl / "src").rglob("*") if f.is_file()] + [tcl]
-        key = design_key(rtl, sources, backend=self.name, part=cfg.part, clock=cfg.clock_period, tool=tool_id(exe))
+        sources = [*design_files(rtl / "src"), tcl]
+        key = design_key(
+            rtl, sources, backend=self.name, part=cfg.part, clock=cfg.clock_period, tool=f"vivado {xilinx_version(exe)}"
+        )
         cache = DesignCache(cfg.design_cache_dir) if cfg.cache else None
         if cache is not None and (hit := cache.get(key)) is not None:
             return hit

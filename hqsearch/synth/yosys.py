@@ -20,7 +20,7 @@ from pathlib import Path
 from ..config import SynthesisSection
 from ..firmware import write_rtl
 from .base import Design, SynthResult
-from .cache import DesignCache, design_key
+from .cache import DesignCache, design_files, design_key
 from .tools import SynthError, run_tool, tail
 
 TOP = "model"
@@ -115,6 +115,19 @@ class YosysBackend:
     name = "yosys"
     emulation = "da4ml"
 
+    def cache_key(self, rtl_dir: Path, cfg: SynthesisSection, tool: Yosys, synth_script: str) -> str:
+        """Every file of the written design (tables too, even those Yosys is not asked to read), the script."""
+        files = [f for f in design_files(rtl_dir / "src")] + [rtl_dir / "metadata.json"]
+        return design_key(
+            rtl_dir,
+            files,
+            backend=self.name,
+            part=cfg.part,
+            clock=cfg.clock_period,
+            script=synth_script,
+            tool=f"yosys {tool.version}",
+        )
+
     def synthesize(
         self, design: Design, cfg: SynthesisSection, workdir: Path, timeout: float | None = None
     ) -> SynthResult:
@@ -126,12 +139,13 @@ class YosysBackend:
         tool = find_yosys(cfg.yosys)
         sources = rtl_sources(rtl_dir)
 
+        synth_script = script(sources, rtl_dir, family)
         cache = DesignCache(cfg.design_cache_dir) if cfg.cache else None
-        key = design_key(rtl_dir, sources, backend=self.name, family=family, clock=cfg.clock_period, tool=tool.version)
+        key = self.cache_key(rtl_dir, cfg, tool, synth_script)
         if cache and (hit := cache.get(key)):
             return hit
 
-        (rtl_dir / "synth.ys").write_text(script(sources, rtl_dir, family))
+        (rtl_dir / "synth.ys").write_text(synth_script)
         log = rtl_dir / "yosys.log"
         rc = run_tool([*tool.argv, "-q", "-l", "yosys.log", "synth.ys"], rtl_dir, rtl_dir / "yosys.out", timeout)
         stat_file = rtl_dir / "stat.json"

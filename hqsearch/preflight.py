@@ -1,0 +1,51 @@
+"""What a study needs before its first trial, checked once: the data loads and the model builds.
+
+`check` and the start of `run` both call it, so a missing data file or a model that does not fit the
+data is one error naming the config key and the file, instead of a study full of failed trials.
+Nothing is traced or trained here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import StudyConfig
+from .exceptions import KeyedError
+
+
+@dataclass(frozen=True)
+class Ready:
+    n_train: int
+    n_val: int
+    n_test: int
+    input_shape: tuple[int, ...]
+    n_classes: int
+    n_params: int  # of the model built with the first choice of every search dimension
+
+    def __str__(self) -> str:
+        return (
+            f"data: {self.n_train} train / {self.n_val} validation / {self.n_test} test samples, "
+            f"inputs {list(self.input_shape)}, {self.n_classes} classes; model builds ({self.n_params:,} parameters)"
+        )
+
+
+def preflight(cfg: StudyConfig) -> Ready:
+    """Load the data and build one model; a failure is a `ConfigError` at the key that caused it."""
+    import optuna
+
+    from .data import load_dataset
+    from .model import build_model
+    from .space import suggest
+
+    # one sample of the search space through the same code the driver uses, in a throwaway study
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    probe = optuna.create_study(directions=cfg.study.directions, sampler=optuna.samplers.RandomSampler(seed=0))
+    params = suggest(probe.ask(), cfg)
+    try:
+        data = load_dataset(cfg.data)
+        model = build_model(cfg.model, params, data.input_shape, data.n_classes)
+    except KeyedError as err:
+        raise cfg.error(err.key, err.message) from None
+    return Ready(
+        len(data.y_train), len(data.y_val), len(data.y_test), data.input_shape, data.n_classes, model.count_params()
+    )

@@ -1,0 +1,72 @@
+"""Data that cannot load and a model that cannot be built are found once, before anything is written."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import tiny_raw
+
+from hqsearch.config import parse_config
+from hqsearch.exceptions import ConfigError
+from hqsearch.preflight import preflight
+
+ROOT = Path(__file__).parents[1]
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hqsearch.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def assert_refused_and_nothing_written(tmp_path: Path, config: Path, expected: str) -> None:
+    for command in ("check", "run"):
+        res = run_cli(command, str(config), cwd=tmp_path)
+        assert res.returncode == 2, res.stdout + res.stderr
+        assert res.stderr.strip() == f"error: {expected}"
+    assert not (tmp_path / "runs").exists()  # no storage, no trial folders, no artifacts
+
+
+def test_shipped_jet_study_without_its_data_file(tmp_path):
+    config = tmp_path / "jet_tagging.yaml"
+    config.write_text((ROOT / "studies" / "jet_tagging.yaml").read_text())
+    expected = f"{config}:17: data.path: data file data/jet_hlf.parquet does not exist"
+    assert_refused_and_nothing_written(tmp_path, config, expected)
+
+
+def test_csv_without_the_label_column(tmp_path):
+    (tmp_path / "data.csv").write_text("a,b,klass\n" + "".join(f"{i},{i * 2},{i % 2}\n" for i in range(40)))
+    raw = {"study": {"name": "csv"}, "data": {"source": "csv", "path": "data.csv", "label": "label"}}
+    config = tmp_path / "csv.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    expected = f"{config}:6: data.label: data.csv has no column 'label' (columns: a, b, klass)"
+    assert_refused_and_nothing_written(tmp_path, config, expected)
+
+
+def test_model_that_does_not_fit_the_data(tmp_path):
+    cfg = parse_config(tiny_raw(tmp_path, "img", data={"image_shape": [8, 8, 1]}), tmp_path / "img.yaml")
+    with pytest.raises(ConfigError, match=r"img\.yaml: model\.kind: 'mlp' needs flat features, the data has shape"):
+        preflight(cfg)
+
+
+def test_data_callable_that_raises(tmp_path):
+    raw = tiny_raw(tmp_path, "callable", data={"source": "callable", "function": "helpers:always_fails"})
+    cfg = parse_config(raw, tmp_path / "c.yaml")
+    with pytest.raises(ConfigError) as err:
+        preflight(cfg)
+    assert (
+        str(err.value)
+        == f"{tmp_path / 'c.yaml'}: data.function: 'helpers:always_fails' raised ValueError: no data today"
+    )
+
+
+def test_a_model_without_hgq2_layers_is_refused(tmp_path):
+    raw = tiny_raw(tmp_path, "plain", model={"kind": "callable", "function": "helpers:plain_keras_model"})
+    with pytest.raises(ConfigError, match="model.function: the model has no HGQ2 quantized layers"):
+        preflight(parse_config(raw, tmp_path / "p.yaml"))
+
+
+def test_ready_says_what_was_checked(tmp_path):
+    ready = preflight(parse_config(tiny_raw(tmp_path, "ok")))
+    assert (ready.n_train, ready.n_val, ready.n_test) == (1168, 180, 449)
+    assert ready.input_shape == (64,) and ready.n_classes == 10 and ready.n_params > 0

@@ -1,0 +1,47 @@
+"""The design cache key covers everything that changes a synthesis result, and nothing that does not."""
+
+import stat
+from pathlib import Path
+
+from hqsearch.config import SynthesisSection
+from hqsearch.firmware import build_design, write_rtl
+from hqsearch.synth.tools import xilinx_version
+from hqsearch.synth.yosys import Yosys, YosysBackend, rtl_sources, script
+
+TOOL = Yosys(("yosys",), "native", "0.23")
+
+
+def key(rtl: Path, cfg: SynthesisSection, tool: Yosys = TOOL) -> str:
+    return YosysBackend().cache_key(rtl, cfg, tool, script(rtl_sources(rtl), rtl, "xcup"))
+
+
+def test_key_follows_the_design_files_tables_included(tiny_model, tmp_path):
+    model, _, ebops = tiny_model
+    cfg = SynthesisSection(backend="yosys")
+    comb = build_design(model, ebops, cfg, tmp_path).comb
+    a, b = write_rtl(comb, cfg, tmp_path / "a"), write_rtl(comb, cfg, tmp_path / "b")
+    assert key(a, cfg) == key(b, cfg)  # the same design in two folders: one entry
+
+    for rtl, entry in ((a, "3f"), (b, "40")):  # the same sources, one lookup table entry apart
+        mem = rtl / "src" / "memfiles" / "table0.mem"
+        mem.parent.mkdir(parents=True, exist_ok=True)
+        mem.write_text(f"00\n{entry}\n")
+    assert key(a, cfg) != key(b, cfg)
+
+    assert key(a, cfg) != key(a, cfg.model_copy(update={"part": "xcku115-flvb2104-2-e"}))
+    assert key(a, cfg) != key(a, cfg, Yosys(("yosys",), "native", "0.47"))
+    assert key(a, cfg) == key(a, cfg, Yosys(("/elsewhere/bin/yosys",), "native", "0.23"))  # path is no part
+
+
+def test_xilinx_version_from_the_install_path_or_the_tool(tmp_path):
+    installed = tmp_path / "Xilinx" / "Vivado" / "2020.1" / "bin" / "vivado_hls"
+    installed.parent.mkdir(parents=True)
+    installed.write_text("#!/bin/sh\nexit 1\n")  # never run: the path says it
+    installed.chmod(installed.stat().st_mode | stat.S_IEXEC)
+    assert xilinx_version(str(installed)) == "2020.1"
+
+    elsewhere = tmp_path / "bin" / "vitis-run"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text('#!/bin/sh\n[ "$1" = "-version" ] && echo "vitis-run v2023.2 (64-bit)"\n')
+    elsewhere.chmod(elsewhere.stat().st_mode | stat.S_IEXEC)
+    assert xilinx_version(str(elsewhere)) == "2023.2"

@@ -1,0 +1,195 @@
+"""A synthesis tool never outlives its trial: real Yosys (native and yowasp), ended every way a trial ends.
+
+Each test starts a trial whose design keeps Yosys busy for a minute or more, waits until a Yosys process
+runs in that trial's folder, ends the trial (stage timeout, driver SIGKILL, a second Ctrl-C, a Ray task
+cancelled or timed out, the Ray worker killed) and then checks by pid that no process of the tool is
+left: neither the tool nor the guard that started it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import tiny_raw
+from helpers import process_alive
+from optuna.trial import TrialState
+from test_faults import start_driver, wait_for
+
+from hqsearch.config import parse_config
+from hqsearch.driver import run_study
+from hqsearch.study import load_existing
+
+YOSYS = ["native", "yowasp"]
+
+
+def busy_yosys_raw(out: Path, name: str, yosys: str, **sections) -> dict:
+    """One trial of a 64-64-10 network after one epoch at tiny beta: Yosys needs a minute or more for it."""
+    raw = tiny_raw(
+        out,
+        name,
+        study={"n_trials": 1},
+        model={"widths": [64]},
+        training={"epochs": 1},
+        search_space={"beta": 1e-7, "heterogeneity": {"weights": ["intra"], "activations": ["intra"]}},
+        synthesis={"backend": "yosys", "yosys": yosys, "cache": False},
+        execution={"max_concurrent": 1, "max_failures": 1},
+    )
+    for key, value in sections.items():
+        raw.setdefault(key, {}).update(value)
+    return raw
+
+
+def tool_pids(root: Path) -> set[int]:
+    """Processes whose command line names yosys and that run inside `root` (the tool and its guard)."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if b"yosys" in (proc / "cmdline").read_bytes() and os.readlink(proc / "cwd").startswith(str(root)):
+                found.add(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+class Watcher:
+    """Samples the tool's processes in the background, so even a short-lived one is seen."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.seen, self._stop = root, set(), threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.seen |= tool_pids(self.root)
+            time.sleep(0.2)
+
+    def wait_for_tool(self, timeout: float = 240) -> set[int]:
+        wait_for(lambda: self.seen, timeout, "Yosys to start")
+        time.sleep(1.0)  # let it get going
+        return set(self.seen)
+
+    def assert_all_gone(self, within: float = 10) -> None:
+        self._stop.set()
+        self._thread.join()
+        assert self.seen, "no Yosys process was ever seen: nothing was tested"
+        deadline = time.monotonic() + within
+        while (left := [p for p in self.seen if process_alive(p)]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not left, f"tool processes outlived their trial: {left}"
+
+
+@pytest.mark.parametrize("yosys", YOSYS)
+def test_stage_timeout_ends_the_tool(yosys, tmp_path):
+    cfg = parse_config(busy_yosys_raw(tmp_path, "timeout", yosys, execution={"timeouts": {"synth": 8}}))
+    watcher = Watcher(tmp_path)
+    assert run_study(cfg).complete == 0
+    watcher.assert_all_gone()
+    (t,) = load_existing(cfg.study.storage_url, "timeout").trials
+    assert t.state == TrialState.FAIL
+    assert "ran over its timeout" in t.user_attrs["error"] and "yosys" in t.user_attrs["error"]
+
+
+@pytest.mark.parametrize("yosys", YOSYS)
+def test_driver_sigkill_ends_the_tool(yosys, tmp_path):
+    driver = start_driver(tmp_path, busy_yosys_raw(tmp_path / "out", "killed", yosys))
+    watcher = Watcher(tmp_path / "out")
+    watcher.wait_for_tool()
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    watcher.assert_all_gone()
+
+
+@pytest.mark.parametrize("yosys", YOSYS)
+def test_second_ctrl_c_ends_the_tool(yosys, tmp_path):
+    driver = start_driver(tmp_path, busy_yosys_raw(tmp_path / "out", "interrupted", yosys))
+    watcher = Watcher(tmp_path / "out")
+    watcher.wait_for_tool()
+    driver.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    driver.send_signal(signal.SIGINT)
+    assert driver.wait(timeout=60) == 1
+    watcher.assert_all_gone()
+    url = f"sqlite:///{tmp_path / 'out' / 'study.db'}"
+    (t,) = load_existing(url, "interrupted").trials
+    assert t.state == TrialState.FAIL and "cancelled by the user" in t.user_attrs["error"]
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def ray_cfg(tmp_path: Path, name: str, yosys: str, **execution):
+    ex = {"executor": "ray", "ray": {"num_cpus": 2, "max_retries": 0}, **execution}
+    return parse_config(busy_yosys_raw(tmp_path, name, yosys, execution=ex))
+
+
+def submit_one(cfg):
+    from hqsearch.executors import TrialJob
+    from hqsearch.executors.ray import RayExecutor
+    from hqsearch.space import TrialParams
+
+    params = TrialParams(beta=1e-7, l1=0, l2=0, weights="intra", activations="intra", learning_rate=3e-3, widths=(64,))
+    executor = RayExecutor(cfg)
+    executor.submit(TrialJob(0, params, cfg.study.run_dir / "trials" / "00000", 0))
+    return executor
+
+
+@pytest.mark.parametrize("yosys", YOSYS)
+def test_ray_task_cancelled_ends_the_tool(yosys, tmp_path, ray_instance):
+    executor = submit_one(ray_cfg(tmp_path, "ray_cancel", yosys))
+    watcher = Watcher(tmp_path)
+    deadline = time.monotonic() + 240
+    while not watcher.seen and time.monotonic() < deadline:
+        executor.poll(timeout=0.5)  # moves the trial from its train task to its synth task
+    watcher.wait_for_tool()
+    (done,) = executor.cancel_all()
+    executor.close()
+    assert "cancelled by the user during stage 'synth'" in done.outcome.error
+    watcher.assert_all_gone()
+
+
+@pytest.mark.parametrize("yosys", YOSYS)
+def test_ray_stage_timeout_ends_the_tool(yosys, tmp_path, ray_instance):
+    cfg = ray_cfg(tmp_path, "ray_timeout", yosys, timeouts={"synth": 8})
+    watcher = Watcher(tmp_path)
+    assert run_study(cfg).complete == 0
+    watcher.assert_all_gone()
+    (t,) = load_existing(cfg.study.storage_url, "ray_timeout").trials
+    assert t.state == TrialState.FAIL and "ran over its timeout" in t.user_attrs["error"]
+
+
+@pytest.mark.parametrize("yosys", YOSYS)
+def test_ray_worker_killed_ends_the_tool(yosys, tmp_path, ray_instance):
+    executor = submit_one(ray_cfg(tmp_path, "ray_killed", yosys))
+    watcher = Watcher(tmp_path)
+    deadline = time.monotonic() + 240
+    while not watcher.seen and time.monotonic() < deadline:
+        executor.poll(timeout=0.5)
+    pids = watcher.wait_for_tool()
+    workers = {parent_of(p) for p in pids} - pids  # the synth task's worker started the guard
+    assert len(workers) == 1
+    os.kill(workers.pop(), signal.SIGKILL)
+    finished = []
+    while not finished and time.monotonic() < deadline + 120:
+        finished = executor.poll(timeout=1.0)
+    executor.close()
+    assert "synth task lost" in finished[0].outcome.error
+    watcher.assert_all_gone()
