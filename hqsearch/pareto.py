@@ -22,7 +22,7 @@ def _row(t: FrozenTrial, names: list[str]) -> dict:
     if t.values is not None:
         row.update(zip(names, t.values, strict=True))
     metrics = t.user_attrs.get("metrics", {})
-    row.update({k: v for k, v in metrics.items() if k not in row})
+    row.update({k: metrics[k] for k in METRICS if k in metrics and k not in row})  # in the registry's order
     row["feasible"] = all(v <= 0 for v in t.constraints.values()) if t.state == TrialState.COMPLETE else None
     for k, v in t.user_attrs.get("params", {}).items():
         if k != "notes":

@@ -120,7 +120,7 @@ def plot_front(trials: pd.DataFrame, front: pd.DataFrame, path: Path, x: str = "
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     source = front["luts_source"].iloc[0] if "luts_source" in front and not front.empty else None
     ax.set_xlabel(f"{x} ({source})" if source and x == "luts" else x)
-    ax.set_ylabel(f"{y} (firmware emulation)" if y == "accuracy" else y)
+    ax.set_ylabel(f"{y} (firmware emulation, validation split)" if y == "accuracy" else y)
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="lower right")
     fig.tight_layout()

@@ -28,6 +28,16 @@ def test_report_files_and_ranking(finished_study, tmp_path, capsys):
     keys = list(zip(-front["accuracy"], front["luts"], strict=True))
     assert keys == sorted(keys)
 
+    # chosen on validation, test reported beside each point: on screen and in the files
+    assert "test_accuracy" in printed and front["test_accuracy"].between(0, 1).all()
+    by_number = {t.number: t for t in study.trials}
+    for _, row in front.iterrows():
+        t = by_number[row["trial"]]
+        assert t.values[0] == row["accuracy"] == t.user_attrs["metrics"]["accuracy"]
+        assert t.user_attrs["sources"]["accuracy"].endswith("validation split")
+        assert row["test_accuracy"] == t.user_attrs["metrics"]["test_accuracy"]
+        assert t.user_attrs["sources"]["test_accuracy"].endswith("test split")
+
 
 def test_optuna_cli_lists_the_same_front(finished_study, tmp_path):
     cfg = finished_study

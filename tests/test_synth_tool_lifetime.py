@@ -45,13 +45,14 @@ def busy_yosys_raw(out: Path, name: str, yosys: str, **sections) -> dict:
 
 
 def tool_pids(root: Path) -> set[int]:
-    """Processes whose command line names yosys and that run inside `root` (the tool and its guard)."""
+    """Processes that run inside `root` and whose command line names yosys or the guard (tool and guards)."""
     found = set()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            if b"yosys" in (proc / "cmdline").read_bytes() and os.readlink(proc / "cwd").startswith(str(root)):
+            cmdline = (proc / "cmdline").read_bytes()
+            if (b"yosys" in cmdline or b"toolguard" in cmdline) and os.readlink(proc / "cwd").startswith(str(root)):
                 found.add(int(proc.name))
         except OSError:
             continue

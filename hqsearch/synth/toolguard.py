@@ -1,11 +1,15 @@
 """Runs one EDA tool and ends its whole process tree when the process that started it dies.
 
 `run_tool` starts this file as a script (standard library only, no hqsearch import) in a new process
-group: `python toolguard.py PARENT_PID TOOL ARGS...`. It asks the kernel for SIGTERM when its parent
-dies (Linux `PR_SET_PDEATHSIG`; elsewhere a thread watches the parent pid), starts the tool in its own
-group, and on that signal kills the group: the tool and everything the tool started (Vivado forks its
-own workers). So a trial's tool never outlives the trial, however the trial's worker ended: a stage
-timeout, a SIGKILLed driver, a second Ctrl-C, a cancelled Ray task or a Ray worker that died.
+group: `python toolguard.py PARENT_PID TOOL ARGS...`. The guard starts a watcher and the tool in that
+group, and the whole group is killed (the tool and everything it started: Vivado forks its own
+workers) when either guard notices its parent is gone, through the kernel's parent-death signal
+(Linux `PR_SET_PDEATHSIG`) or a thread that watches the parent pid.
+
+Two guards, because a parent may kill its direct children with SIGKILL as it exits (Ray does, for a
+worker whose task was cancelled): then the first guard dies without a word, and the watcher, its own
+child, sees it go and ends the group. When the tool exits by itself the first guard returns its code
+and exits; the watcher then ends whatever the tool left behind, and itself.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ PR_SET_PDEATHSIG = 1
 
 
 def _end_group(*_: object) -> None:
-    os.killpg(0, signal.SIGKILL)  # the tool's tree and this guard with it
+    os.killpg(0, signal.SIGKILL)  # the tool's tree, and the guards with it
 
 
 def _watch(parent: int) -> None:
@@ -31,15 +35,23 @@ def _watch(parent: int) -> None:
     _end_group()
 
 
-def main(argv: list[str]) -> int:
-    parent, tool = int(argv[0]), argv[1:]
+def _arm(parent: int) -> None:
+    """End the group when `parent` dies, or if it has died already."""
     signal.signal(signal.SIGTERM, _end_group)
     signal.signal(signal.SIGHUP, _end_group)
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    threading.Thread(target=_watch, args=(parent,), daemon=True).start()  # also covers a death before prctl
-    if os.getppid() != parent:
-        return 1
+    threading.Thread(target=_watch, args=(parent,), daemon=True).start()
+
+
+def main(argv: list[str]) -> int:
+    if argv[0] == "--watch":
+        _arm(int(argv[1]))
+        while True:
+            signal.pause()
+    parent, tool = int(argv[0]), argv[1:]
+    _arm(parent)
+    subprocess.Popen([sys.executable, "-I", "-S", __file__, "--watch", str(os.getpid())])
     proc = subprocess.Popen(tool)  # same group, same output, cwd and environment as the guard
     code = proc.wait()
     return 128 - code if code < 0 else code  # a signal, as a shell reports it
