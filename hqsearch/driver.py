@@ -69,6 +69,13 @@ class Told(Enum):
     DROPPED = "dropped"  # claimed by another driver; that driver told it and re-enqueued it
 
 
+def _claimed_by_peer(err: Exception) -> bool:
+    """A write to a trial that is no longer RUNNING: another driver claimed it as an orphan."""
+    return isinstance(err, UpdateFinishedTrialError) or (
+        isinstance(err, ValueError) and str(err).startswith("Cannot tell a")
+    )
+
+
 def _count(study: optuna.Study, state: TrialState) -> int:
     return len(study.get_trials(deepcopy=False, states=(state,)))
 
@@ -113,7 +120,9 @@ class Driver:
         try:
             trial.set_user_attr("error", error)
             self.study.tell(trial, state=TrialState.FAIL)
-        except (UpdateFinishedTrialError, ValueError):
+        except Exception as err:
+            if not _claimed_by_peer(err):
+                raise
             return self._dropped(trial)
         return Told.FAILED
 
@@ -127,12 +136,10 @@ class Driver:
         trial = self.in_flight.pop(done.job.number)
         try:
             return self._record(trial, done)
-        except (UpdateFinishedTrialError, ValueError) as err:
-            if isinstance(err, ValueError) and "Cannot tell a" not in str(err):
-                return self._fail(trial, f"hqsearch could not record the outcome: {error_text(err)}")
-            return self._dropped(trial)  # a peer claimed it: it is FAIL and re-enqueued there
-        except Exception as err:  # storage or artifact trouble: record what we can, as FAIL
-            log.exception("trial %d: could not record its outcome", trial.number)
+        except Exception as err:
+            if _claimed_by_peer(err):
+                return self._dropped(trial)  # FAIL and re-enqueued by the peer that claimed it
+            log.exception("trial %d: could not record its outcome", trial.number)  # storage or artifact trouble
             return self._fail(trial, f"hqsearch could not record the outcome: {error_text(err)}")
 
     def _record(self, trial: optuna.Trial, done: Finished) -> Told:

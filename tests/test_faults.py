@@ -9,11 +9,11 @@ import time
 import optuna
 import yaml
 from conftest import tiny_raw
+from helpers import process_alive
 from optuna.trial import TrialState
 
 from hqsearch.config import parse_config
 from hqsearch.driver import run_study
-from hqsearch.orphans import process_start
 
 
 def wait_for(predicate, timeout: float, what: str):
@@ -83,7 +83,7 @@ def test_workers_do_not_outlive_a_killed_driver(tmp_path):
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
     assert len(workers) >= 3
-    wait_for(lambda: all(process_start(p) is None or _zombie(p) for p in workers), 30, "the workers to exit")
+    wait_for(lambda: not any(process_alive(p) for p in workers), 30, "the workers to exit")
 
 
 def descendants(pid: int) -> list[int]:
@@ -94,14 +94,6 @@ def descendants(pid: int) -> list[int]:
         found += children
         todo += children
     return found
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 def test_ctrl_c_lets_running_trials_finish_and_leaves_no_running_trial(tmp_path):

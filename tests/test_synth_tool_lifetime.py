@@ -142,7 +142,8 @@ def ray_cfg(tmp_path: Path, name: str, yosys: str, **execution):
     return parse_config(busy_yosys_raw(tmp_path, name, yosys, execution=ex))
 
 
-def submit_one(cfg):
+def submit_one(cfg, watcher: Watcher):
+    """One trial on the Ray executor, polled until its synth task runs Yosys; returns the executor and pids."""
     from hqsearch.executors import TrialJob
     from hqsearch.executors.ray import RayExecutor
     from hqsearch.space import TrialParams
@@ -150,17 +151,16 @@ def submit_one(cfg):
     params = TrialParams(beta=1e-7, l1=0, l2=0, weights="intra", activations="intra", learning_rate=3e-3, widths=(64,))
     executor = RayExecutor(cfg)
     executor.submit(TrialJob(0, params, cfg.study.run_dir / "trials" / "00000", 0))
-    return executor
+    deadline = time.monotonic() + 240
+    while not watcher.seen and time.monotonic() < deadline:
+        executor.poll(timeout=0.5)  # moves the trial from its train task to its synth task
+    return executor, watcher.wait_for_tool()
 
 
 @pytest.mark.parametrize("yosys", YOSYS)
 def test_ray_task_cancelled_ends_the_tool(yosys, tmp_path, ray_instance):
-    executor = submit_one(ray_cfg(tmp_path, "ray_cancel", yosys))
     watcher = Watcher(tmp_path)
-    deadline = time.monotonic() + 240
-    while not watcher.seen and time.monotonic() < deadline:
-        executor.poll(timeout=0.5)  # moves the trial from its train task to its synth task
-    watcher.wait_for_tool()
+    executor, _ = submit_one(ray_cfg(tmp_path, "ray_cancel", yosys), watcher)
     (done,) = executor.cancel_all()
     executor.close()
     assert "cancelled by the user during stage 'synth'" in done.outcome.error
@@ -179,17 +179,13 @@ def test_ray_stage_timeout_ends_the_tool(yosys, tmp_path, ray_instance):
 
 @pytest.mark.parametrize("yosys", YOSYS)
 def test_ray_worker_killed_ends_the_tool(yosys, tmp_path, ray_instance):
-    executor = submit_one(ray_cfg(tmp_path, "ray_killed", yosys))
     watcher = Watcher(tmp_path)
-    deadline = time.monotonic() + 240
-    while not watcher.seen and time.monotonic() < deadline:
-        executor.poll(timeout=0.5)
-    pids = watcher.wait_for_tool()
+    executor, pids = submit_one(ray_cfg(tmp_path, "ray_killed", yosys), watcher)
     workers = {parent_of(p) for p in pids} - pids  # the synth task's worker started the guard
     assert len(workers) == 1
     os.kill(workers.pop(), signal.SIGKILL)
-    finished = []
-    while not finished and time.monotonic() < deadline + 120:
+    finished, deadline = [], time.monotonic() + 120
+    while not finished and time.monotonic() < deadline:
         finished = executor.poll(timeout=1.0)
     executor.close()
     assert "synth task lost" in finished[0].outcome.error
