@@ -65,7 +65,7 @@ def run_tool(argv: list[str], cwd: Path, log: Path, timeout: float | None = None
             return proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
-            raise SynthError(f"{Path(argv[0]).name} ran over its timeout of {timeout:g} s; killed") from None
+            raise SynthError(f"{Path(argv[0]).name} ran over its timeout of {timeout:.4g} s; killed") from None
         except BaseException:
             _kill_group(proc)
             raise
