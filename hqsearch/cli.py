@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from dataclasses import replace
@@ -81,21 +80,6 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _import_tensorflow() -> None:
-    """Import Keras (and TensorFlow) with file descriptor 2 silenced: TensorFlow's C++ start-up lines
-    (absl, oneDNN) bypass Python's logging and would land on the user's terminal."""
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 2)
-    try:
-        import keras  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
-
-
 def _config(args: argparse.Namespace) -> StudyConfig:
     cfg = load_config(args.config)
     if getattr(args, "n_trials", None) is not None and args.n_trials < 1:
@@ -131,7 +115,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     _print_advice(cfg)
-    _import_tensorflow()  # the driver checks the data and builds the model once before it asks for a trial
     console.print(
         f"study [bold]{cfg.study.name}[/bold] in {cfg.study.storage_url}, "
         f"target {cfg.study.n_trials} COMPLETE trials, backend {cfg.synthesis.backend}"
@@ -189,7 +172,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .preflight import preflight
 
     cfg = load_config(args.config)
-    _import_tensorflow()
     ready = preflight(cfg)
     s = cfg.study
     console.print(
@@ -232,6 +214,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _front_table(front, names: list[str]) -> Table:
     table = Table(title="Pareto front (feasible, non-dominated), ranked", show_lines=False)
     cols = ["rank", "trial", *dict.fromkeys(names + [c for c in _SHOWN if c in front.columns])]
+    if "accuracy" in cols and "test_accuracy" in cols:  # the reported test figure beside the chosen one
+        cols.remove("test_accuracy")
+        cols.insert(cols.index("accuracy") + 1, "test_accuracy")
     for c in cols:
         table.add_column(
             c.removeprefix("param_"), justify="right" if c not in ("param_weights", "param_activations") else "left"
@@ -272,7 +257,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    _import_tensorflow()
+    from .preflight import import_keras_quietly
+
+    import_keras_quietly()
     from .firmware import build_design
     from .synth import measure, uses_hls4ml
     from .train import saved_ebops

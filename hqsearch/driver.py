@@ -32,7 +32,6 @@ from .config import StudyConfig
 from .executors import Finished, TrialJob, make_executor
 from .executors.base import error_text
 from .orphans import DRIVER_ATTR, HEARTBEAT_ATTR, DriverId, recover_orphans
-from .preflight import preflight
 from .space import suggest
 from .study import artifact_store, open_study
 
@@ -84,10 +83,14 @@ class Driver:
     def __init__(self, cfg: StudyConfig, on_progress: Callable[[Progress], None] = lambda p: None) -> None:
         self.cfg = cfg
         self.on_progress = on_progress
-        self.ready = preflight(cfg)  # before anything is written: bad data or model is one error
-        self.study = open_study(cfg)
-        self.store = artifact_store(cfg)
         self.executor = make_executor(cfg)
+        try:  # before anything is written: data that cannot load or a model that cannot be built is one error
+            self.ready = self.executor.preflight()
+            self.study = open_study(cfg)
+        except BaseException:
+            self.executor.close()
+            raise
+        self.store = artifact_store(cfg)
         self.in_flight: dict[int, optuna.Trial] = {}
         self.progress = Progress(target=cfg.study.n_trials)
         self._interrupts = 0

@@ -2,11 +2,13 @@
 
 `check` and the start of `run` both call it, so a missing data file or a model that does not fit the
 data is one error naming the config key and the file, instead of a study full of failed trials.
-Nothing is traced or trained here.
+Nothing is traced or trained here. `run` lets its executor call it where trials run (the local
+executor: in a worker forked from its warm server), so the driver never imports TensorFlow itself.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from .config import StudyConfig
@@ -29,9 +31,26 @@ class Ready:
         )
 
 
+def import_keras_quietly() -> None:
+    """Import Keras (and TensorFlow) with file descriptor 2 silenced: TensorFlow's C++ start-up lines
+    (absl, oneDNN) bypass Python's logging and would land on the user's terminal."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
 def preflight(cfg: StudyConfig) -> Ready:
     """Load the data and build one model; a failure is a `ConfigError` at the key that caused it."""
     import optuna
+
+    import_keras_quietly()
 
     from .data import load_dataset
     from .model import build_model

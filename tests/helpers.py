@@ -14,15 +14,18 @@ def _digits():
     return x / 16.0, y
 
 
-def _in_driver() -> bool:
-    """The test process runs the driver (and its preflight); trials run in worker processes."""
-    return os.getpid() == int(os.environ["HQ_TEST_DRIVER_PID"])
+def _in_preflight() -> bool:
+    """The data check before a study starts: in the local executor's preflight worker, or in the driver
+    (the test process) for the Ray executor and `check`. Trials run in other worker processes."""
+    import multiprocessing
+
+    return multiprocessing.current_process().name == "preflight" or os.getpid() == int(os.environ["HQ_TEST_DRIVER_PID"])
 
 
 def digits_failing_once():
     """In a worker, raises on the first call of a test (marked by a file), then behaves like digits."""
     marker = Path(os.environ["HQ_TEST_MARKER"])
-    if not _in_driver() and not marker.exists():
+    if not _in_preflight() and not marker.exists():
         marker.write_text("failed once")
         raise RuntimeError("data source broke on purpose")
     return _digits()
@@ -30,7 +33,7 @@ def digits_failing_once():
 
 def digits_slow():
     """Hangs in a worker, so a stage timeout must end it."""
-    if not _in_driver():
+    if not _in_preflight():
         time.sleep(120)
         raise AssertionError("the stage timeout should have killed this worker")
     return _digits()
@@ -54,8 +57,8 @@ def plain_keras_model(input_shape, n_classes, params):
 
 
 def digits_in_workers_only():
-    """The digits data for the driver's preflight; raises in every trial worker."""
-    if _in_driver():
+    """The digits data for the preflight; raises in every trial worker."""
+    if _in_preflight():
         return _digits()
     raise RuntimeError("data source broke on purpose")
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from ..preflight import Ready
 from ..space import TrialParams
 from ..trial import TrialOutcome
 
@@ -55,6 +56,10 @@ def error_text(err: BaseException) -> str:
 
 class Executor(Protocol):
     name: str
+
+    def preflight(self) -> Ready:
+        """Load the data and build the model once, where trials run; a `ConfigError` names what is wrong."""
+        ...
 
     def submit(self, job: TrialJob) -> None: ...
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 
 from ..config import StudyConfig
+from ..preflight import Ready
 from ..trial import TrialOutcome
 from .base import SYNTH_GRACE, Finished, TrialJob, error_text, prepare_worker
 
@@ -63,6 +64,19 @@ def _worker(conn: Connection, cfg: StudyConfig, job: TrialJob, threads: int, env
         conn.close()
 
 
+def _preflight(conn: Connection, cfg: StudyConfig, env: dict[str, str]) -> None:
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        from ..preflight import preflight
+
+        conn.send(("ok", preflight(cfg)))
+    except Exception as err:  # a ConfigError for the user, or a bug: either way the driver raises it
+        conn.send(("error", err))
+    finally:
+        conn.close()
+
+
 @dataclass
 class _Running:
     job: TrialJob
@@ -84,6 +98,23 @@ class LocalExecutor:
         self.threads = max(1, (os.cpu_count() or 1) // cfg.execution.max_concurrent)
         self.timeouts = cfg.execution.timeouts.model_dump()
         self.running: dict[int, _Running] = {}
+
+    def preflight(self) -> Ready:
+        """Check data and model in a worker forked from the warm server: the driver never imports TensorFlow."""
+        parent, child = self.ctx.Pipe(duplex=False)
+        p = self.ctx.Process(target=_preflight, args=(child, self.cfg, dict(os.environ)), name="preflight")
+        p.start()
+        child.close()
+        try:
+            kind, value = parent.recv()
+        except EOFError:
+            raise RuntimeError(f"the preflight worker died (exit code {p.exitcode})") from None
+        finally:
+            p.join()
+            parent.close()
+        if kind == "error":
+            raise value
+        return value
 
     def submit(self, job: TrialJob) -> None:
         parent, child = self.ctx.Pipe(duplex=False)

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..config import RayStage, StudyConfig
+from ..preflight import Ready
 from ..trial import Trained, TrialOutcome
 from .base import SYNTH_GRACE, Finished, TrialJob, error_text, prepare_worker
 
@@ -73,6 +74,11 @@ class RayExecutor:
         self.synth_fn = self._remote(_synth_task, r.synth, r.max_retries)
         self.with_bytes = r.transfer == "object_store"
         self.running: dict[int, _RayTrial] = {}
+
+    def preflight(self) -> Ready:
+        from ..preflight import preflight
+
+        return preflight(self.cfg)
 
     @staticmethod
     def _remote(fn, stage: RayStage, retries: int):
