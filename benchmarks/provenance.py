@@ -41,7 +41,10 @@ def provenance() -> dict:
         tools["yosys (native)"] = find_yosys("native").version
     return {
         "commit": _git("rev-parse", "HEAD") or "unknown",
-        "uncommitted_changes": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        # changes to tracked code; the results being written are not part of what was measured
+        "uncommitted_changes": bool(
+            _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results")
+        ),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
@@ -50,9 +53,9 @@ def provenance() -> dict:
     }
 
 
-def write(out_dir: Path, name: str) -> str:
-    """Write `<name>.meta.json`; returns a Markdown header saying the same in short."""
-    meta = provenance()
+def write(out_dir: Path, name: str, meta: dict) -> str:
+    """Write `meta` (from `provenance()`, taken when the measurement started) as `<name>.meta.json`;
+    returns a Markdown header saying the same in short."""
     (out_dir / f"{name}.meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     dirty = " (with uncommitted changes)" if meta["uncommitted_changes"] else ""
     libs = ", ".join(f"{k} {v}" for k, v in meta["libraries"].items())

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 from optuna.trial import TrialState
+from provenance import provenance
 from provenance import write as write_provenance
 
 from hqsearch.config import parse_config
@@ -79,6 +80,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=6)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args()
+    meta = provenance()  # the code as it is when the measurement starts
     rows = []
     for executor in ("local", "ray"):
         for concurrent in (1, 2):
@@ -94,7 +96,7 @@ def main() -> None:
     df.to_csv(args.out / "throughput.csv", index=False)
     table = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
     table += ["| " + " | ".join(str(v) for v in r) + " |" for r in df.itertuples(index=False)]
-    note = write_provenance(args.out, "throughput")
+    note = write_provenance(args.out, "throughput", meta)
     note += f"digits MLP, Yosys backend, {args.trials} trials per run, {os.cpu_count()} cores\n\n"
     (args.out / "throughput.md").write_text(note + "\n".join(table) + "\n")
     print(df.to_string(index=False))

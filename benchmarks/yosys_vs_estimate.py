@@ -22,6 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import pandas as pd  # noqa: E402
+from provenance import provenance
 from provenance import write as write_provenance  # noqa: E402
 
 from hqsearch.config import DataSection, ModelSection, SynthesisSection, TrainingSection  # noqa: E402
@@ -41,6 +42,7 @@ def main() -> None:
     ap.add_argument("--beta", type=float, default=3e-6)
     ap.add_argument("--epochs", type=int, default=20)
     args = ap.parse_args()
+    meta = provenance()  # the code as it is when the measurement starts
 
     flavours = ["native", "yowasp"] if shutil.which("yosys") else ["yowasp"]
     data = load_dataset(DataSection())
@@ -75,7 +77,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     df = pd.DataFrame(rows)
     df.to_csv(args.out / "yosys_vs_estimate.csv", index=False)
-    header = write_provenance(args.out, "yosys_vs_estimate")
+    header = write_provenance(args.out, "yosys_vs_estimate", meta)
     header += (
         f"Digits MLP 64-W-10, beta {args.beta:g}, {args.epochs} epochs; {platform.processor() or platform.machine()}"
     )
