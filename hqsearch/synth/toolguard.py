@@ -8,8 +8,8 @@ workers) when either guard notices its parent is gone, through the kernel's pare
 
 Two guards, because a parent may kill its direct children with SIGKILL as it exits (Ray does, for a
 worker whose task was cancelled): then the first guard dies without a word, and the watcher, its own
-child, sees it go and ends the group. When the tool exits by itself the first guard returns its code
-and exits; the watcher then ends whatever the tool left behind, and itself.
+child, sees it go and ends the group. When the tool exits by itself, the first guard kills whatever
+the tool left running in the group and the watcher, reaps the watcher, and returns the tool's code.
 """
 
 from __future__ import annotations
@@ -51,10 +51,26 @@ def main(argv: list[str]) -> int:
             signal.pause()
     parent, tool = int(argv[0]), argv[1:]
     _arm(parent)
-    subprocess.Popen([sys.executable, "-I", "-S", __file__, "--watch", str(os.getpid())])
+    watcher = subprocess.Popen([sys.executable, "-I", "-S", __file__, "--watch", str(os.getpid())])
     proc = subprocess.Popen(tool)  # same group, same output, cwd and environment as the guard
     code = proc.wait()
+    _end_the_rest(watcher)
     return 128 - code if code < 0 else code  # a signal, as a shell reports it
+
+
+def _end_the_rest(watcher: subprocess.Popen) -> None:
+    """The tool is done: kill what it left running in the group, then the watcher, and reap the watcher
+    here, so nothing is handed to an init that may not reap (a container's PID 1)."""
+    me = os.getpid()
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if entry.isdigit() and int(entry) not in (me, watcher.pid):
+            try:
+                if os.getpgid(int(entry)) == me:
+                    os.kill(int(entry), signal.SIGKILL)
+            except OSError:
+                continue
+    watcher.kill()
+    watcher.wait()
 
 
 if __name__ == "__main__":
