@@ -84,9 +84,14 @@ def _frame_xy(df: pd.DataFrame, cfg: DataSection, source: str, label: str) -> tu
     return df[features].to_numpy(np.float32), df[label].to_numpy()
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+def _existing(path: Path) -> Path:
     if not path.exists():
         raise DataError(f"data file {path} does not exist", "data.path")
+    return path
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    _existing(path)
     try:
         return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     except Exception as err:  # pandas and pyarrow raise many types for a file they cannot read
@@ -115,9 +120,7 @@ def _jet_hlf(cfg: DataSection) -> tuple[np.ndarray, np.ndarray]:
 
 def _npz(cfg: DataSection) -> tuple[np.ndarray, np.ndarray]:
     assert cfg.path is not None
-    if not cfg.path.exists():
-        raise DataError(f"data file {cfg.path} does not exist", "data.path")
-    arrays = np.load(cfg.path)
+    arrays = np.load(_existing(cfg.path))
     xk = cfg.features if isinstance(cfg.features, str) else "x"
     yk = cfg.label or "y"
     for k in (xk, yk):

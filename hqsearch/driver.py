@@ -116,8 +116,8 @@ class Driver:
             self.executor.submit(job)
         except Exception as err:  # a trial asked for is always told, even when it could not start
             self.in_flight.pop(trial.number, None)
-            self._fail(trial, f"could not start: {error_text(err)}")
-            self.progress.failed += 1
+            if self._fail(trial, f"could not start: {error_text(err)}") is Told.FAILED:
+                self.progress.failed += 1
 
     def _fail(self, trial: optuna.Trial, error: str) -> Told:
         try:

@@ -89,12 +89,8 @@ def calibrate(model: keras.Model, x: np.ndarray, batch_size: int = 1024) -> floa
 
 def saved_ebops(model: keras.Model) -> float:
     """EBOPs as stored in the model's layers: the last calibration's, for a checkpoint loaded from disk."""
-    from hgq.layers import QLayerBase
+    from .model import quantized_layers
 
     return float(
-        sum(
-            float(keras.ops.convert_to_numpy(layer._ebops))
-            for layer in model._flatten_layers()
-            if isinstance(layer, QLayerBase) and layer.enable_ebops
-        )
+        sum(float(keras.ops.convert_to_numpy(layer._ebops)) for layer in quantized_layers(model) if layer.enable_ebops)
     )

@@ -103,11 +103,17 @@ def test_stage_timeout_ends_the_tool(yosys, tmp_path):
     assert "ran over its timeout" in t.user_attrs["error"] and "yosys" in t.user_attrs["error"]
 
 
-@pytest.mark.parametrize("yosys", YOSYS)
-def test_driver_sigkill_ends_the_tool(yosys, tmp_path):
-    driver = start_driver(tmp_path, busy_yosys_raw(tmp_path / "out", "killed", yosys))
+def driver_running_yosys(tmp_path: Path, name: str, yosys: str):
+    """`hqsearch run` in its own process, returned once its trial's Yosys runs."""
+    driver = start_driver(tmp_path, busy_yosys_raw(tmp_path / "out", name, yosys))
     watcher = Watcher(tmp_path / "out")
     watcher.wait_for_tool()
+    return driver, watcher
+
+
+@pytest.mark.parametrize("yosys", YOSYS)
+def test_driver_sigkill_ends_the_tool(yosys, tmp_path):
+    driver, watcher = driver_running_yosys(tmp_path, "killed", yosys)
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     watcher.assert_all_gone()
@@ -115,9 +121,7 @@ def test_driver_sigkill_ends_the_tool(yosys, tmp_path):
 
 @pytest.mark.parametrize("yosys", YOSYS)
 def test_second_ctrl_c_ends_the_tool(yosys, tmp_path):
-    driver = start_driver(tmp_path, busy_yosys_raw(tmp_path / "out", "interrupted", yosys))
-    watcher = Watcher(tmp_path / "out")
-    watcher.wait_for_tool()
+    driver, watcher = driver_running_yosys(tmp_path, "interrupted", yosys)
     driver.send_signal(signal.SIGINT)
     time.sleep(0.5)
     driver.send_signal(signal.SIGINT)

@@ -117,7 +117,7 @@ class YosysBackend:
 
     def cache_key(self, rtl_dir: Path, cfg: SynthesisSection, tool: Yosys, synth_script: str) -> str:
         """Every file of the written design (tables too, even those Yosys is not asked to read), the script."""
-        files = [f for f in design_files(rtl_dir / "src")] + [rtl_dir / "metadata.json"]
+        files = [*design_files(rtl_dir / "src"), rtl_dir / "metadata.json"]
         return design_key(
             rtl_dir,
             files,
