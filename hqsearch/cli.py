@@ -307,13 +307,14 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from optuna_dashboard import run_server
 
-    from .study import artifact_store, make_storage
+    from .study import artifact_store, make_storage, shown_url
 
     cfg = _config(args)
+    storage = make_storage(cfg.study.storage_url)  # an unreachable storage is one error, before the URL is shown
     host = f"[{args.host}]" if ":" in args.host else args.host
-    console.print(f"optuna-dashboard for {cfg.study.storage_url} (artifacts: {cfg.study.artifact_path})")
+    console.print(f"optuna-dashboard for {shown_url(cfg.study.storage_url)} (artifacts: {cfg.study.artifact_path})")
     console.print(f"open http://{host}:{args.port}/dashboard", highlight=False)
-    run_server(make_storage(cfg.study.storage_url), host=args.host, port=args.port, artifact_store=artifact_store(cfg))
+    run_server(storage, host=args.host, port=args.port, artifact_store=artifact_store(cfg))
     return 0
 
 

@@ -77,7 +77,8 @@ def make_storage(url: str) -> str | optuna.storages.BaseStorage:
         return url
     if "://" in url:
         # connections dropped by a database restart or a firewall are replaced instead of failing a tell
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        with storage_errors(url):  # RDBStorage connects at once: every caller gets the one-line error
+            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
     raise StudyError(f"storage {url!r} is not a URL: use sqlite:///path, postgresql+psycopg2://… or journal:///path")
 
 

@@ -77,7 +77,11 @@ def test_unreachable_postgresql_is_one_line(tmp_path):
     config = tmp_path / "pg.yaml"
     config.write_text("study: {name: pg, n_trials: 1}\n")
     url = f"postgresql+psycopg2://hq:secret@127.0.0.1:{port}/studies"
-    for args in (("run", str(config), "--storage", url), ("status", "--storage", url, "--study", "pg")):
+    for args in (
+        ("run", str(config), "--storage", url),
+        ("status", "--storage", url, "--study", "pg"),
+        ("dashboard", str(config), "--storage", url),
+    ):
         res = hq(*args, cwd=tmp_path)
         assert res.returncode == 2
         lines = res.stderr.strip().splitlines()
