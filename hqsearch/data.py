@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .config import DataSection
-from .exceptions import DataError
+from .exceptions import DataError, DataFileMissing
 
 # OpenML 42468, "hls4ml_lhc_jets_hlf": 16 high-level jet features and one of five jet classes.
 JET_HLF_OPENML_ID = 42468
@@ -86,7 +86,7 @@ def _frame_xy(df: pd.DataFrame, cfg: DataSection, source: str, label: str) -> tu
 
 def _existing(path: Path) -> Path:
     if not path.exists():
-        raise DataError(f"data file {path} does not exist", "data.path")
+        raise DataFileMissing(f"data file {path} does not exist", "data.path")
     return path
 
 

@@ -34,6 +34,14 @@ class DataError(KeyedError):
     """The data section points at something that cannot be loaded; the message names it."""
 
 
+class DataFileMissing(DataError):
+    """A data file the config names is not on this machine (the config may be right where it will run)."""
+
+
+class DataNotHere(ConfigError):
+    """`DataFileMissing`, located in the config: `run` refuses to start, `check` reports and passes."""
+
+
 class ModelError(KeyedError):
     """The model section cannot build a model for this data, or a model is not an HGQ2 model."""
 

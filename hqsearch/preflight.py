@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 
 from .config import StudyConfig
-from .exceptions import KeyedError
+from .exceptions import DataFileMissing, DataNotHere, KeyedError
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,8 @@ def preflight(cfg: StudyConfig) -> Ready:
     try:
         data = load_dataset(cfg.data)
         model = build_model(cfg.model, params, data.input_shape, data.n_classes)
+    except DataFileMissing as err:
+        raise DataNotHere(str(cfg.error(err.key, err.message))) from None
     except KeyedError as err:
         raise cfg.error(err.key, err.message) from None
     return Ready(

@@ -9,7 +9,7 @@ import yaml
 from conftest import tiny_raw
 
 from hqsearch.config import parse_config
-from hqsearch.exceptions import ConfigError
+from hqsearch.exceptions import ConfigError, DataNotHere
 from hqsearch.preflight import preflight
 
 ROOT = Path(__file__).parents[1]
@@ -28,10 +28,21 @@ def assert_refused_and_nothing_written(tmp_path: Path, config: Path, expected: s
 
 
 def test_shipped_jet_study_without_its_data_file(tmp_path):
+    """The config is valid (check passes and says the file is not here); run refuses before writing."""
     config = tmp_path / "jet_tagging.yaml"
     config.write_text((ROOT / "studies" / "jet_tagging.yaml").read_text())
     expected = f"{config}:17: data.path: data file data/jet_hlf.parquet does not exist"
-    assert_refused_and_nothing_written(tmp_path, config, expected)
+    res = run_cli("check", str(config), cwd=tmp_path)
+    assert res.returncode == 0 and f"warning: {expected} here" in res.stdout
+    res = run_cli("run", str(config), cwd=tmp_path)
+    assert res.returncode == 2 and res.stderr.strip() == f"error: {expected}"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_data_file_missing_here_is_told_apart_from_a_wrong_config(tmp_path):
+    raw = tiny_raw(tmp_path, "npz", data={"source": "npz", "path": str(tmp_path / "absent.npz")})
+    with pytest.raises(DataNotHere, match=r"data\.path: data file .*absent\.npz does not exist"):
+        preflight(parse_config(raw, tmp_path / "npz.yaml"))
 
 
 def test_csv_without_the_label_column(tmp_path):
