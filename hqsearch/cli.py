@@ -59,6 +59,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output folder (default: <output_dir>/report)")
     p.add_argument("--sort", metavar="METRIC", help="rank the front by this metric instead of the objectives")
 
+    p = sub.add_parser(
+        "compare", help="studies side by side: trainings, epochs, front and hypervolume at one reference"
+    )
+    p.add_argument("studies", nargs="+", metavar="CONFIG_OR_STORAGE", help="study YAML, or storage URL[#study]")
+    p.add_argument("--out", type=Path, default=Path("runs") / "compare", help="folder for compare.csv and compare.png")
+
+    p = sub.add_parser("import", help="evaluate existing HGQ2 checkpoints into a study, as points of its own")
+    _study_args(p, config_required=True)
+    p.add_argument("models", nargs="+", type=Path, metavar="MODEL_OR_FOLDER", help=".keras files or folders of them")
+
     p = sub.add_parser("dashboard", help="serve optuna-dashboard on the study's storage, with its artifacts")
     p.add_argument("config", type=Path)
     p.add_argument("--storage", help="Optuna storage URL (overrides the config's study.storage)")
@@ -88,15 +98,15 @@ def _config(args: argparse.Namespace) -> StudyConfig:
 
 
 def _open(args: argparse.Namespace):
-    """The study named by a config, or by --storage and --study."""
+    """The study named by a config, or by --storage and --study; its run folder; the config if one was given."""
     from .study import load_existing
 
     if args.config is not None:
         cfg = _config(args)
-        return load_existing(cfg.study.storage_url, cfg.study.name), cfg.study.run_dir
+        return load_existing(cfg.study.storage_url, cfg.study.name), cfg.study.run_dir, cfg
     if not (args.storage and args.study):
         raise ConfigError("give a study config, or both --storage URL and --study NAME")
-    return load_existing(args.storage, args.study), Path("runs") / args.study
+    return load_existing(args.storage, args.study), Path("runs") / args.study, None
 
 
 def _print_advice(cfg: StudyConfig) -> None:
@@ -197,19 +207,23 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from optuna.trial import TrialState
 
+    from .points import Origin, origin
     from .study import study_config
 
-    study, _ = _open(args)
+    study, _, cfg = _open(args)
     counts = {s.name: 0 for s in TrialState}
+    points = {o: 0 for o in Origin}
     for t in study.get_trials(deepcopy=False):
         counts[t.state.name] += 1
-    target = (study_config(study).get("study") or {}).get("n_trials")
-    if args.config is not None:
-        target = _config(args).study.n_trials
+        if t.state == TrialState.COMPLETE:
+            points[origin(t)] += 1
+    target = cfg.study.n_trials if cfg is not None else (study_config(study).get("study") or {}).get("n_trials")
+    others = f" + {points[Origin.HARVEST]} harvested candidates"
+    others += f" + {points[Origin.IMPORT]} imported" if points[Origin.IMPORT] else ""
     console.print(
-        f"study {study.study_name}: {counts['COMPLETE']}/{target or '?'} COMPLETE, "
+        f"study {study.study_name}: {points[Origin.TRAINING]}/{target or '?'} trainings COMPLETE{others}, "
         f"{counts['RUNNING']} running, {counts['FAIL']} failed, {counts['WAITING']} waiting; "
-        f"front {len(study.best_trials) if counts['COMPLETE'] else 0} trials"
+        f"front {len(study.best_trials) if counts['COMPLETE'] else 0} points"
     )
     return 0
 
@@ -240,9 +254,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .pareto import objective_names
     from .report import write_report
 
-    study, run_dir = _open(args)
+    study, run_dir, cfg = _open(args)
     try:
-        report = write_report(study, args.out or run_dir / "report", args.sort)
+        report = write_report(study, args.out or run_dir / "report", args.sort, cfg)
     except KeyError as err:
         raise ConfigError(f"--sort: {err.args[0]}") from None
     if report.front.empty:
@@ -254,9 +268,59 @@ def cmd_report(args: argparse.Namespace) -> int:
             console.print(f"LUTs from: {', '.join(sorted(set(src.dropna())))}")
     for fit in report.fits:
         console.print(str(fit))
+    _print_score(report.score)
     for f in report.files:
         console.print(f"wrote {f}")
     return 0
+
+
+def _print_score(s) -> None:
+    test = f", {s.test_hypervolume:.4g} on the test split" if s.test_hypervolume is not None else ""
+    console.print(f"hypervolume {s.hypervolume:.4g} (front chosen on the validation split){test}")
+    console.print(f"  measured in: {s.scale}", highlight=False)
+    extra = f", {s.imported} imported" if s.imported else ""
+    console.print(f"  from {s.trainings} trainings ({s.epochs:,} epochs), {s.harvested} harvested candidates{extra}")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare
+
+    result = compare(args.studies, args.out)
+    table = Table(title="studies compared (each front chosen on its validation split)")
+    for col in result.table.columns:
+        table.add_column(col, justify="left" if col == "study" else "right")
+    for row in result.table.to_dict("records"):
+        table.add_row(*(_cell(col, v) for col, v in row.items()))
+    console.print(table)
+    console.print(f"hypervolume measured in: {result.scale}", highlight=False)
+    for f in result.files:
+        console.print(f"wrote {f}")
+    return 0
+
+
+def _cell(col: str, v) -> str:
+    if v is None or (isinstance(v, float) and v != v):  # absent, or NaN
+        return "-"
+    if "hypervolume" in col:
+        return f"{v:.4f}"
+    return f"{v:,.0f}" if isinstance(v, int | float) else str(v)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from .checkpoints import import_checkpoints
+
+    cfg = _config(args)
+
+    def show(i) -> None:
+        shown = {"added": f"trial {i.number}: {i.note}", "present": i.note, "failed": f"[red]failed:[/red] {i.note}"}
+        console.print(f"{i.source}  {shown[i.status]}", highlight=False)
+
+    results = import_checkpoints(cfg, args.models, on_point=show)
+    n = {status: sum(i.status == status for i in results) for status in ("added", "present", "failed")}
+    console.print(
+        f"{n['added']} imported into study {cfg.study.name}, {n['present']} already there, {n['failed']} failed"
+    )
+    return 1 if n["failed"] else 0
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -338,6 +402,8 @@ _COMMANDS = {
     "status": cmd_status,
     "report": cmd_report,
     "synth": cmd_synth,
+    "compare": cmd_compare,
+    "import": cmd_import,
     "dashboard": cmd_dashboard,
 }
 

@@ -115,6 +115,11 @@ class StudySection(_Section):
         return list(self.objectives)
 
     @property
+    def needed_metrics(self) -> list[str]:
+        """What a point must report to be told COMPLETE: its objectives and constrained metrics."""
+        return list(dict.fromkeys([*self.objectives, *(c.metric for c in self.constraints)]))
+
+    @property
     def run_dir(self) -> Path:
         return self.output_dir or Path("runs") / self.name
 
@@ -179,6 +184,12 @@ class ModelSection(_Section):
         return self
 
 
+class HarvestSection(_Section):
+    """Candidates a training adds to the study besides its final model: epochs on its in-run front."""
+
+    max_candidates: int = Field(default=6, ge=0)  # 0: only the final model is a point of the study
+
+
 class TrainingSection(_Section):
     epochs: int = Field(default=30, ge=1)
     batch_size: int = Field(default=64, ge=1)
@@ -189,6 +200,7 @@ class TrainingSection(_Section):
     ramp_epochs: int | None = Field(default=None, ge=1)  # default: 80% of epochs
     target_ebops: float | None = Field(default=None, gt=0)  # for pid
     pid_warmup: int = Field(default=5, ge=0)
+    harvest: HarvestSection = HarvestSection()
 
     @model_validator(mode="after")
     def _needs(self) -> TrainingSection:
@@ -336,6 +348,18 @@ class ExecutionSection(_Section):
         return self
 
 
+class HypervolumeSpec(_Section):
+    """How a front is scored. `reference` names the metrics (objectives) the hypervolume spans and the
+    point it is measured from; an objective left out of a non-empty `reference` is not part of it."""
+
+    reference: dict[MetricName, float] = Field(default_factory=dict)  # unset: every objective, see below
+    log_scale: list[MetricName] | None = None  # unset: the resource counts (luts, ffs, dsps, brams, ebops)
+
+
+class ReportSection(_Section):
+    hypervolume: HypervolumeSpec = HypervolumeSpec()
+
+
 class StudyConfig(_Section):
     study: StudySection
     data: DataSection = DataSection()
@@ -344,6 +368,7 @@ class StudyConfig(_Section):
     search_space: SearchSpace = SearchSpace()
     synthesis: SynthesisSection = SynthesisSection()
     execution: ExecutionSection = ExecutionSection()
+    report: ReportSection = ReportSection()
 
     _source: Path | None = PrivateAttr(default=None)  # the YAML file, for errors found after loading
     _raw: Any = PrivateAttr(default=None)  # the YAML as read, with the line of every key
@@ -445,6 +470,14 @@ def _backend_errors(cfg: StudyConfig) -> list[tuple[str, str]]:
     for i, c in enumerate(cfg.study.constraints):
         if why := not_produced(c.metric, backend):
             errors.append((f"study.constraints.{i}", why))
+    for m in cfg.report.hypervolume.reference:
+        if m not in cfg.study.objectives:
+            errors.append(
+                (
+                    f"report.hypervolume.reference.{m}",
+                    f"not an objective (objectives: {', '.join(cfg.study.objectives)})",
+                )
+            )
     return errors
 
 

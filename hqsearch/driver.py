@@ -14,7 +14,6 @@ one trial per extra driver, when two ask at the same instant).
 from __future__ import annotations
 
 import logging
-import math
 import signal
 import threading
 import time
@@ -31,9 +30,21 @@ from optuna.trial import TrialState
 from .config import StudyConfig
 from .executors import Finished, TrialJob, make_executor
 from .executors.base import error_text
+from .metrics import unusable
 from .orphans import DRIVER_ATTR, HEARTBEAT_ATTR, DriverId, recover_orphans
+from .points import (
+    BETA_ATTR,
+    EPOCH_ATTR,
+    MODEL_ARTIFACT_ATTR,
+    ORIGIN_ATTR,
+    PARENT_ATTR,
+    Origin,
+    add_point,
+    count_trainings,
+)
 from .space import suggest
 from .study import artifact_store, open_study
+from .trial import TrialOutcome
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 log = logging.getLogger(__name__)
@@ -42,7 +53,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class Progress:
     target: int
-    complete: int = 0
+    complete: int = 0  # trainings
+    harvested: int = 0  # candidates added by this run's trainings
     running: int = 0
     failed: int = 0  # in this run
     front: int = 0
@@ -57,6 +69,7 @@ class RunSummary:
     failed_this_run: int
     cache_hits: int = 0
     told: list[int] = field(default_factory=list)
+    harvested: int = 0  # in-run candidates added as points of the study in this run
     stopped_because: str | None = None
     recovered: list[int] = field(default_factory=list)  # orphaned trials failed and re-enqueued
     dropped: list[int] = field(default_factory=list)  # trials a peer claimed from this driver
@@ -77,6 +90,12 @@ def _claimed_by_peer(err: Exception) -> bool:
 
 def _count(study: optuna.Study, state: TrialState) -> int:
     return len(study.get_trials(deepcopy=False, states=(state,)))
+
+
+def _attrs(out: TrialOutcome) -> dict[str, dict]:
+    """The user attributes an outcome gives its trial."""
+    keys = (("timings", out.timings), ("info", out.info), ("sources", out.sources), ("metrics", out.metrics))
+    return {key: value for key, value in keys if value}
 
 
 class Driver:
@@ -105,6 +124,7 @@ class Driver:
         try:
             params = suggest(trial, self.cfg)
             trial.set_user_attr("params", params.to_dict())
+            trial.set_user_attr(ORIGIN_ATTR, Origin.TRAINING.value)
             trial.set_user_attr("executor", self.executor.name)
             trial.set_user_attr(DRIVER_ATTR, self.me.to_dict())
             trial.set_user_attr(HEARTBEAT_ATTR, time.time())
@@ -147,14 +167,14 @@ class Driver:
 
     def _record(self, trial: optuna.Trial, done: Finished) -> Told:
         out = done.outcome
-        for key, value in (("timings", out.timings), ("info", out.info), ("sources", out.sources)):
-            if value:
-                trial.set_user_attr(key, value)
+        for key, value in _attrs(out).items():
+            trial.set_user_attr(key, value)
         for f in [*out.files, str(done.job.trial_dir / "trial.log")]:
-            if Path(f).is_file():
-                upload_artifact(artifact_store=self.store, file_path=f, study_or_trial=trial)
-        if out.metrics:
-            trial.set_user_attr("metrics", out.metrics)
+            self._upload(trial, f)
+        # a candidate's model is an artifact of its parent: only a RUNNING trial takes artifacts
+        models = [
+            next((a for f, a in self._uploads(trial, c.files) if f.endswith(".keras")), None) for c in out.candidates
+        ]
         error = out.error if out.error is not None else self._missing(out.metrics)
         if error is not None:
             return self._fail(trial, error)
@@ -162,21 +182,50 @@ class Driver:
             self.progress.cache_hits += 1
         for c in self.cfg.study.constraints:
             trial.set_constraint(c.key, c.value(out.metrics))
-        self.study.tell(trial, [out.metrics[m] for m in self.cfg.study.metric_names])
+        self.study.tell(trial, self._values(out.metrics))
+        self._harvest(trial, done, models)
         return Told.COMPLETE
 
-    def _missing(self, metrics: dict[str, float]) -> str | None:
-        """Why an outcome cannot be told COMPLETE: a metric the study needs is absent or not a number."""
-        needed = dict.fromkeys([*self.cfg.study.metric_names, *(c.metric for c in self.cfg.study.constraints)])
-        bad = [m for m in needed if not isinstance(metrics.get(m), int | float) or not math.isfinite(metrics[m])]
-        if not bad:
+    def _upload(self, trial: optuna.Trial, f: str) -> str | None:
+        if not Path(f).is_file():
             return None
-        got = ", ".join(f"{m}={metrics[m]}" for m in bad if m in metrics)
-        return (
-            f"backend {self.cfg.synthesis.backend!r} reported no usable {', '.join(bad)}"
-            + (f" ({got})" if got else "")
-            + f"; the study needs them (reported: {', '.join(metrics) or 'nothing'})"
-        )
+        return upload_artifact(artifact_store=self.store, file_path=f, study_or_trial=trial)
+
+    def _uploads(self, trial: optuna.Trial, files: list[str]) -> list[tuple[str, str | None]]:
+        return [(f, self._upload(trial, f)) for f in files]
+
+    def _values(self, metrics: dict[str, float]) -> list[float]:
+        return [metrics[m] for m in self.cfg.study.metric_names]
+
+    def _harvest(self, parent: optuna.Trial, done: Finished, models: list[str | None]) -> None:
+        """Each measured candidate of a COMPLETE training becomes a point of the study. The parent is told
+        already, so a candidate that cannot be added is logged and skipped, never a failure of the parent."""
+        for cand, model in zip(done.outcome.candidates, models, strict=True):
+            epoch = cand.info.get("epoch")
+            if (why := self._missing(cand.metrics)) is not None:
+                log.warning("trial %d, epoch %s: candidate not added: %s", parent.number, epoch, why)
+                continue
+            attrs = {
+                **_attrs(cand),
+                ORIGIN_ATTR: Origin.HARVEST.value,
+                PARENT_ATTR: parent.number,
+                EPOCH_ATTR: epoch,
+                BETA_ATTR: cand.info.get("beta"),
+                MODEL_ARTIFACT_ATTR: model,
+                "params": done.job.params.to_dict(),
+                "trial_dir": str(done.job.trial_dir),
+            }
+            constraints = {c.key: c.value(cand.metrics) for c in self.cfg.study.constraints}
+            try:
+                values = self._values(cand.metrics)
+                add_point(self.study, values, attrs, constraints, parent.params, parent.distributions)
+            except Exception:
+                log.exception("trial %d, epoch %s: could not add the candidate", parent.number, epoch)
+                continue
+            self.progress.harvested += 1
+
+    def _missing(self, metrics: dict[str, float]) -> str | None:
+        return unusable(metrics, self.cfg.study.needed_metrics, self.cfg.synthesis.backend)
 
     def _beat(self) -> None:
         """Heartbeats on this driver's trials, from their own thread: a long poll or tell never delays them."""
@@ -204,7 +253,7 @@ class Driver:
 
     def _update_progress(self) -> None:
         p = self.progress
-        p.complete = _count(self.study, TrialState.COMPLETE)
+        p.complete = count_trainings(self.study, TrialState.COMPLETE)
         p.running = len(self.in_flight)
         p.front = len(self.study.best_trials) if p.complete else 0
         self.on_progress(p)
@@ -246,7 +295,8 @@ class Driver:
             self._stop_beating.set()
             if main_thread:
                 signal.signal(signal.SIGINT, previous)
-        summary.complete = _count(self.study, TrialState.COMPLETE)
+        summary.complete = count_trainings(self.study, TrialState.COMPLETE)
+        summary.harvested = self.progress.harvested
         summary.failed_this_run = self.progress.failed
         summary.cache_hits = self.progress.cache_hits
         summary.recovered = self.recovered

@@ -31,6 +31,7 @@ class Metric:
     meaning: str
     selectable: bool = True  # may be an objective or a constraint
     shown: bool = False  # a column of the front table on screen (the files have every metric)
+    log_scale: bool = False  # a resource count: fronts span decades, so hypervolume measures it in log10
 
 
 MAX, MIN = Direction.MAXIMIZE, Direction.MINIMIZE
@@ -55,9 +56,19 @@ _ALL = [
     ),
     Metric("float_accuracy", MAX, "fraction", EVERY, "the Keras model on the validation split"),
     Metric("test_float_accuracy", MAX, "fraction", EVERY, "the Keras model on the test split", selectable=False),
-    Metric("luts", MIN, "LUTs", EVERY, "LUTs from the backend (da4ml's estimate for `estimate`)", shown=True),
-    Metric("ffs", MIN, "flip-flops", EVERY, "flip-flops from the backend", shown=True),
-    Metric("dsps", MIN, "DSP slices", EVERY, "DSP slices from the backend (0 for `estimate`)", shown=True),
+    Metric(
+        "luts",
+        MIN,
+        "LUTs",
+        EVERY,
+        "LUTs from the backend (da4ml's estimate for `estimate`)",
+        shown=True,
+        log_scale=True,
+    ),
+    Metric("ffs", MIN, "flip-flops", EVERY, "flip-flops from the backend", shown=True, log_scale=True),
+    Metric(
+        "dsps", MIN, "DSP slices", EVERY, "DSP slices from the backend (0 for `estimate`)", shown=True, log_scale=True
+    ),
     Metric(
         "latency_cycles",
         MIN,
@@ -67,10 +78,14 @@ _ALL = [
         shown=True,
     ),
     Metric("latency_ns", MIN, "ns", EVERY, "latency_cycles × synthesis.clock_period"),
-    Metric("ebops", MIN, "EBOPs", EVERY, "HGQ's effective bit operations after `trace_minmax`", shown=True),
-    Metric("estimated_luts", MIN, "LUTs", EVERY, "da4ml's cost model, whatever the backend"),
-    Metric("estimated_ffs", MIN, "flip-flops", EVERY, "da4ml's pipeline registers, whatever the backend"),
-    Metric("brams", MIN, "18 Kb blocks", HLS | {"vivado-rtl"}, "block RAMs in 18 Kb units"),
+    Metric(
+        "ebops", MIN, "EBOPs", EVERY, "HGQ's effective bit operations after `trace_minmax`", shown=True, log_scale=True
+    ),
+    Metric("estimated_luts", MIN, "LUTs", EVERY, "da4ml's cost model, whatever the backend", log_scale=True),
+    Metric(
+        "estimated_ffs", MIN, "flip-flops", EVERY, "da4ml's pipeline registers, whatever the backend", log_scale=True
+    ),
+    Metric("brams", MIN, "18 Kb blocks", HLS | {"vivado-rtl"}, "block RAMs in 18 Kb units", log_scale=True),
     Metric("ii", MIN, "cycles", HLS, "initiation interval (HLS report)"),
     Metric(
         "estimated_clock_ns",
@@ -111,6 +126,21 @@ def not_produced(name: str, backend: str) -> str | None:
         return None
     by = ", ".join(b for b in BACKENDS if b in metric.producers)
     return f"backend {backend!r} does not produce {name!r} (produced by: {by})"
+
+
+def unusable(metrics: dict[str, float], needed: list[str], backend: str) -> str | None:
+    """Why an outcome cannot be a COMPLETE point: a metric the study needs is absent or not a number."""
+    import math
+
+    bad = [m for m in needed if not isinstance(metrics.get(m), int | float) or not math.isfinite(metrics[m])]
+    if not bad:
+        return None
+    got = ", ".join(f"{m}={metrics[m]}" for m in bad if m in metrics)
+    return (
+        f"backend {backend!r} reported no usable {', '.join(bad)}"
+        + (f" ({got})" if got else "")
+        + f"; the study needs them (reported: {', '.join(metrics) or 'nothing'})"
+    )
 
 
 def markdown_table() -> str:

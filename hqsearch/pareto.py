@@ -11,6 +11,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from .metrics import METRICS, Direction
+from .points import EPOCH_ATTR, PARENT_ATTR, SOURCE_ATTR, Origin, origin
 
 
 def objective_names(study: optuna.Study) -> list[str]:
@@ -18,7 +19,8 @@ def objective_names(study: optuna.Study) -> list[str]:
 
 
 def _row(t: FrozenTrial, names: list[str]) -> dict:
-    row: dict = {"trial": t.number, "state": t.state.name}
+    kind = origin(t)
+    row: dict = {"trial": t.number, "state": t.state.name, "origin": kind.value}
     if t.values is not None:
         row.update(zip(names, t.values, strict=True))
     metrics = t.user_attrs.get("metrics", {})
@@ -32,13 +34,29 @@ def _row(t: FrozenTrial, names: list[str]) -> dict:
     row.update({f"time_{k}_s": v for k, v in t.user_attrs.get("timings", {}).items()})
     row["duration_s"] = t.duration.total_seconds() if t.duration else None
     row["error"] = t.user_attrs.get("error")
+    row["parent"] = t.user_attrs.get(PARENT_ATTR)
+    row["epoch"] = t.user_attrs.get(EPOCH_ATTR)
+    row["source"] = t.user_attrs.get(SOURCE_ATTR)
+    # training cost: a training's epochs; its harvested and imported points cost none
+    row["epochs"] = t.user_attrs.get("info", {}).get("epochs", 0) if kind is Origin.TRAINING else 0
+    row["completed"] = t.datetime_complete.timestamp() if t.datetime_complete else None
     return row
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    """Every trial, one row each. A harvested point's `completed` is its parent's (it exists from then on);
+    an imported point's is empty (it was there before any training)."""
     names = objective_names(study)
     rows = [_row(t, names) for t in study.get_trials(deepcopy=False)]
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    done = frame.set_index("trial")["completed"]
+    harvested = frame["origin"] == Origin.HARVEST.value
+    frame.loc[harvested, "completed"] = frame.loc[harvested, "parent"].map(done).to_numpy()
+    frame.loc[frame["origin"] == Origin.IMPORT.value, "completed"] = None
+    frame["training"] = frame["origin"] == Origin.TRAINING.value
+    return frame
 
 
 def rank_front(study: optuna.Study, sort: str | None = None) -> pd.DataFrame:

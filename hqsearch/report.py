@@ -1,14 +1,20 @@
-"""Report files for a study: the ranked front (CSV, Parquet), every trial (CSV) and an accuracy-vs-LUTs plot."""
+"""Report files for a study: the ranked front (CSV, Parquet), every trial (CSV), an accuracy-vs-LUTs plot,
+and the front's hypervolume with its history over trainings and epochs."""
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 import pandas as pd
+from pydantic import ValidationError
 
-from .pareto import rank_front, trials_frame
+from .config import HypervolumeSpec, StudyConfig, StudySection
+from .hypervolume import Scale, Score, complete, history, plot_history, resolve, score
+from .pareto import objective_names, rank_front, trials_frame
+from .study import study_config
 
 ESTIMATORS = ("ebops", "estimated_luts")
 
@@ -32,6 +38,25 @@ class Report:
     trials: pd.DataFrame
     files: list[Path]
     fits: list[Fit]
+    score: Score
+    history: pd.DataFrame
+
+
+def study_section(study: optuna.Study, cfg: StudyConfig | None) -> tuple[StudySection, HypervolumeSpec]:
+    """What scoring needs from a config: the one given, else the one stored in the study, else the study's
+    own objectives with the default hypervolume settings."""
+    if cfg is None:
+        with suppress(ValidationError):  # a config from another hqsearch version: fall back to the objectives
+            cfg = StudyConfig.model_validate(study_config(study)) if study_config(study) else None
+    if cfg is not None:
+        return cfg.study, cfg.report.hypervolume
+    objectives = {m: d.name.lower() for m, d in zip(objective_names(study), study.directions, strict=True)}
+    return StudySection.model_construct(name=study.study_name, objectives=objectives, constraints=[]), HypervolumeSpec()
+
+
+def scale_for(study: optuna.Study, trials: pd.DataFrame, cfg: StudyConfig | None = None) -> Scale:
+    section, spec = study_section(study, cfg)
+    return resolve(section, spec, complete(trials))
 
 
 def measured(trials: pd.DataFrame) -> pd.DataFrame:
@@ -129,10 +154,12 @@ def plot_front(trials: pd.DataFrame, front: pd.DataFrame, path: Path, x: str = "
     return path
 
 
-def write_report(study: optuna.Study, out_dir: Path, sort: str | None = None) -> Report:
+def write_report(study: optuna.Study, out_dir: Path, sort: str | None = None, cfg: StudyConfig | None = None) -> Report:
     out_dir.mkdir(parents=True, exist_ok=True)
     front = rank_front(study, sort)
     trials = trials_frame(study)
+    scale = scale_for(study, trials, cfg)
+    hist = history(trials, scale) if not trials.empty else pd.DataFrame()
     files = [out_dir / "pareto.csv", out_dir / "pareto.parquet", out_dir / "trials.csv"]
     front.to_csv(files[0], index=False)
     front.to_parquet(files[1], index=False)
@@ -141,4 +168,7 @@ def write_report(study: optuna.Study, out_dir: Path, sort: str | None = None) ->
     fits = estimate_fits(trials)
     if fits:
         files.append(plot_estimates(trials, fits, out_dir / "estimate_vs_measured.png"))
-    return Report(front, trials, files, fits)
+    if not hist.empty:
+        hist.to_csv(out_dir / "hypervolume.csv", index=False)
+        files += [out_dir / "hypervolume.csv", plot_history(hist, scale, out_dir / "hypervolume.png")]
+    return Report(front, trials, files, fits, score(trials, scale), hist)

@@ -7,6 +7,7 @@ target EBOPs with HGQ2's `BetaPID`, starting from the trial's beta.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import keras
@@ -48,7 +49,14 @@ def beta_callbacks(cfg: TrainingSection, beta: float) -> list[keras.callbacks.Ca
     return []  # constant: beta0 was set when the layers were built
 
 
-def train(model: keras.Model, data: Dataset, cfg: TrainingSection, params: TrialParams) -> TrainResult:
+def train(
+    model: keras.Model,
+    data: Dataset,
+    cfg: TrainingSection,
+    params: TrialParams,
+    watch: Sequence[keras.callbacks.Callback] = (),
+) -> TrainResult:
+    """`watch` callbacks run after HGQ2's, so they see each epoch's `ebops` and `beta` in the logs."""
     from hgq.utils.sugar import FreeEBOPs
 
     model.compile(
@@ -63,7 +71,7 @@ def train(model: keras.Model, data: Dataset, cfg: TrainingSection, params: Trial
         validation_data=val,
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,
-        callbacks=[FreeEBOPs(), *beta_callbacks(cfg, params.beta)],
+        callbacks=[FreeEBOPs(), *beta_callbacks(cfg, params.beta), *watch],
         verbose=0,
     )
     h = history.history

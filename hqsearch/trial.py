@@ -33,6 +33,7 @@ class TrialOutcome:
     info: dict = field(default_factory=dict)  # training details, versions, tool
     files: list[str] = field(default_factory=list)  # to upload as artifacts
     error: str | None = None  # set when the trial failed
+    candidates: list[TrialOutcome] = field(default_factory=list)  # harvested epochs, each measured alike
 
     def to_dict(self) -> dict:
         return {
@@ -107,20 +108,22 @@ class Trained:
     design: Any = None  # synth.Design, only within one process
     comb: Any = None  # da4ml CombLogic
     model_bytes: bytes | None = None
+    candidates: list[Trained] = field(default_factory=list)  # harvested epochs, designed like the final model
 
     def portable(self, with_bytes: bool) -> Trained:
         """A copy that pickles: no live Keras objects; the traced logic, optionally the model file's bytes."""
         data = self.model_path.read_bytes() if with_bytes else None
-        return replace(self, design=None, model_bytes=data)
+        cands = [c.portable(with_bytes) for c in self.candidates]
+        return replace(self, design=None, model_bytes=data, candidates=cands)
 
 
-def _timed(out: TrialOutcome, on_stage: Callable[[str], None]):
+def _timed(timings: dict[str, float], on_stage: Callable[[str], None]):
     @contextmanager
     def stage(name: str) -> Iterator[None]:
         on_stage(name)
         t0 = time.perf_counter()
         yield
-        out.timings[name] = time.perf_counter() - t0
+        timings[name] = time.perf_counter() - t0
 
     return stage
 
@@ -132,46 +135,82 @@ def train_stage(
     seed: int | None = None,
     on_stage: Callable[[str], None] = lambda stage: None,
 ) -> Trained:
-    """Stages `train` (data, model, training, calibration) and `firmware` (design and its emulation)."""
+    """Stages `train` (data, model, training, calibration) and `firmware` (the designs and their emulation:
+    the final model's, then each harvested candidate's)."""
     import keras
 
     from .data import load_dataset
-    from .firmware import build_design, emulate
+    from .harvest import InRunFront, thin
     from .model import build_model
-    from .synth import uses_hls4ml
     from .train import calibrate, train
 
     trial_dir.mkdir(parents=True, exist_ok=True)
-    out = TrialOutcome()
-    stage = _timed(out, on_stage)
+    stage = _timed(timings := {}, on_stage)
     if seed is not None:
         keras.utils.set_random_seed(seed)
 
     with stage("train"):
         data = load_dataset(cfg.data)
         model = build_model(cfg.model, params, data.input_shape, data.n_classes)
-        fit = train(model, data, cfg.training, params)
+        front = InRunFront()
+        fit = train(model, data, cfg.training, params, watch=[front] if cfg.training.harvest.max_candidates else [])
         ebops = calibrate(model, data.x_train)
-        model_path = trial_dir / "model.keras"
-        model.save(model_path)
-        out.files.append(str(model_path))
 
     with stage("firmware"):
-        design = build_design(model, ebops, cfg.synthesis, trial_dir, hls=uses_hls4ml(cfg.synthesis))
-        if design.hls_model is not None:
-            from .firmware import emulate_hls
+        trained = firmware(cfg, model, ebops, data, trial_dir / "model.keras", trial_dir)
+        picked = thin(front.front, cfg.training.harvest.max_candidates, exclude_epoch=fit.epochs)
+        errors = []
+        for c in picked:  # each candidate goes the final model's way: calibrate, save, design, emulate
+            folder = trial_dir / "harvest" / f"epoch_{c.epoch:04d}"
+            try:
+                model.set_weights(c.weights)
+                folder.mkdir(parents=True, exist_ok=True)
+                path = folder / f"epoch_{c.epoch:04d}.keras"
+                cand = firmware(cfg, model, calibrate(model, data.x_train), data, path, folder)
+            except Exception as err:  # one candidate that cannot be built costs that candidate only
+                errors.append(f"epoch {c.epoch}: {type(err).__name__}: {err}")
+                continue
+            beta = params.beta if c.beta is None else c.beta
+            cand.outcome.info.update(epoch=c.epoch, beta=beta, val_accuracy=c.val_accuracy, training_ebops=c.ebops)
+            trained.candidates.append(cand)
 
-            run, emu_source = partial(emulate_hls, design.hls_model, model), "hls4ml C++ emulation"
-        else:
-            run, emu_source = partial(emulate, design.comb, model), "da4ml bit-exact emulation"
-        val, test = run(data.x_val, data.y_val), run(data.x_test, data.y_test)
-        rtl_mismatches = None
-        if cfg.synthesis.verify_rtl and design.hls_model is None:
-            from .firmware import verify_rtl
+    out = trained.outcome
+    out.timings.update(timings)
+    out.info.update(
+        epochs=fit.epochs,
+        final_loss=fit.final_loss,
+        val_accuracy=fit.val_accuracy,
+        training_ebops=fit.training_ebops,
+        final_beta=fit.final_beta,
+        harvest={"in_run_front": len(front.front), "candidates": len(trained.candidates), "errors": errors},
+        versions=library_versions(),
+        train_pid=os.getpid(),
+    )
+    return trained
 
-            rtl_mismatches = verify_rtl(design.comb, cfg.synthesis, trial_dir / "rtl_sim", data.x_test)
 
-    # chosen on the validation split; the test split is recorded beside it and never used to choose
+def firmware(cfg: StudyConfig, model, ebops: float, data, model_path: Path, folder: Path) -> Trained:
+    """A calibrated model's design and its accuracy on the firmware emulation, on both splits; the model
+    is saved at `model_path` first. The objectives use the validation split; the test split is recorded."""
+    from .firmware import build_design, emulate
+    from .synth import uses_hls4ml
+
+    model.save(model_path)
+    design = build_design(model, ebops, cfg.synthesis, folder, hls=uses_hls4ml(cfg.synthesis))
+    if design.hls_model is not None:
+        from .firmware import emulate_hls
+
+        run, emu_source = partial(emulate_hls, design.hls_model, model), "hls4ml C++ emulation"
+    else:
+        run, emu_source = partial(emulate, design.comb, model), "da4ml bit-exact emulation"
+    val, test = run(data.x_val, data.y_val), run(data.x_test, data.y_test)
+    rtl_mismatches = None
+    if cfg.synthesis.verify_rtl and design.hls_model is None:
+        from .firmware import verify_rtl
+
+        rtl_mismatches = verify_rtl(design.comb, cfg.synthesis, folder / "rtl_sim", data.x_test)
+
+    out = TrialOutcome(files=[str(model_path)])
     out.metrics = {
         "accuracy": val.accuracy,
         "float_accuracy": val.float_accuracy,
@@ -189,14 +228,7 @@ def train_stage(
         "emulated_outputs": val.n_outputs + test.n_outputs,
         "n_val": len(data.y_val),
         "n_test": len(data.y_test),
-        "epochs": fit.epochs,
-        "final_loss": fit.final_loss,
-        "val_accuracy": fit.val_accuracy,
-        "training_ebops": fit.training_ebops,
-        "final_beta": fit.final_beta,
         "rtl_mismatches": rtl_mismatches,  # Verilator vs da4ml emulation, with verify_rtl
-        "versions": library_versions(),
-        "train_pid": os.getpid(),
     }
     return Trained(out, model_path, ebops, design, design.comb)
 
@@ -208,23 +240,45 @@ def synth_stage(
     trial_dir: Path,
     on_stage: Callable[[str], None] = lambda stage: None,
 ) -> TrialOutcome:
-    """Stage `synth`: measure the design, then pack the build folders and write metrics.json."""
+    """Stage `synth` for the final design, then for each candidate (a timeout applies to each design):
+    measure, pack the build folders, write the metrics file. A candidate that fails is dropped and named."""
+    out = synth_one(cfg, params, trained, trial_dir, on_stage, "metrics.json")
+    for cand in trained.candidates:
+        epoch = cand.outcome.info["epoch"]
+        try:
+            folder = cand.model_path.parent
+            out.candidates.append(synth_one(cfg, params, cand, folder, on_stage, f"{folder.name}.json", False))
+        except Exception as err:
+            out.info["harvest"]["errors"].append(f"epoch {epoch}: {type(err).__name__}: {err}")
+    return out
+
+
+def synth_one(
+    cfg: StudyConfig,
+    params: TrialParams | None,  # None for an imported checkpoint
+    trained: Trained,
+    folder: Path,
+    on_stage: Callable[[str], None],
+    metrics_name: str,
+    upload_reports: bool = True,  # a candidate's reports stay in its folder: its model and metrics travel
+) -> TrialOutcome:
+    """One design measured by the study's backend; its build folders packed, its metrics file written."""
     from .synth import Design, measure, uses_hls4ml
 
     out = trained.outcome
-    stage = _timed(out, on_stage)
-    trial_dir.mkdir(parents=True, exist_ok=True)
+    stage = _timed(out.timings, on_stage)
+    folder.mkdir(parents=True, exist_ok=True)
     with stage("synth"):
         started = time.monotonic()
         design = trained.design
         if design is None and not uses_hls4ml(cfg.synthesis):  # trained elsewhere; the traced logic is enough
             design = Design(None, trained.comb, trained.ebops)
         elif design is None:
-            design = _rebuild_design(cfg, trained, trial_dir)
+            design = _rebuild_design(cfg, trained, folder)
         # the tool gets what is left of the stage, so it is killed by the code that knows why
         limit = cfg.execution.timeouts.synth
         left = None if limit is None else limit - (time.monotonic() - started)
-        synth = measure(design, cfg.synthesis, trial_dir, timeout=left)
+        synth = measure(design, cfg.synthesis, folder, timeout=left)
 
     out.metrics.update(synth.metrics)
     out.sources.update(synth.sources)
@@ -235,26 +289,27 @@ def synth_stage(
         synth_details=synth.details,
         synth_pid=os.getpid(),
     )
-    reports = trial_dir / "reports"  # out of the build folders, which are packed and removed below
+    reports = folder / "reports"  # out of the build folders, which are packed and removed below
     reports.mkdir(exist_ok=True)
-    for f in synth.files:
-        out.files.append(shutil.copy2(f, reports / Path(f).name))
-    out.files += [str(a) for a in archive_builds(trial_dir, cfg.synthesis.keep_build)]
-    metrics_path = trial_dir / "metrics.json"
-    metrics_path.write_text(json.dumps({"params": params.to_dict(), **out.to_dict()}, indent=2, default=str))
+    kept = [shutil.copy2(f, reports / Path(f).name) for f in synth.files]
+    kept += [str(a) for a in archive_builds(folder, cfg.synthesis.keep_build)]
+    if upload_reports:
+        out.files += kept
+    metrics_path = folder / metrics_name
+    metrics_path.write_text(json.dumps({"params": params and params.to_dict(), **out.to_dict()}, indent=2, default=str))
     out.files.append(str(metrics_path))
     return out
 
 
-def _rebuild_design(cfg: StudyConfig, trained: Trained, trial_dir: Path):
+def _rebuild_design(cfg: StudyConfig, trained: Trained, folder: Path):
     from .firmware import build_design, load_model
 
     path = trained.model_path
     if trained.model_bytes is not None:
-        path = trial_dir / "model.keras"
+        path = folder / trained.model_path.name
         path.write_bytes(trained.model_bytes)
     model = load_model(path)
-    return build_design(model, trained.ebops, cfg.synthesis, trial_dir, hls=True)
+    return build_design(model, trained.ebops, cfg.synthesis, folder, hls=True)
 
 
 def run_trial(
