@@ -9,6 +9,7 @@ added with the file it came from. The same file (by content) is never imported t
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -70,6 +71,7 @@ def import_checkpoints(
 
     models = find_models(paths)
     preflight(cfg)  # the study's data loads and its model builds, or one error naming the key
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # Keras retraces predict per model: not news
     loaded = []
     for path in models:
         try:

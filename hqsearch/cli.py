@@ -127,7 +127,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _print_advice(cfg)
     console.print(
         f"study [bold]{cfg.study.name}[/bold] in {cfg.study.storage_url}, "
-        f"target {cfg.study.n_trials} COMPLETE trials, backend {cfg.synthesis.backend}"
+        f"target {cfg.study.n_trials} COMPLETE trainings, backend {cfg.synthesis.backend}"
     )
 
     def fields(p: RunProgress) -> dict:
@@ -166,8 +166,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             summary = run_study(cfg, lambda p: bar.update(task, **fields(p)))
 
     console.print(
-        f"{summary.complete} COMPLETE trials in study {summary.study_name} "
-        f"({summary.failed_this_run} failed, {summary.cache_hits} design cache hits in this run)"
+        f"{summary.complete} COMPLETE trainings in study {summary.study_name} "
+        f"({summary.harvested} harvested candidates, {summary.failed_this_run} failed, "
+        f"{summary.cache_hits} design cache hits in this run)"
     )
     if summary.recovered:
         console.print(f"re-enqueued trials lost by a driver that died: {', '.join(map(str, summary.recovered))}")
@@ -228,20 +229,31 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _origin_cell(row) -> str:
+    """Where a front point came from: a training, an epoch of one (`#3 e27`), or an imported file."""
+    match row.get("origin"):
+        case "harvest":
+            return f"#{int(row['parent'])} e{int(row['epoch'])}"
+        case "import":
+            return "import"
+    return "training"
+
+
 def _front_table(front, names: list[str]) -> Table:
     table = Table(title="Pareto front (feasible, non-dominated), ranked", show_lines=False)
-    cols = ["rank", "trial", *dict.fromkeys(names + [c for c in _SHOWN if c in front.columns])]
+    cols = ["rank", "trial", "from", *dict.fromkeys(names + [c for c in _SHOWN if c in front.columns])]
     if "accuracy" in cols and "test_accuracy" in cols:  # the reported test figure beside the chosen one
         cols.remove("test_accuracy")
         cols.insert(cols.index("accuracy") + 1, "test_accuracy")
     for c in cols:
         table.add_column(
-            c.removeprefix("param_"), justify="right" if c not in ("param_weights", "param_activations") else "left"
+            c.removeprefix("param_"),
+            justify="right" if c not in ("from", "param_weights", "param_activations") else "left",
         )
     for _, row in front.iterrows():
         cells = []
         for c in cols:
-            v = row.get(c)
+            v = _origin_cell(row) if c == "from" else row.get(c)
             if isinstance(v, float):
                 cells.append(f"{v:.4f}" if c.endswith("accuracy") else f"{v:.3g}" if c == "param_beta" else f"{v:,.0f}")
             else:

@@ -171,10 +171,7 @@ class Driver:
             trial.set_user_attr(key, value)
         for f in [*out.files, str(done.job.trial_dir / "trial.log")]:
             self._upload(trial, f)
-        # a candidate's model is an artifact of its parent: only a RUNNING trial takes artifacts
-        models = [
-            next((a for f, a in self._uploads(trial, c.files) if f.endswith(".keras")), None) for c in out.candidates
-        ]
+        models = [self._upload_candidate(trial, c) for c in out.candidates]
         error = out.error if out.error is not None else self._missing(out.metrics)
         if error is not None:
             return self._fail(trial, error)
@@ -191,8 +188,11 @@ class Driver:
             return None
         return upload_artifact(artifact_store=self.store, file_path=f, study_or_trial=trial)
 
-    def _uploads(self, trial: optuna.Trial, files: list[str]) -> list[tuple[str, str | None]]:
-        return [(f, self._upload(trial, f)) for f in files]
+    def _upload_candidate(self, parent: optuna.Trial, cand: TrialOutcome) -> str | None:
+        """A candidate's files as artifacts of its parent (only a RUNNING trial takes artifacts); returns
+        the id of its model."""
+        ids = {f: self._upload(parent, f) for f in cand.files}
+        return next((a for f, a in ids.items() if f.endswith(".keras")), None)
 
     def _values(self, metrics: dict[str, float]) -> list[float]:
         return [metrics[m] for m in self.cfg.study.metric_names]

@@ -38,8 +38,9 @@ class Scale:
     def __str__(self) -> str:
         parts = []
         for m, ref, log, mx in zip(self.metrics, self.reference, self.log, self.maximise, strict=True):
-            part = f"{m} {'above' if mx else 'below'} {ref:,.6g}" + (" (log10)" if log else "")
-            parts.append(part + (" [default: worst value seen]" if m in self.defaulted else ""))
+            shown = f"{ref:,.0f}" if abs(ref) >= 1000 and ref == int(ref) else f"{ref:.4g}"
+            part = f"{m} {'above' if mx else 'below'} {shown}" + (" in log10" if log else "")
+            parts.append(part + (" (default: worst value seen)" if m in self.defaulted else ""))
         return " × ".join(parts)
 
 

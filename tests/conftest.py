@@ -29,7 +29,8 @@ def tiny_raw(out: Path, name: str = "tiny", **sections) -> dict:
             "objectives": {"accuracy": "max", "luts": "min", "latency_cycles": "min"},
         },
         "model": {"widths": [8]},
-        "training": {"epochs": 3, "batch_size": 128},
+        # harvest off: these tests are about other things; tests of harvest turn it on
+        "training": {"epochs": 3, "batch_size": 128, "harvest": {"max_candidates": 0}},
         "search_space": {
             "beta": {"low": 1e-6, "high": 1e-4, "log": True},
             "heterogeneity": {"weights": ["intra", "per_channel"], "activations": ["intra"]},

@@ -24,7 +24,7 @@ def test_run_with_overrides_then_report(tmp_path):
     res = hq("run", str(config), "--n-trials", "1", "--storage", storage, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "done 1/1" in res.stdout and "front 1" in res.stdout
-    assert "1 COMPLETE trials in study clitiny" in res.stdout
+    assert "1 COMPLETE trainings in study clitiny" in res.stdout
     assert (tmp_path / "elsewhere.db").exists() and not (tmp_path / "runs" / "clitiny" / "study.db").exists()
     assert (tmp_path / "runs" / "clitiny" / "trials" / "00000" / "model.keras").exists()
 
@@ -60,12 +60,13 @@ def test_every_documented_default_runs(tmp_path):
     config.write_text("study: {name: minimal, n_trials: 1}\n")
     res = hq("run", str(config), "--no-progress", cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "1 COMPLETE trials in study minimal" in res.stdout
+    assert "1 COMPLETE trainings in study minimal" in res.stdout
     res = hq("report", str(config), cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     front = (tmp_path / "runs" / "minimal" / "report" / "pareto.csv").read_text().splitlines()
     header = front[0].split(",")
-    assert {"accuracy", "test_accuracy", "luts"} <= set(header) and len(front) == 2
+    assert {"accuracy", "test_accuracy", "luts", "origin"} <= set(header) and len(front) >= 2
+    assert "hypervolume" in res.stdout and (tmp_path / "runs" / "minimal" / "report" / "hypervolume.png").exists()
 
 
 def test_unreachable_postgresql_is_one_line(tmp_path):

@@ -18,16 +18,26 @@ def test_ray_study_with_yosys_runs_train_and_synth_as_separate_tasks(tiny_config
         "ray",
         synthesis={"backend": "yosys"},
         execution={**RAY, "ray": {"num_cpus": 2, "transfer": "shared_fs"}},
+        # a hard ramp, so each training has an earlier, more accurate epoch to harvest
+        training={"epochs": 10, "beta_schedule": "ramp", "harvest": {"max_candidates": 1}},
+        search_space={"beta": {"low": 3e-4, "high": 1e-3, "log": True}},
+        model={"widths": [16]},
     )
     summary = run_study(cfg)
-    assert summary.complete == 2
+    assert summary.complete == 2 and summary.harvested >= 1
     study = load_existing(cfg.study.storage_url, "ray")
-    for t in study.trials:
+    trainings = {t.number: t for t in study.trials if "parent" not in t.user_attrs}
+    for t in trainings.values():
         info = t.user_attrs["info"]
         assert t.user_attrs["executor"] == "ray"
         assert info["train_pid"] != info["synth_pid"]  # two tasks, each in a fresh worker
         assert t.user_attrs["sources"]["luts"].startswith("yosys")
         assert set(t.user_attrs["timings"]) == {"train", "firmware", "synth"}
+    for t in study.trials:  # candidates travel to the synth task with their parent and are measured there
+        if "parent" in t.user_attrs:
+            parent = trainings[t.user_attrs["parent"]].user_attrs["info"]
+            assert t.user_attrs["sources"]["luts"].startswith("yosys")
+            assert t.user_attrs["info"]["synth_pid"] == parent["synth_pid"] != parent["train_pid"]
 
 
 def run_in_thread(cfg):

@@ -55,7 +55,7 @@ def test_optuna_cli_lists_the_same_front(finished_study, tmp_path):
 def test_status_and_missing_study(finished_study, capsys):
     cfg = finished_study
     assert main(["status", "--storage", cfg.study.storage_url, "--study", cfg.study.name]) == 0
-    assert "3/3 COMPLETE" in capsys.readouterr().out
+    assert "3/3 trainings COMPLETE" in capsys.readouterr().out
     assert main(["status", "--storage", cfg.study.storage_url, "--study", "nope"]) == 2
     assert "no study 'nope'" in capsys.readouterr().err
 
