@@ -189,7 +189,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         checked = f"[yellow]warning:[/yellow] {err} here; the data and model were not checked, and run refuses to start"
     s = cfg.study
     console.print(
-        f"[green]ok[/green] {args.config}: study {s.name!r}, {s.n_trials} trials, sampler {s.sampler}, "
+        f"[green]ok[/green] {args.config}: study {s.name!r}, {s.n_trials} trainings "
+        f"({cfg.training.epochs} epochs, up to {cfg.training.harvest.max_candidates} harvested candidates each), "
+        f"sampler {s.sampler}, "
         f"objectives {', '.join(f'{m} ({d})' for m, d in s.objectives.items())}"
     )
     if s.constraints:
