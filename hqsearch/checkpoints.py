@@ -25,7 +25,7 @@ from .exceptions import ConfigError
 from .metrics import unusable
 from .points import EPOCH_ATTR, MODEL_ARTIFACT_ATTR, ORIGIN_ATTR, SHA_ATTR, SOURCE_ATTR, Origin, add_point, origin
 from .study import artifact_store, open_study
-from .trial import firmware, synth_one
+from .trial import evaluate, synth_one
 
 _EPOCH = re.compile(r"epoch=(\d+)")  # HGQ2 ParetoFront's file names: epoch=123_val_accuracy=..._ebops=...
 
@@ -90,14 +90,14 @@ def import_checkpoints(
         if sha in have:
             result = Imported(path, "present", "already in the study")
         else:
-            result = _evaluate(cfg, study, store, data, path, model, sha)
+            result = _import_one(cfg, study, store, data, path, model, sha)
             have.add(sha)
         done.append(result)
         on_point(result)
     return done
 
 
-def _evaluate(
+def _import_one(
     cfg: StudyConfig, study: optuna.Study, store: FileSystemArtifactStore, data: Dataset, path: Path, model, sha: str
 ) -> Imported:
     from .train import calibrate
@@ -105,7 +105,7 @@ def _evaluate(
     folder = cfg.study.run_dir / "imported" / sha[:12]
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        trained = firmware(cfg, model, calibrate(model, data.x_train), data, folder / path.name, folder)
+        trained = evaluate(cfg, model, calibrate(model, data.x_train), data, folder / path.name, folder)
         out = synth_one(cfg, None, trained, folder, lambda stage: None, "metrics.json")
     except Exception as err:  # one checkpoint that cannot be converted or measured costs that one only
         return Imported(path, "failed", f"{type(err).__name__}: {err}")

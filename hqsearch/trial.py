@@ -157,7 +157,7 @@ def train_stage(
         ebops = calibrate(model, data.x_train)
 
     with stage("firmware"):
-        trained = firmware(cfg, model, ebops, data, trial_dir / "model.keras", trial_dir)
+        trained = evaluate(cfg, model, ebops, data, trial_dir / "model.keras", trial_dir)
         picked = thin(front.front, cfg.training.harvest.max_candidates, exclude_epoch=fit.epochs)
         errors = []
         for c in picked:  # each candidate goes the final model's way: calibrate, save, design, emulate
@@ -166,7 +166,7 @@ def train_stage(
                 model.set_weights(c.weights)
                 folder.mkdir(parents=True, exist_ok=True)
                 path = folder / f"epoch_{c.epoch:04d}.keras"
-                cand = firmware(cfg, model, calibrate(model, data.x_train), data, path, folder)
+                cand = evaluate(cfg, model, calibrate(model, data.x_train), data, path, folder)
             except Exception as err:  # one candidate that cannot be built costs that candidate only
                 errors.append(f"epoch {c.epoch}: {type(err).__name__}: {err}")
                 continue
@@ -189,7 +189,7 @@ def train_stage(
     return trained
 
 
-def firmware(cfg: StudyConfig, model, ebops: float, data, model_path: Path, folder: Path) -> Trained:
+def evaluate(cfg: StudyConfig, model, ebops: float, data, model_path: Path, folder: Path) -> Trained:
     """A calibrated model's design and its accuracy on the firmware emulation, on both splits; the model
     is saved at `model_path` first. The objectives use the validation split; the test split is recorded."""
     from .firmware import build_design, emulate
