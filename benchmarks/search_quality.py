@@ -9,6 +9,7 @@ with 3 seeds:
   random       the same with the random sampler
   nsga2        the same with the NSGA-II sampler
   harvest-N    the same with `training.harvest.max_candidates: N` (to choose the default)
+  constant-beta  the same with `training.beta_schedule: constant` instead of the shipped ramp
   one-ramp     the HGQ authors' method: one training of the study's largest model for the whole budget,
                beta constant at the low end of the study's range for the first 1/16, then a log ramp to
                the high end; HGQ2's `ParetoFront` keeps every checkpoint non-dominated in (val_accuracy,
@@ -66,6 +67,8 @@ def study_raw(method: str, seed: int, work: Path, trials: int, epochs: int) -> d
         harvest["max_candidates"] = int(method.removeprefix("harvest-"))
     elif method in ("random", "nsga2"):
         raw["study"]["sampler"] = method
+    elif method == "constant-beta":
+        raw["training"]["beta_schedule"] = "constant"
     elif method == "one-ramp":
         raw["study"]["n_trials"] = 1
         raw["training"]["epochs"] = trials * epochs

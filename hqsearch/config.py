@@ -195,7 +195,7 @@ class TrainingSection(_Section):
     batch_size: int = Field(default=64, ge=1)
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
     learning_rate: float = Field(default=3e-3, gt=0)
-    beta_schedule: Literal["constant", "ramp", "pid"] = "constant"
+    beta_schedule: Literal["constant", "ramp", "pid"] = "ramp"  # the benchmark's choice: see README, Search quality
     ramp_from: float = Field(default=1e-3, gt=0, le=1)  # ramp starts at beta * ramp_from
     ramp_epochs: int | None = Field(default=None, ge=1)  # default: 80% of epochs
     target_ebops: float | None = Field(default=None, gt=0)  # for pid

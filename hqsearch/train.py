@@ -1,7 +1,8 @@
 """One training run of an HGQ2 model, and its calibration.
 
-The beta schedule is where EBOPs pressure enters: `constant` keeps the trial's beta, `ramp` grows it
-log-linearly up to the trial's beta (a gentle start keeps accuracy), `pid` steers beta towards a
+The beta schedule is where EBOPs pressure enters: `ramp` (the default) grows it log-linearly up to the
+trial's beta (a gentle start keeps accuracy, and the epochs on the way form the in-run front that
+harvest collects), `constant` keeps the trial's beta, `pid` steers beta towards a
 target EBOPs with HGQ2's `BetaPID`, starting from the trial's beta.
 """
 
