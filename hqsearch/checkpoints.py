@@ -65,12 +65,12 @@ def import_checkpoints(
 ) -> list[Imported]:
     """Evaluate each checkpoint into the config's study. Every file is loaded before anything is
     written, so an unreadable one is an error that leaves the study as it was."""
-    from .data import load_dataset
     from .firmware import load_model
-    from .preflight import preflight
+    from .preflight import load_data, preflight
 
     models = find_models(paths)
-    preflight(cfg)  # the study's data loads and its model builds, or one error naming the key
+    data = load_data(cfg)
+    preflight(cfg, data)  # the study's data loads and its model builds, or one error naming the key
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # Keras retraces predict per model: not news
     loaded = []
     for path in models:
@@ -80,7 +80,6 @@ def import_checkpoints(
             raise ConfigError(
                 f"{path}: cannot load as a Keras model ({type(err).__name__}: {str(err)[:200]})"
             ) from None
-    data = load_dataset(cfg.data)
     study = open_study(cfg)
     store = artifact_store(cfg)
     have = {t.user_attrs.get(SHA_ATTR) for t in study.get_trials(deepcopy=False) if origin(t) is Origin.IMPORT}
@@ -112,9 +111,7 @@ def _import_one(
     if (why := unusable(out.metrics, cfg.study.needed_metrics, cfg.synthesis.backend)) is not None:
         return Imported(path, "failed", why)
     attrs = {
-        "metrics": out.metrics,
-        "sources": out.sources,
-        "info": out.info,
+        **out.user_attrs(),
         ORIGIN_ATTR: Origin.IMPORT.value,
         SOURCE_ATTR: str(path.resolve()),
         SHA_ATTR: sha,
@@ -125,8 +122,7 @@ def _import_one(
     }
     if m := _EPOCH.search(path.name):
         attrs[EPOCH_ATTR] = int(m[1])
-    constraints = {c.key: c.value(out.metrics) for c in cfg.study.constraints}
-    add_point(study, [out.metrics[m] for m in cfg.study.metric_names], attrs, constraints)
+    add_point(study, cfg.study.values(out.metrics), attrs, cfg.study.constraint_values(out.metrics))
     number = study.get_trials(deepcopy=False)[-1].number  # for the message only
     shown = ", ".join(f"{m} {out.metrics[m]:,.4g}" for m in cfg.study.metric_names)
     return Imported(path, "added", shown, number)

@@ -114,6 +114,14 @@ class StudySection(_Section):
     def metric_names(self) -> list[str]:
         return list(self.objectives)
 
+    def values(self, metrics: dict[str, float]) -> list[float]:
+        """The objective values of a point, in config order."""
+        return [metrics[m] for m in self.objectives]
+
+    def constraint_values(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Each constraint's value for a point, by key: feasible where every value is <= 0."""
+        return {c.key: c.value(metrics) for c in self.constraints}
+
     @property
     def needed_metrics(self) -> list[str]:
         """What a point must report to be told COMPLETE: its objectives and constrained metrics."""

@@ -92,12 +92,6 @@ def _count(study: optuna.Study, state: TrialState) -> int:
     return len(study.get_trials(deepcopy=False, states=(state,)))
 
 
-def _attrs(out: TrialOutcome) -> dict[str, dict]:
-    """The user attributes an outcome gives its trial."""
-    keys = (("timings", out.timings), ("info", out.info), ("sources", out.sources), ("metrics", out.metrics))
-    return {key: value for key, value in keys if value}
-
-
 class Driver:
     def __init__(self, cfg: StudyConfig, on_progress: Callable[[Progress], None] = lambda p: None) -> None:
         self.cfg = cfg
@@ -167,7 +161,7 @@ class Driver:
 
     def _record(self, trial: optuna.Trial, done: Finished) -> Told:
         out = done.outcome
-        for key, value in _attrs(out).items():
+        for key, value in out.user_attrs().items():
             trial.set_user_attr(key, value)
         for f in [*out.files, str(done.job.trial_dir / "trial.log")]:
             self._upload(trial, f)
@@ -177,9 +171,9 @@ class Driver:
             return self._fail(trial, error)
         if out.info.get("synth_cache_hit"):
             self.progress.cache_hits += 1
-        for c in self.cfg.study.constraints:
-            trial.set_constraint(c.key, c.value(out.metrics))
-        self.study.tell(trial, self._values(out.metrics))
+        for key, value in self.cfg.study.constraint_values(out.metrics).items():
+            trial.set_constraint(key, value)
+        self.study.tell(trial, self.cfg.study.values(out.metrics))
         self._harvest(trial, done, models)
         return Told.COMPLETE
 
@@ -194,9 +188,6 @@ class Driver:
         ids = {f: self._upload(parent, f) for f in cand.files}
         return next((a for f, a in ids.items() if f.endswith(".keras")), None)
 
-    def _values(self, metrics: dict[str, float]) -> list[float]:
-        return [metrics[m] for m in self.cfg.study.metric_names]
-
     def _harvest(self, parent: optuna.Trial, done: Finished, models: list[str | None]) -> None:
         """Each measured candidate of a COMPLETE training becomes a point of the study. The parent is told
         already, so a candidate that cannot be added is logged and skipped, never a failure of the parent."""
@@ -206,7 +197,7 @@ class Driver:
                 log.warning("trial %d, epoch %s: candidate not added: %s", parent.number, epoch, why)
                 continue
             attrs = {
-                **_attrs(cand),
+                **cand.user_attrs(),
                 ORIGIN_ATTR: Origin.HARVEST.value,
                 PARENT_ATTR: parent.number,
                 EPOCH_ATTR: epoch,
@@ -215,9 +206,9 @@ class Driver:
                 "params": done.job.params.to_dict(),
                 "trial_dir": str(done.job.trial_dir),
             }
-            constraints = {c.key: c.value(cand.metrics) for c in self.cfg.study.constraints}
+            study = self.cfg.study
             try:
-                values = self._values(cand.metrics)
+                values, constraints = study.values(cand.metrics), study.constraint_values(cand.metrics)
                 add_point(self.study, values, attrs, constraints, parent.params, parent.distributions)
             except Exception:
                 log.exception("trial %d, epoch %s: could not add the candidate", parent.number, epoch)

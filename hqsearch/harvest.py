@@ -23,12 +23,9 @@ class Checkpoint:
     weights: list[np.ndarray]
 
 
-def dominates(a: Checkpoint, b: Checkpoint) -> bool:
-    return (
-        a.val_accuracy >= b.val_accuracy
-        and a.ebops <= b.ebops
-        and (a.val_accuracy > b.val_accuracy or a.ebops < b.ebops)
-    )
+def covers(a: Checkpoint, b: Checkpoint) -> bool:
+    """`a` is at least as accurate and at most as costly as `b` (dominates it, or ties with it)."""
+    return a.val_accuracy >= b.val_accuracy and a.ebops <= b.ebops
 
 
 class InRunFront(keras.callbacks.Callback):
@@ -45,10 +42,10 @@ class InRunFront(keras.callbacks.Callback):
             return
         beta = logs.get("beta")
         new = Checkpoint(epoch + 1, float(acc), float(ebops), None if beta is None else float(beta), [])
-        if any(dominates(c, new) or (c.val_accuracy, c.ebops) == (new.val_accuracy, new.ebops) for c in self.front):
+        if any(covers(c, new) for c in self.front):  # dominated, or a tie that adds nothing
             return
         new.weights = [np.array(w, copy=True) for w in self.model.get_weights()]
-        self.front = [c for c in self.front if not dominates(new, c)] + [new]
+        self.front = [c for c in self.front if not covers(new, c)] + [new]  # no tie is left: these are dominated
 
 
 def thin(front: list[Checkpoint], k: int, exclude_epoch: int | None = None) -> list[Checkpoint]:

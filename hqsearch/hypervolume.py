@@ -16,6 +16,7 @@ import pandas as pd
 
 from .config import HypervolumeSpec, StudySection
 from .metrics import METRICS, Direction
+from .points import Origin
 
 
 @dataclass(frozen=True)
@@ -137,9 +138,9 @@ def score(trials: pd.DataFrame, scale: Scale) -> Score:
         val,
         test,
         size,
-        trainings=int((origin == "training").sum()),
-        harvested=int((origin == "harvest").sum()),
-        imported=int((origin == "import").sum()),
+        trainings=int((origin == Origin.TRAINING).sum()),
+        harvested=int((origin == Origin.HARVEST).sum()),
+        imported=int((origin == Origin.IMPORT).sum()),
         epochs=int(done["epochs"].sum()) if "epochs" in done else 0,
     )
 
@@ -148,14 +149,12 @@ def history(points: pd.DataFrame, scale: Scale) -> pd.DataFrame:
     """Hypervolume after each training, in the order trainings completed: `points` needs `completed`
     (the parent's completion for harvested points), `training` (True for trainings) and `epochs`."""
     rows = []
-    order = complete(points).sort_values(["completed", "trial"], kind="stable").reset_index(drop=True)
-    feasible = order
+    candidates = complete(points).dropna(subset=list(scale.metrics))
     trainings = points[(points["state"] == "COMPLETE") & points["training"]].sort_values(["completed", "trial"])
-    for i, (_, t) in enumerate(trainings.iterrows(), start=1):
-        seen = feasible[feasible["completed"].isna() | (feasible["completed"] <= t["completed"])]
-        val, test, size = scores(seen.dropna(subset=list(scale.metrics)), scale)
-        epochs = int(trainings["epochs"].iloc[:i].sum())
-        rows.append({"trainings": i, "epochs": epochs, "hypervolume": val, "test_hypervolume": test, "front": size})
+    spent = trainings["epochs"].cumsum()
+    for i, (completed, epochs) in enumerate(zip(trainings["completed"], spent, strict=True), start=1):
+        seen = candidates[candidates["completed"].isna() | (candidates["completed"] <= completed)]
+        rows.append((i, int(epochs), *scores(seen, scale)))
     return pd.DataFrame(rows, columns=["trainings", "epochs", "hypervolume", "test_hypervolume", "front"])
 
 

@@ -9,10 +9,16 @@ executor: in a worker forked from its warm server), so the driver never imports 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .config import StudyConfig
 from .exceptions import DataFileMissing, DataNotHere, KeyedError
+
+if TYPE_CHECKING:
+    from .data import Dataset
 
 
 @dataclass(frozen=True)
@@ -46,13 +52,32 @@ def import_keras_quietly() -> None:
         os.close(null)
 
 
-def preflight(cfg: StudyConfig) -> Ready:
-    """Load the data and build one model; a failure is a `ConfigError` at the key that caused it."""
+@contextmanager
+def _located(cfg: StudyConfig) -> Iterator[None]:
+    """An error about one config key becomes a `ConfigError` naming the file and line of that key."""
+    try:
+        yield
+    except DataFileMissing as err:
+        raise DataNotHere(str(cfg.error(err.key, err.message))) from None
+    except KeyedError as err:
+        raise cfg.error(err.key, err.message) from None
+
+
+def load_data(cfg: StudyConfig) -> Dataset:
+    """The study's data split, or a `ConfigError` at the key that names what cannot be loaded."""
+    from .data import load_dataset
+
+    with _located(cfg):
+        return load_dataset(cfg.data)
+
+
+def preflight(cfg: StudyConfig, data: Dataset | None = None) -> Ready:
+    """Load the data (unless the caller has it already) and build one model; a failure is a `ConfigError`
+    at the key that caused it."""
     import optuna
 
     import_keras_quietly()
 
-    from .data import load_dataset
     from .model import build_model
     from .space import suggest
 
@@ -60,13 +85,9 @@ def preflight(cfg: StudyConfig) -> Ready:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     probe = optuna.create_study(directions=cfg.study.directions, sampler=optuna.samplers.RandomSampler(seed=0))
     params = suggest(probe.ask(), cfg)
-    try:
-        data = load_dataset(cfg.data)
+    data = data if data is not None else load_data(cfg)
+    with _located(cfg):
         model = build_model(cfg.model, params, data.input_shape, data.n_classes)
-    except DataFileMissing as err:
-        raise DataNotHere(str(cfg.error(err.key, err.message))) from None
-    except KeyedError as err:
-        raise cfg.error(err.key, err.message) from None
     return Ready(
         len(data.y_train), len(data.y_val), len(data.y_test), data.input_shape, data.n_classes, model.count_params()
     )

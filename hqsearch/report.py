@@ -45,9 +45,10 @@ class Report:
 def study_section(study: optuna.Study, cfg: StudyConfig | None) -> tuple[StudySection, HypervolumeSpec]:
     """What scoring needs from a config: the one given, else the one stored in the study, else the study's
     own objectives with the default hypervolume settings."""
-    if cfg is None:
+    stored = study_config(study)
+    if cfg is None and stored:
         with suppress(ValidationError):  # a config from another hqsearch version: fall back to the objectives
-            cfg = StudyConfig.model_validate(study_config(study)) if study_config(study) else None
+            cfg = StudyConfig.model_validate(stored)
     if cfg is not None:
         return cfg.study, cfg.report.hypervolume
     objectives = {m: d.name.lower() for m, d in zip(objective_names(study), study.directions, strict=True)}

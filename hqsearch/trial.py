@@ -35,6 +35,11 @@ class TrialOutcome:
     error: str | None = None  # set when the trial failed
     candidates: list[TrialOutcome] = field(default_factory=list)  # harvested epochs, each measured alike
 
+    def user_attrs(self) -> dict[str, dict]:
+        """What its Optuna trial records as user attributes (the non-empty parts)."""
+        parts = (("timings", self.timings), ("info", self.info), ("sources", self.sources), ("metrics", self.metrics))
+        return {key: value for key, value in parts if value}
+
     def to_dict(self) -> dict:
         return {
             "metrics": self.metrics,
