@@ -29,6 +29,7 @@ import argparse
 import copy
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -37,29 +38,49 @@ from provenance import ROOT, provenance
 from provenance import write as write_provenance
 
 from hqsearch.config import StudyConfig, parse_config
-from hqsearch.hypervolume import history, resolve, score
+from hqsearch.hypervolume import complete, front_mask, history, resolve, score
 from hqsearch.pareto import trials_frame
 from hqsearch.study import load_existing
 
 METHODS = ("default", "no-harvest", "random", "nsga2", "one-ramp")
-REFERENCE = {"accuracy": 0.8, "luts": 40000}
 
 
-def study_raw(method: str, seed: int, work: Path, trials: int, epochs: int) -> dict:
-    raw = yaml.safe_load((ROOT / "studies" / "digits.yaml").read_text())
+@dataclass(frozen=True)
+class Bench:
+    """One dataset's study as shipped, its hypervolume reference and its epoch budget."""
+
+    config: str
+    reference: dict[str, float]
+    trials: int  # trainings x epochs of the fixed-length methods = the epoch budget
+    epochs: int
+
+    @property
+    def budget(self) -> int:
+        return self.trials * self.epochs
+
+
+BENCHES = {
+    "digits": Bench("digits.yaml", {"accuracy": 0.8, "luts": 40000}, 20, 40),
+    "htru2": Bench("htru2.yaml", {"accuracy": 0.95, "luts": 40000}, 20, 30),
+}
+
+
+def study_raw(bench: str, method: str, seed: int, work: Path) -> dict:
+    b = BENCHES[bench]
+    raw = yaml.safe_load((ROOT / "studies" / b.config).read_text())
     raw = copy.deepcopy(raw)
-    name = f"sq_{method}_s{seed}"
+    name = f"sq_{bench}_{method}_s{seed}"
     raw["study"].update(
         name=name,
         output_dir=str(work / name),
-        n_trials=trials,
+        n_trials=b.trials,
         seed=seed,
         objectives={"accuracy": "max", "luts": "min"},
-        constraints=[f"luts <= {REFERENCE['luts']}"],
+        constraints=[f"luts <= {b.reference['luts']}"],
     )
-    raw["training"]["epochs"] = epochs
+    raw["training"]["epochs"] = b.epochs
     raw.setdefault("synthesis", {})["cache"] = False  # every run measures its own designs
-    raw["report"] = {"hypervolume": {"reference": REFERENCE}}
+    raw["report"] = {"hypervolume": {"reference": b.reference}}
     harvest = raw["training"].setdefault("harvest", {})
     if method == "no-harvest":
         harvest["max_candidates"] = 0
@@ -71,7 +92,7 @@ def study_raw(method: str, seed: int, work: Path, trials: int, epochs: int) -> d
         raw["training"]["beta_schedule"] = "constant"
     elif method == "one-ramp":
         raw["study"]["n_trials"] = 1
-        raw["training"]["epochs"] = trials * epochs
+        raw["training"]["epochs"] = b.budget
     return raw
 
 
@@ -102,10 +123,10 @@ def one_ramp(cfg: StudyConfig, seed: int) -> None:
     import_checkpoints(cfg, [folder])
 
 
-def run(method: str, seed: int, work: Path, trials: int, epochs: int) -> tuple[dict, pd.DataFrame]:
+def run(bench: str, method: str, seed: int, work: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     from hqsearch.driver import run_study
 
-    cfg = parse_config(study_raw(method, seed, work, trials, epochs), f"search_quality[{method}, seed {seed}]")
+    cfg = parse_config(study_raw(bench, method, seed, work), f"search_quality[{bench}, {method}, seed {seed}]")
     t0 = time.perf_counter()
     if method == "one-ramp":
         one_ramp(cfg, seed)
@@ -116,13 +137,14 @@ def run(method: str, seed: int, work: Path, trials: int, epochs: int) -> tuple[d
     frame = trials_frame(study)
     scale = resolve(cfg.study, cfg.report.hypervolume, frame)
     s = score(frame, scale)
-    spent = trials * epochs if method == "one-ramp" else s.epochs
+    spent = BENCHES[bench].budget if method == "one-ramp" else s.epochs
     if method == "one-ramp":  # one training whose points all exist once it ends
         hist = pd.DataFrame([{"trainings": 1, "epochs": spent, "hypervolume": s.hypervolume,
                               "test_hypervolume": s.test_hypervolume, "front": s.front}])  # fmt: skip
     else:
         hist = history(frame, scale)
     row = {
+        "study": bench,
         "method": method,
         "seed": seed,
         "test_hypervolume": s.test_hypervolume,
@@ -133,7 +155,11 @@ def run(method: str, seed: int, work: Path, trials: int, epochs: int) -> tuple[d
         "epochs": spent,
         "wall_s": wall,
     }
-    return row, hist.assign(method=method, seed=seed)
+    points = complete(frame).dropna(subset=list(scale.metrics))
+    on_front = front_mask(points[list(scale.metrics)].to_numpy(dtype=float), scale.maximise)
+    front = points[on_front][["trial", "accuracy", "test_accuracy", "luts", "origin", "epoch"]]
+    tag = {"study": bench, "method": method, "seed": seed}
+    return row, hist.assign(**tag), front.assign(**tag)
 
 
 def epochs_to_reach(hist: pd.DataFrame, target: float) -> float | None:
@@ -144,7 +170,8 @@ def epochs_to_reach(hist: pd.DataFrame, target: float) -> float | None:
 
 
 def summarise(runs: pd.DataFrame, hists: pd.DataFrame) -> pd.DataFrame:
-    g = runs.groupby("method", sort=False)
+    """Per study and method: mean over seeds, and the ratio to the authors' one-ramp method."""
+    g = runs.groupby(["study", "method"], sort=False)
     table = pd.DataFrame(
         {
             "seeds": g["seed"].count(),
@@ -158,9 +185,14 @@ def summarise(runs: pd.DataFrame, hists: pd.DataFrame) -> pd.DataFrame:
             "wall_s_mean": g["wall_s"].mean(),
         }
     )
-    if "random" in table.index:
-        target = table.loc["random", "test_hv_mean"]
-        table["epochs_to_random_final"] = [epochs_to_reach(hists[hists["method"] == m], target) for m in table.index]
+    ramp = table["test_hv_mean"].xs("one-ramp", level="method")
+    table["vs_one_ramp"] = [v / ramp.get(study, float("nan")) for (study, _), v in table["test_hv_mean"].items()]
+    reach = []
+    for study, method in table.index:
+        target = ramp.get(study)
+        h = hists[(hists["study"] == study) & (hists["method"] == method)]
+        reach.append(None if target is None or method == "one-ramp" else epochs_to_reach(h, target))
+    table["epochs_to_one_ramp"] = reach
     return table
 
 
@@ -168,65 +200,85 @@ def markdown(table: pd.DataFrame) -> str:
     def cell(v: object) -> str:
         if isinstance(v, float):
             return "-" if v != v else f"{v:.4g}"
-        return str(v)
+        return "-" if v is None else str(v)
 
-    cols = ["method", *table.columns]
+    cols = ["study", "method", *table.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join([str(m), *(cell(v) for v in row)]) + " |" for m, row in table.iterrows()]
+    lines += ["| " + " | ".join([*map(str, key), *(cell(v) for v in row)]) + " |" for key, row in table.iterrows()]
     return "\n".join(lines)
 
 
-def plot(hists: pd.DataFrame, path: Path) -> None:
+def plot(hists: pd.DataFrame, fronts: pd.DataFrame, path: Path) -> None:
+    """Per study: hypervolume against epochs spent (top), and seed 0's test fronts (bottom)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for method, h in hists.groupby("method", sort=False):
-        mean = h.groupby("epochs")["test_hypervolume"].mean()
-        if len(mean) == 1:
-            ax.scatter(mean.index, mean.values, marker="*", s=120, label=method, zorder=3)
-        else:
-            ax.step(mean.index, mean.values, where="post", label=method)
-    ax.set_xlabel("training epochs spent")
-    ax.set_ylabel("hypervolume, test split (mean over seeds)")
-    ax.set_title("digits, da4ml estimate: acc > 0.8 × log10 LUTs < 40,000", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    studies = list(dict.fromkeys(hists["study"]))
+    fig, axes = plt.subplots(2, len(studies), figsize=(6.5 * len(studies), 8), dpi=110, squeeze=False)
+    for col, study in enumerate(studies):
+        ref = BENCHES[study].reference
+        ax = axes[0, col]
+        for method, h in hists[hists["study"] == study].groupby("method", sort=False):
+            mean = h.groupby("epochs")["test_hypervolume"].mean()
+            if len(mean) == 1:
+                ax.scatter(mean.index, mean.values, marker="*", s=120, label=method, zorder=3)
+            else:
+                ax.step(mean.index, mean.values, where="post", label=method)
+        ax.set_xlabel("training epochs spent")
+        ax.set_ylabel("hypervolume, test split (mean over seeds)")
+        ax.set_title(f"{study}, da4ml estimate: acc > {ref['accuracy']} × log10 LUTs < {ref['luts']:,}", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+        ax = axes[1, col]
+        for method, f in fronts[(fronts["study"] == study) & (fronts["seed"] == 0)].groupby("method", sort=False):
+            f = f.sort_values("luts")
+            ax.step(f["luts"], f["test_accuracy"], where="post", marker="o", ms=3, label=method)
+        ax.set_xscale("log")
+        ax.set_ylim(bottom=ref["accuracy"])
+        ax.set_xlabel("LUTs (da4ml estimate)")
+        ax.set_ylabel("firmware accuracy, test split")
+        ax.set_title(f"{study}, seed 0: fronts chosen on validation", fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
+def _read(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path) if path.exists() else pd.DataFrame(columns=["study", "method", "seed"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--studies", nargs="+", default=list(BENCHES), choices=list(BENCHES))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--methods", nargs="+", default=list(METHODS))
-    ap.add_argument("--trials", type=int, default=20, help="trainings per study")
-    ap.add_argument("--epochs", type=int, default=40, help="epochs per training")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "search_quality")
     args = ap.parse_args()
     os.chdir(ROOT)  # design cache and relative paths as for a user in the repository
     meta = provenance()
     args.out.mkdir(parents=True, exist_ok=True)
-    runs_csv, hist_csv = args.out / "search_quality_runs.csv", args.out / "search_quality_history.csv"
-    runs = pd.read_csv(runs_csv) if runs_csv.exists() else pd.DataFrame(columns=["method", "seed"])
-    hists = pd.read_csv(hist_csv) if hist_csv.exists() else pd.DataFrame(columns=["method", "seed"])
-    for seed in args.seeds:  # seed-major: a partial benchmark still compares every method
-        for method in args.methods:
-            if ((runs["method"] == method) & (runs["seed"] == seed)).any():
-                continue
-            row, hist = run(method, seed, args.work, args.trials, args.epochs)
-            print(f"{method:>11} seed {seed}: test hypervolume {row['test_hypervolume']:.4f}, {row['wall_s']:.0f} s")
-            runs = pd.concat([runs, pd.DataFrame([row])], ignore_index=True)
-            hists = pd.concat([hists, hist], ignore_index=True)
-            runs.to_csv(runs_csv, index=False)
-            hists.to_csv(hist_csv, index=False)
+    paths = {k: args.out / f"search_quality_{k}.csv" for k in ("runs", "history", "fronts")}
+    runs, hists, fronts = (_read(p) for p in paths.values())
+    for study in args.studies:
+        for seed in args.seeds:  # seed-major: a partial benchmark still compares every method
+            for method in args.methods:
+                if ((runs["study"] == study) & (runs["method"] == method) & (runs["seed"] == seed)).any():
+                    continue
+                row, hist, front = run(study, method, seed, args.work)
+                print(f"{study} {method:>11} seed {seed}: test hypervolume {row['test_hypervolume']:.4f}")
+                runs = pd.concat([runs, pd.DataFrame([row])], ignore_index=True)
+                hists = pd.concat([hists, hist], ignore_index=True)
+                fronts = pd.concat([fronts, front], ignore_index=True)
+                for frame, p in zip((runs, hists, fronts), paths.values(), strict=True):
+                    frame.to_csv(p, index=False)
     table = summarise(runs, hists)
     table.to_csv(args.out / "search_quality.csv")
-    plot(hists, args.out / "search_quality.png")
+    plot(hists, fronts, args.out / "search_quality.png")
     header = write_provenance(args.out, "search_quality", meta)
     (args.out / "search_quality.md").write_text(
         "# Search quality at equal training epochs\n\n" + header + markdown(table) + "\n"
