@@ -126,13 +126,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = _config(args)
     _print_advice(cfg)
     console.print(
-        f"study [bold]{cfg.study.name}[/bold] in {cfg.study.storage_url}, "
-        f"target {cfg.study.n_trials} COMPLETE trainings, backend {cfg.synthesis.backend}"
+        f"study [bold]{cfg.study.name}[/bold] in {cfg.study.storage_url}, target {_target(cfg)}, "
+        f"backend {cfg.synthesis.backend}"
     )
+    by_epochs = cfg.study.budget is not None  # the bar counts what ends the study
 
     def fields(p: RunProgress) -> dict:
         return {
-            "completed": p.complete,
+            "completed": p.epochs if by_epochs else p.complete,
             "running": p.running,
             "failed": p.failed,
             "front": p.front,
@@ -143,7 +144,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         last: list = [None]
 
         def on_progress(p: RunProgress) -> None:
-            line = f"done {p.complete}/{p.target}  running {p.running}  failed {p.failed}  front {p.front}"
+            line = f"trainings {p.complete}" + (f"/{p.target}" if p.target else "")
+            line += f"  epochs {p.epochs}" + (f"/{p.budget}" if p.budget else "")
+            line += f"  running {p.running}  failed {p.failed}  front {p.front}"
             line += f"  cache hits {p.cache_hits}" if p.cache_hits else ""
             if line != last[0]:
                 console.print(line)
@@ -152,7 +155,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         summary = run_study(cfg, on_progress)
     else:
         columns = [
-            TextColumn("trials"),
+            TextColumn("epochs" if by_epochs else "trainings"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn(
@@ -162,11 +165,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             TimeElapsedColumn(),
         ]
         with Progress(*columns, console=console) as bar:
-            task = bar.add_task("trials", total=cfg.study.n_trials, running=0, failed=0, front=0, cache_hits=0)
+            total = cfg.study.budget if by_epochs else cfg.study.n_trials
+            task = bar.add_task("trials", total=total, running=0, failed=0, front=0, cache_hits=0)
             summary = run_study(cfg, lambda p: bar.update(task, **fields(p)))
 
     console.print(
-        f"{summary.complete} COMPLETE trainings in study {summary.study_name} "
+        f"{summary.complete} COMPLETE trainings ({summary.epochs} epochs) in study {summary.study_name} "
         f"({summary.harvested} harvested candidates, {summary.failed_this_run} failed, "
         f"{summary.cache_hits} design cache hits in this run)"
     )
@@ -175,7 +179,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if summary.stopped_because:
         console.print(f"[yellow]stopped: {summary.stopped_because}[/yellow]")
     console.print(f"next: hqsearch report {args.config}")
-    return 0 if summary.complete >= cfg.study.n_trials else 1
+    return 0 if summary.reached(cfg.study) else 1
+
+
+def _target(cfg) -> str:
+    s = cfg.study
+    parts = ([f"{s.n_trials} COMPLETE trainings"] if s.n_trials else []) + (
+        [f"{s.budget} training epochs"] if s.budget else []
+    )
+    return " or ".join(parts)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -189,8 +201,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         checked = f"[yellow]warning:[/yellow] {err} here; the data and model were not checked, and run refuses to start"
     s = cfg.study
     console.print(
-        f"[green]ok[/green] {args.config}: study {s.name!r}, {s.n_trials} trainings "
-        f"({cfg.training.epochs} epochs, up to {cfg.training.harvest.max_candidates} harvested candidates each), "
+        f"[green]ok[/green] {args.config}: study {s.name!r}, {_target(cfg)} "
+        f"({_epochs(cfg)} epochs, up to {cfg.training.harvest.max_candidates} harvested candidates each), "
         f"sampler {s.sampler}, "
         f"objectives {', '.join(f'{m} ({d})' for m, d in s.objectives.items())}"
     )
@@ -207,10 +219,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _epochs(cfg) -> str:
+    e = cfg.search_space.epochs
+    return f"{e.low}-{e.high}" if e is not None and not isinstance(e, int) else str(e or cfg.training.epochs)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from optuna.trial import TrialState
 
-    from .points import Origin, origin
+    from .points import Origin, epochs_spent, origin
     from .study import study_config
 
     study, _, cfg = _open(args)
@@ -220,11 +237,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         counts[t.state.name] += 1
         if t.state == TrialState.COMPLETE:
             points[origin(t)] += 1
-    target = cfg.study.n_trials if cfg is not None else (study_config(study).get("study") or {}).get("n_trials")
+    section = cfg.study.model_dump() if cfg is not None else (study_config(study).get("study") or {})
+    target, budget = section.get("n_trials"), section.get("budget")
     others = f" + {points[Origin.HARVEST]} harvested candidates"
     others += f" + {points[Origin.IMPORT]} imported" if points[Origin.IMPORT] else ""
+    trainings = f"{points[Origin.TRAINING]}" + (f"/{target}" if target else "")
+    epochs = f"{epochs_spent(study)}" + (f"/{budget}" if budget else "")
     console.print(
-        f"study {study.study_name}: {points[Origin.TRAINING]}/{target or '?'} trainings COMPLETE{others}, "
+        f"study {study.study_name}: {trainings} trainings COMPLETE{others}, {epochs} training epochs, "
         f"{counts['RUNNING']} running, {counts['FAIL']} failed, {counts['WAITING']} waiting; "
         f"front {len(study.best_trials) if counts['COMPLETE'] else 0} points"
     )
@@ -232,13 +252,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _origin_cell(row) -> str:
-    """Where a front point came from: a training, an epoch of one (`#3 e27`), or an imported file."""
-    match row.get("origin"):
-        case "harvest":
-            return f"#{int(row['parent'])} e{int(row['epoch'])}"
-        case "import":
-            return "import"
-    return "training"
+    """Where a front point came from: a fresh training, an epoch of one (`#3 e27`), an imported file, or
+    its lineage through the points that trainings continued (`#12 e7 ← #5 ← #3 e27`)."""
+    chain = row.get("lineage") or ""
+    if row.get("origin") == "training" and "←" not in chain:
+        return "training"
+    return chain or str(row.get("origin"))
 
 
 def _front_table(front, names: list[str]) -> Table:

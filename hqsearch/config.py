@@ -58,7 +58,8 @@ class StudySection(_Section):
     storage: str | None = None  # any Optuna storage URL; default sqlite under output_dir
     output_dir: Path | None = None  # default runs/<name>
     artifact_dir: Path | None = None  # default <output_dir>/artifacts
-    n_trials: int = Field(default=20, ge=1)
+    n_trials: int | None = Field(default=None, ge=1)  # trainings; 20 when neither this nor budget is set
+    budget: int | None = Field(default=None, ge=1)  # training epochs, all trainings together
     seed: int | None = 0
     sampler: Literal["tpe", "nsga2", "random", "gp"] = "tpe"
     # validate_default: the default goes through the same normalisation as a user's objectives
@@ -66,6 +67,13 @@ class StudySection(_Section):
         default_factory=lambda: {"accuracy": "max", "luts": "min"}, validate_default=True
     )
     constraints: list[Constraint] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _some_limit(cls, v: Any) -> Any:
+        if isinstance(v, dict) and v.get("n_trials") is None and v.get("budget") is None:
+            return {**v, "n_trials": 20}
+        return v
 
     @field_validator("objectives")
     @classmethod
@@ -198,17 +206,23 @@ class HarvestSection(_Section):
     max_candidates: int = Field(default=6, ge=0)  # 0: only the final model is a point of the study
 
 
+class ContinuationSection(_Section):
+    """When a training continues a stored checkpoint (a point of the study) instead of starting fresh."""
+
+    share: float = Field(default=0.75, ge=0, le=1)  # of the trainings after `startup`; 0: always fresh
+    startup: int = Field(default=4, ge=1)  # fresh trainings first, so there is a front to continue from
+
+
 class TrainingSection(_Section):
     epochs: int = Field(default=30, ge=1)
     batch_size: int = Field(default=64, ge=1)
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
     learning_rate: float = Field(default=3e-3, gt=0)
     beta_schedule: Literal["constant", "ramp", "pid"] = "ramp"  # the benchmark's choice: see README, Search quality
-    ramp_from: float = Field(default=1e-3, gt=0, le=1)  # ramp starts at beta * ramp_from
-    ramp_epochs: int | None = Field(default=None, ge=1)  # default: 80% of epochs
     target_ebops: float | None = Field(default=None, gt=0)  # for pid
     pid_warmup: int = Field(default=5, ge=0)
     harvest: HarvestSection = HarvestSection()
+    continuation: ContinuationSection = ContinuationSection()
 
     @model_validator(mode="after")
     def _needs(self) -> TrainingSection:
@@ -257,8 +271,31 @@ class HeterogeneitySpace(_Section):
         return [v] if isinstance(v, str) else v
 
 
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+class FractionRange(FloatRange):
+    @model_validator(mode="after")
+    def _unit(self) -> FractionRange:
+        if self.low < 0 or self.high > 1:
+            raise ValueError(f"a fraction range lies within [0, 1], got [{self.low:g}, {self.high:g}]")
+        return self
+
+
+class RampSpace(_Section):
+    """The shape of a training's beta ramp: held at its start, then a log ramp to the trial's beta at the
+    last epoch. `start` is where it begins, as the fraction of the way from `beta.low` to the trial's beta
+    on the log scale (0: the whole range, the HGQ authors' ramp; 1: beta constant); `hold` is the
+    fraction of the epochs spent at the start. A continuation starts at its checkpoint's beta instead."""
+
+    start: FractionRange | Fraction = 0.0
+    hold: FractionRange | Fraction = 0.0
+
+
 class SearchSpace(_Section):
-    beta: FloatRange | Annotated[float, Field(ge=0)] = FloatRange(low=1e-7, high=1e-4, log=True)
+    beta: FloatRange | Annotated[float, Field(ge=0)] = FloatRange(low=1e-7, high=1e-4, log=True)  # ramps' end
+    epochs: IntRange | Annotated[int, Field(ge=1)] | None = None  # a training's length; default training.epochs
+    ramp: RampSpace = RampSpace()
     l1: FloatRange | Annotated[float, Field(ge=0)] = 0.0
     l2: FloatRange | Annotated[float, Field(ge=0)] = 0.0
     heterogeneity: HeterogeneitySpace = HeterogeneitySpace()
@@ -267,6 +304,13 @@ class SearchSpace(_Section):
     init_act_bits: IntRange | Annotated[int, Field(ge=0)] | None = None
     widths: list[list[Annotated[int, Field(ge=1)]]] | None = None  # choices of hidden widths
     zero_beta_for_inter_resource: bool = True  # HGQ rule 5: inter-only + resource strategy => beta = 0
+
+    @field_validator("epochs")
+    @classmethod
+    def _epochs(cls, v: IntRange | int | None) -> IntRange | int | None:
+        if isinstance(v, IntRange) and v.low < 1:
+            raise ValueError("epochs range needs low >= 1")
+        return v
 
     @field_validator("learning_rate")
     @classmethod
@@ -509,6 +553,10 @@ def load_config(path: str | Path) -> StudyConfig:
         text = path.read_text()
     except OSError as err:
         raise ConfigError(f"{path}: cannot read the study config ({err.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"{path}: not a YAML study config (a binary file; for a storage, use --storage URL --study NAME)"
+        ) from None
     try:
         raw = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:

@@ -1,4 +1,6 @@
-"""The ask/tell loop: keep up to `max_concurrent` trials in flight until the study has `n_trials` COMPLETE.
+"""The ask/tell loop: keep up to `max_concurrent` trials in flight until the study has `n_trials` COMPLETE
+trainings or has spent its `budget` of training epochs. Each training starts fresh or continues a stored
+checkpoint (see `continuation`): the driver downloads the checkpoint into the trial's folder.
 
 The storage decides how far a study is, so running the same config again continues it. A trial that
 fails is told FAIL with its reason and the study goes on; a run gives up after `max_failures` failures.
@@ -22,18 +24,21 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+import numpy as np
 import optuna
-from optuna.artifacts import upload_artifact
+from optuna.artifacts import download_artifact, upload_artifact
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
-from .config import StudyConfig
+from .config import StudyConfig, StudySection
+from .continuation import Start, choose, start_of
 from .executors import Finished, TrialJob, make_executor
 from .executors.base import error_text
 from .metrics import unusable
 from .orphans import DRIVER_ATTR, HEARTBEAT_ATTR, DriverId, recover_orphans
 from .points import (
     BETA_ATTR,
+    CONTINUES_ATTR,
     EPOCH_ATTR,
     MODEL_ARTIFACT_ATTR,
     ORIGIN_ATTR,
@@ -41,6 +46,7 @@ from .points import (
     Origin,
     add_point,
     count_trainings,
+    epochs_spent,
 )
 from .space import suggest
 from .study import artifact_store, open_study
@@ -52,7 +58,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Progress:
-    target: int
+    target: int | None  # trainings (study.n_trials)
+    budget: int | None = None  # training epochs (study.budget)
+    epochs: int = 0  # spent by COMPLETE trainings
     complete: int = 0  # trainings
     harvested: int = 0  # candidates added by this run's trainings
     running: int = 0
@@ -67,12 +75,19 @@ class RunSummary:
     storage: str
     complete: int
     failed_this_run: int
+    epochs: int = 0  # spent by all COMPLETE trainings of the study
     cache_hits: int = 0
     told: list[int] = field(default_factory=list)
     harvested: int = 0  # in-run candidates added as points of the study in this run
     stopped_because: str | None = None
     recovered: list[int] = field(default_factory=list)  # orphaned trials failed and re-enqueued
     dropped: list[int] = field(default_factory=list)  # trials a peer claimed from this driver
+
+    def reached(self, study: StudySection) -> bool:
+        """The study has what its config asks for: `n_trials` trainings or its epoch budget."""
+        return (study.n_trials is not None and self.complete >= study.n_trials) or (
+            study.budget is not None and self.epochs >= study.budget
+        )
 
 
 class Told(Enum):
@@ -88,10 +103,6 @@ def _claimed_by_peer(err: Exception) -> bool:
     )
 
 
-def _count(study: optuna.Study, state: TrialState) -> int:
-    return len(study.get_trials(deepcopy=False, states=(state,)))
-
-
 class Driver:
     def __init__(self, cfg: StudyConfig, on_progress: Callable[[Progress], None] = lambda p: None) -> None:
         self.cfg = cfg
@@ -105,7 +116,7 @@ class Driver:
             raise
         self.store = artifact_store(cfg)
         self.in_flight: dict[int, optuna.Trial] = {}
-        self.progress = Progress(target=cfg.study.n_trials)
+        self.progress = Progress(target=cfg.study.n_trials, budget=cfg.study.budget)
         self._interrupts = 0
         self.me = DriverId()
         self._last_sweep = time.monotonic()
@@ -113,25 +124,49 @@ class Driver:
         self.dropped: list[int] = []  # trials a peer claimed while this driver ran them
         self.recovered = recover_orphans(self.study, self.me, cfg.execution.stale_after)
 
-    def _ask(self) -> None:
+    def _ask(self, epochs_left: int | None) -> None:
+        trials = self.study.get_trials(deepcopy=False)
+        rng = np.random.default_rng([self.cfg.study.seed or 0, len(trials)])
+        if (start := choose(trials, self.cfg, rng)) is not None:  # the sampler fills in the rest
+            self.study.enqueue_trial(start.architecture, user_attrs={CONTINUES_ATTR: start.point})
         trial = self.study.ask()
         try:
-            params = suggest(trial, self.cfg)
+            trial_dir = self.cfg.study.run_dir / "trials" / f"{trial.number:05d}"
+            start_from, start_beta = None, None
+            if (continued := trial.user_attrs.get(CONTINUES_ATTR)) is not None:  # also when a peer enqueued it
+                point = next((t for t in trials if t.number == continued), None)
+                start = start_of(point) if point is not None else None
+                start_from, start_beta = self._checkpoint(continued, start, trial_dir), start.beta
+            params = suggest(trial, self.cfg, start_beta, epochs_left)
             trial.set_user_attr("params", params.to_dict())
             trial.set_user_attr(ORIGIN_ATTR, Origin.TRAINING.value)
             trial.set_user_attr("executor", self.executor.name)
             trial.set_user_attr(DRIVER_ATTR, self.me.to_dict())
             trial.set_user_attr(HEARTBEAT_ATTR, time.time())
-            trial_dir = self.cfg.study.run_dir / "trials" / f"{trial.number:05d}"
             trial.set_user_attr("trial_dir", str(trial_dir))
             seed = None if self.cfg.study.seed is None else self.cfg.study.seed + trial.number
-            job = TrialJob(trial.number, params, trial_dir, seed)
+            job = TrialJob(trial.number, params, trial_dir, seed, start_from)
             self.in_flight[trial.number] = trial
             self.executor.submit(job)
         except Exception as err:  # a trial asked for is always told, even when it could not start
             self.in_flight.pop(trial.number, None)
             if self._fail(trial, f"could not start: {error_text(err)}") is Told.FAILED:
                 self.progress.failed += 1
+
+    def _checkpoint(self, number: int, start: Start | None, trial_dir: Path) -> Path:
+        """The continued point's model, from the artifact store into the trial's folder."""
+        if start is None:
+            raise FileNotFoundError(f"trial {number} has no stored model to continue from")
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        path = trial_dir / "start.keras"
+        try:
+            download_artifact(artifact_store=self.store, file_path=str(path), artifact_id=start.model_artifact)
+        except Exception as err:
+            raise FileNotFoundError(
+                f"the checkpoint to continue from is gone: trial {number}'s model (artifact {start.model_artifact} "
+                f"in {self.cfg.study.artifact_path}): {error_text(err)}"
+            ) from None
+        return path
 
     def _fail(self, trial: optuna.Trial, error: str) -> Told:
         try:
@@ -164,7 +199,9 @@ class Driver:
         for key, value in out.user_attrs().items():
             trial.set_user_attr(key, value)
         for f in [*out.files, str(done.job.trial_dir / "trial.log")]:
-            self._upload(trial, f)
+            artifact = self._upload(trial, f)
+            if f.endswith(".keras") and artifact is not None:  # what a continuation downloads
+                trial.set_user_attr(MODEL_ARTIFACT_ATTR, artifact)
         models = [self._upload_candidate(trial, c) for c in out.candidates]
         error = out.error if out.error is not None else self._missing(out.metrics)
         if error is not None:
@@ -237,14 +274,24 @@ class Driver:
             self.recovered += recover_orphans(self.study, self.me, stale_after)
             self._last_sweep = now
 
-    def _budget_left(self) -> int:
-        """Trials still to ask for: RUNNING counts every driver's, so drivers that join share the budget."""
-        running = _count(self.study, TrialState.RUNNING)
-        return self.cfg.study.n_trials - self.progress.complete - running
+    def _budget_left(self) -> tuple[int | None, int | None]:
+        """(trainings, epochs) still to ask for, None where unlimited. RUNNING counts every driver's
+        trainings and the epochs they will train, so drivers that join share the budget."""
+        study = self.cfg.study
+        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        trainings = None if study.n_trials is None else study.n_trials - self.progress.complete - len(running)
+        if study.budget is None:
+            return trainings, None
+        planned = sum((t.user_attrs.get("params") or {}).get("epochs") or self.cfg.training.epochs for t in running)
+        return trainings, study.budget - self.progress.epochs - planned
+
+    def _may_ask(self) -> tuple[bool, int | None]:
+        trainings, epochs = self._budget_left()
+        return (trainings is None or trainings > 0) and (epochs is None or epochs > 0), epochs
 
     def _update_progress(self) -> None:
         p = self.progress
-        p.complete = count_trainings(self.study, TrialState.COMPLETE)
+        p.complete, p.epochs = count_trainings(self.study, TrialState.COMPLETE), epochs_spent(self.study)
         p.running = len(self.in_flight)
         p.front = len(self.study.best_trials) if p.complete else 0
         self.on_progress(p)
@@ -265,8 +312,11 @@ class Driver:
             self._update_progress()
             while True:
                 stop = self._stop_reason()
-                while stop is None and len(self.in_flight) < cfg.execution.max_concurrent and self._budget_left() > 0:
-                    self._ask()
+                while stop is None and len(self.in_flight) < cfg.execution.max_concurrent:
+                    may, epochs_left = self._may_ask()
+                    if not may:
+                        break
+                    self._ask(epochs_left)
                     self._update_progress()
                     stop = self._stop_reason()
                 if not self.in_flight:
@@ -287,6 +337,7 @@ class Driver:
             if main_thread:
                 signal.signal(signal.SIGINT, previous)
         summary.complete = count_trainings(self.study, TrialState.COMPLETE)
+        summary.epochs = epochs_spent(self.study)
         summary.harvested = self.progress.harvested
         summary.failed_this_run = self.progress.failed
         summary.cache_hits = self.progress.cache_hits

@@ -20,6 +20,8 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from .points import CONTINUES_ATTR
+
 DRIVER_ATTR = "driver"
 HEARTBEAT_ATTR = "heartbeat"
 
@@ -81,6 +83,9 @@ def recover_orphans(study: optuna.Study, me: DriverId, stale_after: float) -> li
             storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
         except UpdateFinishedTrialError:
             continue  # another driver claimed it first
-        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+        attrs = {"retry_of": t.number}
+        if CONTINUES_ATTR in t.user_attrs:  # a continuation is retried as one, from the same point
+            attrs[CONTINUES_ATTR] = t.user_attrs[CONTINUES_ATTR]
+        study.enqueue_trial(t.params, user_attrs=attrs, skip_if_exists=False)
         claimed.append(t.number)
     return claimed

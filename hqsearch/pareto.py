@@ -11,7 +11,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from .metrics import METRICS, Direction
-from .points import EPOCH_ATTR, PARENT_ATTR, SOURCE_ATTR, Origin, origin
+from .points import EPOCH_ATTR, PARENT_ATTR, SOURCE_ATTR, Origin, lineage, origin
 
 
 def objective_names(study: optuna.Study) -> list[str]:
@@ -68,6 +68,8 @@ def rank_front(study: optuna.Study, sort: str | None = None) -> pd.DataFrame:
     front = pd.DataFrame([_row(t, names) for t in study.best_trials])
     if front.empty:
         return front
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    front["lineage"] = [" ← ".join(lineage(by_number, n)) for n in front["trial"]]
     keys = names[:]
     ascending = [d == optuna.study.StudyDirection.MINIMIZE for d in study.directions]
     if sort is not None:

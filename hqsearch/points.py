@@ -4,7 +4,8 @@ Each is an Optuna trial of its own (`study.add_trial`), COMPLETE with its measur
 `study.best_trials`, the dashboard, `optuna best-trials` and the sampler all see it. `origin` says what
 a trial is; `n_trials` counts trainings only. A harvested point carries its parent's parameters (the
 sampler learns that those parameters reach it) and `parent`, `epoch` and `beta`; an imported one
-carries `source`, the file it came from.
+carries `source`, the file it came from. A training that continued a point names it in `continues`,
+so every point has a lineage back to a fresh training.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ BETA_ATTR = "beta"
 SOURCE_ATTR = "source"  # an imported point's file
 SHA_ATTR = "source_sha256"  # and its content, so the same file is not imported twice
 MODEL_ARTIFACT_ATTR = "model_artifact"  # artifact id of the point's model (on the parent for harvested ones)
+CONTINUES_ATTR = "continues"  # on a training that continued a point: that point's trial number
 
 
 class Origin(StrEnum):
@@ -37,6 +39,12 @@ def origin(t: FrozenTrial) -> Origin:
 
 def count_trainings(study: optuna.Study, state: TrialState) -> int:
     return sum(origin(t) is Origin.TRAINING for t in study.get_trials(deepcopy=False, states=(state,)))
+
+
+def epochs_spent(study: optuna.Study) -> int:
+    """Training epochs of the COMPLETE trainings: what `study.budget` counts."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return sum(int(t.user_attrs.get("info", {}).get("epochs", 0)) for t in trials if origin(t) is Origin.TRAINING)
 
 
 def add_point(
@@ -58,3 +66,26 @@ def add_point(
             constraints=constraints or None,
         )
     )
+
+
+def lineage(by_number: dict[int, FrozenTrial], number: int) -> list[str]:
+    """Where a point comes from, itself first: `#12 e7` (epoch 7 of training 12) or `#12` (its final
+    model), then the point each training continued, back to a fresh training or an import."""
+    chain: list[str] = []
+    t = by_number.get(number)
+    while t is not None and len(chain) <= len(by_number):
+        kind = origin(t)
+        if kind is Origin.IMPORT:
+            chain.append("import")
+            break
+        if kind is Origin.HARVEST:
+            parent = t.user_attrs.get(PARENT_ATTR)
+            chain.append(f"#{parent} e{t.user_attrs.get(EPOCH_ATTR)}")
+            t = by_number.get(parent)  # the training that saved it
+            if t is None:
+                break
+        else:
+            chain.append(f"#{t.number}")
+        continued = t.user_attrs.get(CONTINUES_ATTR)
+        t = by_number.get(continued) if continued is not None else None
+    return chain

@@ -26,6 +26,9 @@ class TrialParams:
     widths: tuple[int, ...]
     init_weight_bits: int | None = None
     init_act_bits: int | None = None
+    epochs: int | None = None  # None: training.epochs
+    beta_start: float | None = None  # where the `ramp` schedule starts; None: beta from the first epoch
+    hold: int = 0  # epochs at beta_start before the ramp
     notes: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict:
@@ -55,7 +58,28 @@ def _choice(trial: optuna.Trial, name: str, choices: list):
     return choices[0] if len(choices) == 1 else trial.suggest_categorical(name, choices)
 
 
-def suggest(trial: optuna.Trial, cfg: StudyConfig) -> TrialParams:
+# what a continuation keeps from its checkpoint: the parameters that shape the network's variables
+ARCHITECTURE = ("weights", "activations", "widths", "init_weight_bits", "init_act_bits")
+
+
+def _ramp_start(trial: optuna.Trial, cfg: StudyConfig, beta: float, start_from: float | None) -> float | None:
+    """A continuation starts where its checkpoint's beta was; a fresh training `ramp.start` of the way
+    from the bottom of the study's beta range to its own beta, on the log scale."""
+    if beta <= 0:
+        return None
+    if start_from is not None and start_from > 0:
+        return min(start_from, beta)
+    space = cfg.search_space
+    f = _float(trial, "ramp_start", space.ramp.start)
+    low = space.beta.low if isinstance(space.beta, FloatRange) and space.beta.low > 0 else beta
+    return low * (beta / low) ** f if low < beta else beta
+
+
+def suggest(
+    trial: optuna.Trial, cfg: StudyConfig, start_beta: float | None = None, max_epochs: int | None = None
+) -> TrialParams:
+    """The trial's parameters. A continuation passes its checkpoint's beta as `start_beta`: its ramp goes on
+    from there, never down. `max_epochs` (what the epoch budget has left) caps the training's length."""
     space = cfg.search_space
     notes: list[str] = []
     weights = _choice(trial, "weights", list(space.heterogeneity.weights))
@@ -65,6 +89,9 @@ def suggest(trial: optuna.Trial, cfg: StudyConfig) -> TrialParams:
     if inter_only and cfg.synthesis.strategy == "resource" and space.zero_beta_for_inter_resource:
         beta = 0.0  # conditional space: beta is not sampled at all for this branch
         notes.append("beta fixed to 0: inter-layer heterogeneity with the resource strategy (HGQ rule 5)")
+    elif start_beta and isinstance(space.beta, FloatRange) and start_beta < space.beta.high:
+        # a continuation ramps on from its checkpoint's beta (or holds it): its own beta lies above
+        beta = trial.suggest_float("beta", max(start_beta, space.beta.low), space.beta.high, log=space.beta.log)
     else:
         beta = _float(trial, "beta", space.beta)
 
@@ -75,6 +102,14 @@ def suggest(trial: optuna.Trial, cfg: StudyConfig) -> TrialParams:
         widths = tuple(space.widths[labels.index(_choice(trial, "widths", labels))])
 
     lr = cfg.training.learning_rate if space.learning_rate is None else _float(trial, "lr", space.learning_rate)
+    epochs = _int(trial, "epochs", space.epochs) or cfg.training.epochs
+    if max_epochs is not None and epochs > max_epochs:
+        notes.append(f"epochs cut from {epochs} to {max_epochs}: what the epoch budget had left")
+        epochs = max_epochs
+    if start_beta is not None and beta < start_beta:
+        beta = start_beta  # a continuation ramps on or holds
+    start = _ramp_start(trial, cfg, beta, start_beta) if cfg.training.beta_schedule == "ramp" else None
+    hold = int(round(_float(trial, "ramp_hold", space.ramp.hold) * epochs)) if start is not None else 0
     return TrialParams(
         beta=beta,
         l1=_float(trial, "l1", space.l1),
@@ -85,5 +120,8 @@ def suggest(trial: optuna.Trial, cfg: StudyConfig) -> TrialParams:
         widths=widths,
         init_weight_bits=_int(trial, "init_weight_bits", space.init_weight_bits),
         init_act_bits=_int(trial, "init_act_bits", space.init_act_bits),
+        epochs=epochs,
+        beta_start=start,
+        hold=min(hold, epochs - 1),
         notes=tuple(notes),
     )

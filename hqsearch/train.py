@@ -1,9 +1,10 @@
 """One training run of an HGQ2 model, and its calibration.
 
-The beta schedule is where EBOPs pressure enters: `ramp` (the default) grows it log-linearly up to the
-trial's beta (a gentle start keeps accuracy, and the epochs on the way form the in-run front that
-harvest collects), `constant` keeps the trial's beta, `pid` steers beta towards a
-target EBOPs with HGQ2's `BetaPID`, starting from the trial's beta.
+The beta schedule is where EBOPs pressure enters: `ramp` (the default) holds the trial's `beta_start`
+for `hold` epochs, then grows beta log-linearly to the trial's beta at the last epoch (a long, slow ramp
+lets HGQ remove bits while the network adapts, and the epochs on the way form the in-run front that
+harvest collects), `constant` keeps the trial's beta, `pid` steers beta towards a target EBOPs with
+HGQ2's `BetaPID`, starting from the trial's beta.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class TrainResult:
     val_accuracy: float | None
     training_ebops: float | None  # as logged in the last epoch; not for ranking
     final_beta: float | None
+    first_val_accuracy: float | None  # after the first epoch: a continuation's is near its checkpoint's
 
 
 def _optimizer(cfg: TrainingSection, lr: float) -> keras.optimizers.Optimizer:
@@ -37,16 +39,22 @@ def _optimizer(cfg: TrainingSection, lr: float) -> keras.optimizers.Optimizer:
     }[cfg.optimizer](learning_rate=lr)
 
 
-def beta_callbacks(cfg: TrainingSection, beta: float) -> list[keras.callbacks.Callback]:
+def epochs_of(cfg: TrainingSection, params: TrialParams) -> int:
+    return params.epochs or cfg.epochs
+
+
+def beta_callbacks(cfg: TrainingSection, params: TrialParams) -> list[keras.callbacks.Callback]:
     from hgq.utils.sugar import BetaPID, BetaScheduler, PieceWiseSchedule
 
+    beta, start = params.beta, params.beta_start
     if cfg.beta_schedule == "pid":
         assert cfg.target_ebops is not None
         return [BetaPID(cfg.target_ebops, init_beta=beta or None, warmup=cfg.pid_warmup)]
-    if cfg.beta_schedule == "ramp" and beta > 0:
-        ramp_end = cfg.ramp_epochs or max(1, int(cfg.epochs * 0.8))
-        schedule = PieceWiseSchedule([(0, beta * cfg.ramp_from, "log"), (ramp_end, beta, "constant")])
-        return [BetaScheduler(schedule)]
+    if cfg.beta_schedule == "ramp" and start is not None and beta > 0:
+        last = max(1, epochs_of(cfg, params) - 1)  # BetaScheduler counts epochs from 0
+        points = [(0, start, "constant")] if params.hold else []
+        points += [(min(params.hold, last - 1), start, "log"), (last, beta, "constant")]
+        return [BetaScheduler(PieceWiseSchedule(points))]
     return []  # constant: beta0 was set when the layers were built
 
 
@@ -70,9 +78,9 @@ def train(
         data.x_train,
         data.y_train,
         validation_data=val,
-        epochs=cfg.epochs,
+        epochs=epochs_of(cfg, params),
         batch_size=cfg.batch_size,
-        callbacks=[FreeEBOPs(), *beta_callbacks(cfg, params.beta), *watch],
+        callbacks=[FreeEBOPs(), *beta_callbacks(cfg, params), *watch],
         verbose=0,
     )
     h = history.history
@@ -86,7 +94,34 @@ def train(
         val_accuracy=last("val_accuracy"),
         training_ebops=last("ebops"),
         final_beta=last("beta"),
+        first_val_accuracy=float(h["val_accuracy"][0]) if "val_accuracy" in h else None,
     )
+
+
+class StopWhenCollapsed(keras.callbacks.Callback):
+    """Ends a training whose model has collapsed: no EBOPs left (the firmware is a constant), or validation
+    accuracy fallen below `floor` (where no point counts for the front) for `patience` epochs in a row
+    after it was above it. Under a ramp beta only grows or holds, so such a model does not come back, and
+    the epochs it would have spent stay in the study's budget. Runs after HGQ2's callbacks (`ebops`)."""
+
+    def __init__(self, floor: float | None, patience: int = 5) -> None:
+        super().__init__()
+        self.floor, self.patience = floor, patience
+        self.above, self.below = False, 0
+        self.reason: str | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        acc, ebops = logs.get("val_accuracy"), logs.get("ebops")
+        if self.floor is not None and acc is not None:
+            self.above = self.above or acc >= self.floor
+            self.below = self.below + 1 if self.above and acc < self.floor else 0
+        if ebops is not None and ebops <= 0:
+            self.reason = f"no EBOPs left after epoch {epoch + 1}"
+        elif self.below >= self.patience:
+            self.reason = f"validation accuracy below {self.floor:g} for {self.below} epochs, to epoch {epoch + 1}"
+        if self.reason is not None:
+            self.model.stop_training = True
 
 
 def calibrate(model: keras.Model, x: np.ndarray, batch_size: int = 1024) -> float:

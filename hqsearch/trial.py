@@ -139,15 +139,17 @@ def train_stage(
     trial_dir: Path,
     seed: int | None = None,
     on_stage: Callable[[str], None] = lambda stage: None,
+    start_from: Path | None = None,
 ) -> Trained:
     """Stages `train` (data, model, training, calibration) and `firmware` (the designs and their emulation:
-    the final model's, then each harvested candidate's)."""
+    the final model's, then each harvested candidate's). With `start_from`, a saved model of the same
+    architecture, training continues from its weights (under this trial's L1/L2, learning rate and ramp)."""
     import keras
 
     from .data import load_dataset
     from .harvest import InRunFront, thin
     from .model import build_model
-    from .train import calibrate, train
+    from .train import StopWhenCollapsed, calibrate, train
 
     trial_dir.mkdir(parents=True, exist_ok=True)
     stage = _timed(timings := {}, on_stage)
@@ -157,8 +159,11 @@ def train_stage(
     with stage("train"):
         data = load_dataset(cfg.data)
         model = build_model(cfg.model, params, data.input_shape, data.n_classes)
+        started = _continue(model, start_from, data) if start_from is not None else {}
         front = InRunFront()
-        fit = train(model, data, cfg.training, params, watch=[front] if cfg.training.harvest.max_candidates else [])
+        stop = StopWhenCollapsed(accuracy_floor(cfg)) if cfg.training.beta_schedule != "pid" else None
+        watch = [w for w in (front if cfg.training.harvest.max_candidates else None, stop) if w is not None]
+        fit = train(model, data, cfg.training, params, watch=watch)
         ebops = calibrate(model, data.x_train)
 
     with stage("firmware"):
@@ -187,11 +192,37 @@ def train_stage(
         val_accuracy=fit.val_accuracy,
         training_ebops=fit.training_ebops,
         final_beta=fit.final_beta,
+        first_val_accuracy=fit.first_val_accuracy,
+        stopped_early=stop.reason if stop is not None else None,
+        **started,
         harvest={"in_run_front": len(front.front), "candidates": len(trained.candidates), "errors": errors},
         versions=library_versions(),
         train_pid=os.getpid(),
     )
     return trained
+
+
+def accuracy_floor(cfg: StudyConfig) -> float | None:
+    """Validation accuracy under which a point adds nothing: the hypervolume's reference, else an
+    `accuracy >=` constraint."""
+    if (ref := cfg.report.hypervolume.reference.get("accuracy")) is not None:
+        return ref
+    bounds = [c.bound for c in cfg.study.constraints if c.metric == "accuracy" and c.op == ">="]
+    return max(bounds, default=None)
+
+
+def _continue(model, start_from: Path, data) -> dict:
+    """Take the checkpoint's weights (its variables match: same architecture and heterogeneity); returns
+    what the model scores with them before any training, as evidence of where it starts."""
+    from .firmware import load_model
+
+    if not start_from.is_file():
+        raise FileNotFoundError(f"the checkpoint to continue from is gone: {start_from}")
+    import numpy as np
+
+    model.set_weights(load_model(start_from).get_weights())
+    logits = model.predict(data.x_val, verbose=0, batch_size=1024)
+    return {"start_val_accuracy": float(np.mean(np.argmax(logits, axis=-1) == data.y_val))}
 
 
 def evaluate(cfg: StudyConfig, model, ebops: float, data, model_path: Path, folder: Path) -> Trained:
@@ -323,6 +354,8 @@ def run_trial(
     trial_dir: Path,
     seed: int | None = None,
     on_stage: Callable[[str], None] = lambda stage: None,
+    start_from: Path | None = None,
 ) -> TrialOutcome:
     """Both stages in this process, the design handed over in memory."""
-    return synth_stage(cfg, params, train_stage(cfg, params, trial_dir, seed, on_stage), trial_dir, on_stage)
+    trained = train_stage(cfg, params, trial_dir, seed, on_stage, start_from)
+    return synth_stage(cfg, params, trained, trial_dir, on_stage)

@@ -29,8 +29,13 @@ def tiny_raw(out: Path, name: str = "tiny", **sections) -> dict:
             "objectives": {"accuracy": "max", "luts": "min", "latency_cycles": "min"},
         },
         "model": {"widths": [8]},
-        # harvest off: these tests are about other things; tests of harvest turn it on
-        "training": {"epochs": 3, "batch_size": 128, "harvest": {"max_candidates": 0}},
+        # harvest and continuation off: these tests are about other things; their own tests turn them on
+        "training": {
+            "epochs": 3,
+            "batch_size": 128,
+            "harvest": {"max_candidates": 0},
+            "continuation": {"share": 0.0},
+        },
         "search_space": {
             "beta": {"low": 1e-6, "high": 1e-4, "log": True},
             "heterogeneity": {"weights": ["intra", "per_channel"], "activations": ["intra"]},

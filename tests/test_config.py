@@ -97,6 +97,21 @@ def test_not_yaml_and_missing_file(tmp_path):
         load_config(tmp_path / "missing.yaml")
     with pytest.raises(ConfigError, match="expected a mapping"):
         parse_config(["a"], "x.yaml")
+    (tmp_path / "study.db").write_bytes(b"SQLite format 3\x00\xfb\xff")  # a storage given where a config goes
+    with pytest.raises(ConfigError, match="study.db: not a YAML study config.*--storage URL --study NAME"):
+        load_config(tmp_path / "study.db")
+
+
+def test_ramp_epochs_and_budget(tmp_path):
+    base = "study:\n  name: ok\n"
+    cfg = load_config(write(tmp_path, base))
+    assert (cfg.study.n_trials, cfg.study.budget) == (20, None)  # neither given: 20 trainings
+    cfg = load_config(write(tmp_path, base + "  budget: 300\n"))
+    assert (cfg.study.n_trials, cfg.study.budget) == (None, 300)  # the budget alone ends the study
+    msg = error_of(tmp_path, base + "search_space:\n  ramp:\n    hold: {low: 0.0, high: 1.5}\n")
+    assert "search_space.ramp.hold" in msg and "within [0, 1]" in msg
+    assert "search_space.epochs" in error_of(tmp_path, base + "search_space:\n  epochs: {low: 0, high: 5}\n")
+    assert "training.continuation.share" in error_of(tmp_path, base + "training:\n  continuation: {share: 2}\n")
 
 
 def test_cli_check_prints_one_message_and_no_traceback(tmp_path, capsys):

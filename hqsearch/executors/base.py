@@ -22,6 +22,7 @@ class TrialJob:
     params: TrialParams
     trial_dir: Path
     seed: int | None
+    start_from: Path | None = None  # a continuation's checkpoint, copied into its trial folder by the driver
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ def _worker(conn: Connection, cfg: StudyConfig, job: TrialJob, threads: int, env
         from ..trial import run_trial
 
         prepare_worker(job.trial_dir, threads)
-        outcome = run_trial(cfg, job.params, job.trial_dir, job.seed, on_stage=lambda s: conn.send(("stage", s)))
+        outcome = run_trial(cfg, job.params, job.trial_dir, job.seed, lambda s: conn.send(("stage", s)), job.start_from)
         conn.send(("done", outcome))
     except BaseException as err:  # everything a trial raises is that trial's failure
         traceback.print_exc()

@@ -28,7 +28,7 @@ def _train_task(cfg: StudyConfig, job: TrialJob, threads: int, with_bytes: bool)
     (job.trial_dir / "train.pid").write_text(str(os.getpid()))
     from ..trial import train_stage
 
-    trained = train_stage(cfg, job.params, job.trial_dir, job.seed)
+    trained = train_stage(cfg, job.params, job.trial_dir, job.seed, start_from=job.start_from)
     trained.outcome.info["train_host"] = socket.gethostname()
     return trained.portable(with_bytes)
 
