@@ -18,13 +18,20 @@ def test_ray_study_with_yosys_runs_train_and_synth_as_separate_tasks(tiny_config
         "ray",
         synthesis={"backend": "yosys"},
         execution={**RAY, "ray": {"num_cpus": 2, "transfer": "shared_fs"}},
-        # a hard ramp, so each training has an earlier, more accurate epoch to harvest
-        training={"epochs": 10, "beta_schedule": "ramp", "harvest": {"max_candidates": 1}},
+        study={"n_trials": 3},
+        # a hard ramp, so each training has an earlier, more accurate epoch to harvest; the third training
+        # continues a point of the first two
+        training={
+            "epochs": 10,
+            "beta_schedule": "ramp",
+            "harvest": {"max_candidates": 1},
+            "continuation": {"share": 1.0, "startup": 2},
+        },
         search_space={"beta": {"low": 3e-4, "high": 1e-3, "log": True}},
         model={"widths": [16]},
     )
     summary = run_study(cfg)
-    assert summary.complete == 2 and summary.harvested >= 1
+    assert summary.complete == 3 and summary.harvested >= 1
     study = load_existing(cfg.study.storage_url, "ray")
     trainings = {t.number: t for t in study.trials if "parent" not in t.user_attrs}
     for t in trainings.values():
@@ -33,6 +40,11 @@ def test_ray_study_with_yosys_runs_train_and_synth_as_separate_tasks(tiny_config
         assert info["train_pid"] != info["synth_pid"]  # two tasks, each in a fresh worker
         assert t.user_attrs["sources"]["luts"].startswith("yosys")
         assert set(t.user_attrs["timings"]) == {"train", "firmware", "synth"}
+    continued = [t for t in trainings.values() if "continues" in t.user_attrs]
+    assert len(continued) == 1  # its train task loaded the point's weights
+    point = study.trials[continued[0].user_attrs["continues"]]
+    start = continued[0].user_attrs["info"]["start_val_accuracy"]
+    assert start == point.user_attrs["metrics"]["float_accuracy"]
     for t in study.trials:  # candidates travel to the synth task with their parent and are measured there
         if "parent" in t.user_attrs:
             parent = trainings[t.user_attrs["parent"]].user_attrs["info"]

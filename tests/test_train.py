@@ -1,21 +1,60 @@
 """beta schedules as HGQ2 callbacks, in real training runs."""
 
+from dataclasses import replace
+
 import keras
+import pytest
 
 from hqsearch.config import DataSection, ModelSection, TrainingSection
 from hqsearch.data import load_dataset
 from hqsearch.model import build_model
 from hqsearch.space import TrialParams
-from hqsearch.train import train
+from hqsearch.train import StopWhenCollapsed, train
 
 PARAMS = TrialParams(beta=1e-6, l1=0, l2=0, weights="intra", activations="intra", learning_rate=5e-3, widths=(8,))
 
 
-def fit(training: TrainingSection):
+def fit(training: TrainingSection, params: TrialParams = PARAMS, watch=()):
     keras.utils.set_random_seed(0)
     data = load_dataset(DataSection())
-    model = build_model(ModelSection(), PARAMS, data.input_shape, data.n_classes)
-    return train(model, data, training, PARAMS)
+    model = build_model(ModelSection(), params, data.input_shape, data.n_classes)
+    return train(model, data, training, params, watch=watch)
+
+
+def test_ramp_holds_then_ramps_to_the_trials_beta_at_the_last_epoch():
+    params = replace(PARAMS, beta=1e-4, beta_start=1e-6, hold=2, epochs=6)
+    betas = BetaLog()
+    result = fit(TrainingSection(epochs=30), params, [betas])
+    assert result.epochs == 6  # the trial's length, not training.epochs
+    assert betas.seen[:3] == pytest.approx([1e-6, 1e-6, 1e-6])  # held for 2 epochs, then ramped from there
+    assert betas.seen[-1] == pytest.approx(1e-4) and betas.seen == sorted(betas.seen)
+
+
+def test_a_collapsed_training_stops_early():
+    def run(logs: list[dict]) -> tuple[int | None, str | None]:
+        stop = StopWhenCollapsed(floor=0.8, patience=2)
+        stop.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+        for epoch, log in enumerate(logs):
+            stop.on_epoch_end(epoch, log)
+            if getattr(stop.model, "stop_training", False):
+                return epoch + 1, stop.reason
+        return None, stop.reason
+
+    # a slow start under the floor is no collapse; falling under it after being above is, after `patience`
+    assert run([{"val_accuracy": a, "ebops": 100} for a in (0.3, 0.5, 0.7, 0.9, 0.95)]) == (None, None)
+    stopped, reason = run([{"val_accuracy": a, "ebops": 100} for a in (0.5, 0.9, 0.7, 0.85, 0.6, 0.5, 0.9)])
+    assert stopped == 6 and "below 0.8 for 2 epochs" in reason
+    stopped, reason = run([{"val_accuracy": 0.9, "ebops": 50}, {"val_accuracy": 0.9, "ebops": 0.0}])
+    assert stopped == 2 and "no EBOPs left" in reason  # the firmware is a constant
+
+
+class BetaLog(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seen.append(float(logs["beta"]))
 
 
 def test_pid_schedule_moves_beta_after_its_warmup():

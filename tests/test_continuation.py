@@ -1,0 +1,149 @@
+"""Trainings that continue a point of the study, and the epoch budget that ends a study of them."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from optuna.trial import TrialState
+
+from hqsearch.cli import main
+from hqsearch.driver import run_study
+from hqsearch.pareto import rank_front
+from hqsearch.points import CONTINUES_ATTR, Origin, lineage, origin
+from hqsearch.space import ARCHITECTURE
+from hqsearch.study import load_existing
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """One fresh training, then continuations only, until 16 epochs are spent 5 at a time."""
+    from conftest import tiny_raw
+
+    from hqsearch.config import parse_config
+
+    out = tmp_path_factory.mktemp("chain")
+    raw = tiny_raw(
+        out,
+        "chain",
+        study={
+            "n_trials": None,
+            "budget": 16,
+            "objectives": {"accuracy": "max", "luts": "min"},
+            "constraints": ["luts <= 1e6"],
+        },
+        training={
+            "epochs": 5,
+            "batch_size": 64,
+            "harvest": {"max_candidates": 2},
+            "continuation": {"share": 1.0, "startup": 1},
+        },
+        search_space={"beta": {"low": 1e-6, "high": 1e-4, "log": True}, "ramp": {"start": 0.5}},
+        model={"widths": [16]},
+        execution={"max_concurrent": 1},
+    )
+    cfg = parse_config(raw)
+    summary = run_study(cfg)
+    study = load_existing(cfg.study.storage_url, cfg.study.name)
+    return cfg, summary, {t.number: t for t in study.get_trials()}
+
+
+def _trainings(trials):
+    return [t for t in trials.values() if origin(t) is Origin.TRAINING and t.state == TrialState.COMPLETE]
+
+
+def test_the_epoch_budget_ends_the_study(chain):
+    cfg, summary, trials = chain
+    trainings = _trainings(trials)
+    epochs = [t.user_attrs["info"]["epochs"] for t in trainings]
+    assert epochs == [5, 5, 5, 1]  # the last one gets what the budget had left
+    assert summary.epochs == 16 and summary.reached(cfg.study)
+    assert any("what the epoch budget had left" in n for n in trainings[-1].user_attrs["params"]["notes"])
+
+
+def test_a_continuation_starts_from_its_points_weights(chain):
+    _, _, trials = chain
+    fresh, *continued = _trainings(trials)
+    assert CONTINUES_ATTR not in fresh.user_attrs and "start_val_accuracy" not in fresh.user_attrs["info"]
+    assert continued
+    for t in continued:
+        point = trials[t.user_attrs[CONTINUES_ATTR]]
+        assert point.state == TrialState.COMPLETE
+        assert {k: t.params[k] for k in ARCHITECTURE if k in point.params} == {
+            k: point.params[k] for k in ARCHITECTURE if k in point.params
+        }
+        info, parent = t.user_attrs["info"], point.user_attrs["metrics"]
+        # before any training it predicts exactly as the point did; after one epoch it is still near it
+        assert info["start_val_accuracy"] == pytest.approx(parent["float_accuracy"], abs=1e-9)
+        assert info["first_val_accuracy"] >= parent["float_accuracy"] - 0.1
+        # its ramp goes on from the point's beta
+        start = point.user_attrs.get("beta") or point.user_attrs["info"]["final_beta"]
+        assert t.user_attrs["params"]["beta_start"] == pytest.approx(start)
+    # a fresh model after one epoch is far from where the continuations start
+    assert fresh.user_attrs["info"]["first_val_accuracy"] < min(
+        t.user_attrs["info"]["start_val_accuracy"] for t in continued
+    )
+
+
+def test_lineage_is_recorded_and_reported(chain, capsys):
+    cfg, _, trials = chain
+    last = _trainings(trials)[-1]
+    chain_of_last = lineage(trials, last.number)
+    assert chain_of_last[0] == f"#{last.number}" and chain_of_last[-1] == "#0"
+    assert len(chain_of_last) >= 2
+    for t in (t for t in trials.values() if origin(t) is Origin.HARVEST):
+        assert lineage(trials, t.number)[0] == f"#{t.user_attrs['parent']} e{t.user_attrs['epoch']}"
+    front = rank_front(load_existing(cfg.study.storage_url, cfg.study.name))
+    assert all(chain.endswith("#0") for chain in front["lineage"])  # every point descends from the one fresh one
+    args = ["report", "--storage", cfg.study.storage_url, "--study", "chain", "--out", str(cfg.study.run_dir)]
+    assert main(args) == 0
+    assert "←" in capsys.readouterr().out  # the front table's `from` column shows lineages
+
+
+def test_a_continuation_whose_checkpoint_is_gone_fails_with_that_reason(chain):
+    cfg, _, _ = chain
+    shutil.rmtree(cfg.study.artifact_path)
+    summary = run_study(cfg.with_overrides(budget=20))
+    study = load_existing(cfg.study.storage_url, cfg.study.name)
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert failed and summary.epochs == 16
+    assert all("the checkpoint to continue from is gone" in t.user_attrs["error"] for t in failed)
+
+
+def test_the_point_whose_improvement_gains_most_is_continued_and_children_spread_the_choice(tmp_path):
+    import numpy as np
+    import optuna
+    from conftest import tiny_raw
+
+    from hqsearch.config import parse_config
+    from hqsearch.continuation import choose, gains
+
+    cfg = parse_config(
+        tiny_raw(
+            tmp_path,
+            "gains",
+            study={"objectives": {"accuracy": "max", "luts": "min"}},
+            training={"continuation": {"share": 1.0, "startup": 1}},
+            report={"hypervolume": {"reference": {"accuracy": 0.8, "luts": 40000}}},
+        )
+    )
+    study = optuna.create_study(directions=["maximize", "minimize"])
+
+    def point(acc: float, luts: float, **attrs) -> None:
+        metrics = {"accuracy": acc, "luts": luts}
+        attrs = {"metrics": metrics, "origin": "training", "model_artifact": f"m{acc}", **attrs}
+        study.add_trial(optuna.trial.create_trial(values=[acc, luts], user_attrs=attrs))
+
+    point(0.95, 100)  # the cheap end: a cheaper model at this accuracy is all new area
+    point(0.96, 1000)
+    point(0.97, 10000)
+    point(0.90, 5000)  # dominated: never continued
+    point(0.70, 10)  # outside the reference box: never continued
+    trials = study.get_trials()
+    gain = gains(trials, cfg)
+    assert set(gain) == {0, 1, 2} and max(gain, key=gain.get) == 0
+    rng = np.random.default_rng(0)
+    assert choose(trials, cfg, rng).point == 0
+    for _ in range(3):  # continuations already started from the cheap end make room for the others
+        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.WAITING, user_attrs={"continues": 0}))
+    assert choose(study.get_trials(), cfg, rng).point != 0
