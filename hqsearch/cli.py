@@ -43,9 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="hqsearch", description="Accuracy vs FPGA cost search for HGQ2 networks.")
     sub = ap.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("run", help="run (or continue) a study until it has n_trials COMPLETE trials")
+    p = sub.add_parser("run", help="run (or continue) a study until it has n_trials trainings or spent its budget")
     _study_args(p, config_required=True)
-    p.add_argument("--n-trials", type=int, help="COMPLETE trials to reach (overrides study.n_trials)")
+    p.add_argument("--n-trials", type=int, help="COMPLETE trainings to reach (overrides study.n_trials)")
+    p.add_argument(
+        "--budget", type=int, help="training epochs to spend, all trainings together (overrides study.budget)"
+    )
     p.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
 
     p = sub.add_parser("check", help="validate a config and print the HGQ advice that applies to it")
@@ -92,9 +95,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _config(args: argparse.Namespace) -> StudyConfig:
     cfg = load_config(args.config)
-    if getattr(args, "n_trials", None) is not None and args.n_trials < 1:
-        raise ConfigError("--n-trials must be at least 1")
-    return cfg.with_overrides(n_trials=getattr(args, "n_trials", None), storage=args.storage)
+    for flag in ("n_trials", "budget"):
+        if getattr(args, flag, None) is not None and getattr(args, flag) < 1:
+            raise ConfigError(f"--{flag.replace('_', '-')} must be at least 1")
+    n_trials, budget = getattr(args, "n_trials", None), getattr(args, "budget", None)
+    return cfg.with_overrides(n_trials=n_trials, budget=budget, storage=args.storage)
 
 
 def _open(args: argparse.Namespace):

@@ -21,10 +21,12 @@ def test_run_with_overrides_then_report(tmp_path):
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
     storage = f"sqlite:///{tmp_path / 'elsewhere.db'}"
 
-    res = hq("run", str(config), "--n-trials", "1", "--storage", storage, cwd=tmp_path)
+    # the epoch budget ends it first: one training of 3 epochs spends it
+    res = hq("run", str(config), "--n-trials", "5", "--budget", "3", "--storage", storage, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    assert "done 1/1" in res.stdout and "front 1" in res.stdout
-    assert "1 COMPLETE trainings in study clitiny" in res.stdout
+    assert "target 5 COMPLETE trainings or 3 training epochs" in res.stdout
+    assert "trainings 1/5  epochs 3/3" in res.stdout and "front 1" in res.stdout
+    assert "1 COMPLETE trainings (3 epochs) in study clitiny" in res.stdout
     assert (tmp_path / "elsewhere.db").exists() and not (tmp_path / "runs" / "clitiny" / "study.db").exists()
     assert (tmp_path / "runs" / "clitiny" / "trials" / "00000" / "model.keras").exists()
 
