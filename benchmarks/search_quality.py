@@ -169,9 +169,16 @@ def run(bench: str, method: str, seed: int, work: Path) -> tuple[dict, pd.DataFr
     return row, hist.assign(**tag), front.assign(**tag)
 
 
+def mean_curve(hist: pd.DataFrame) -> pd.Series:
+    """Mean test hypervolume over seeds against epochs spent: each seed's curve holds its last value until
+    its next training ends (trainings differ in length, so seeds end trainings at different epochs)."""
+    per_seed = hist.pivot_table(index="epochs", columns="seed", values="test_hypervolume", aggfunc="last")
+    return per_seed.sort_index().ffill().fillna(0.0).mean(axis=1)
+
+
 def epochs_to_reach(hist: pd.DataFrame, target: float) -> float | None:
     """Epochs after which the mean (over seeds) test hypervolume first reaches `target`."""
-    mean = hist.groupby("epochs")["test_hypervolume"].mean()
+    mean = mean_curve(hist)
     reached = mean[mean >= target]
     return float(reached.index[0]) if len(reached) else None
 
@@ -225,16 +232,17 @@ def plot(hists: pd.DataFrame, fronts: pd.DataFrame, path: Path) -> None:
 
     hists = hists[~hists["method"].str.endswith("(issue 8)")]  # earlier measurements stay in the tables only
     studies = list(dict.fromkeys(hists["study"]))
+    colour = {m: f"C{i}" for i, m in enumerate(dict.fromkeys(hists["method"]))}
     fig, axes = plt.subplots(2, len(studies), figsize=(6.5 * len(studies), 8), dpi=110, squeeze=False)
     for col, study in enumerate(studies):
         ref = BENCHES[study].reference
         ax = axes[0, col]
         for method, h in hists[hists["study"] == study].groupby("method", sort=False):
-            mean = h.groupby("epochs")["test_hypervolume"].mean()
+            mean = mean_curve(h)
             if len(mean) == 1:
-                ax.scatter(mean.index, mean.values, marker="*", s=120, label=method, zorder=3)
+                ax.scatter(mean.index, mean.values, marker="*", s=120, label=method, zorder=3, color=colour[method])
             else:
-                ax.step(mean.index, mean.values, where="post", label=method)
+                ax.step(mean.index, mean.values, where="post", label=method, color=colour[method])
         ax.set_xlabel("training epochs spent")
         ax.set_ylabel("hypervolume, test split (mean over seeds)")
         ax.set_title(f"{study}, da4ml estimate: acc > {ref['accuracy']} × log10 LUTs < {ref['luts']:,}", fontsize=9)
@@ -243,7 +251,7 @@ def plot(hists: pd.DataFrame, fronts: pd.DataFrame, path: Path) -> None:
         ax = axes[1, col]
         for method, f in fronts[(fronts["study"] == study) & (fronts["seed"] == 0)].groupby("method", sort=False):
             f = f.sort_values("luts")
-            ax.step(f["luts"], f["test_accuracy"], where="post", marker="o", ms=3, label=method)
+            ax.step(f["luts"], f["test_accuracy"], where="post", marker="o", ms=3, label=method, color=colour[method])
         ax.set_xscale("log")
         ax.set_ylim(bottom=ref["accuracy"])
         ax.set_xlabel("LUTs (da4ml estimate)")

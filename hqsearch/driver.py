@@ -200,7 +200,7 @@ class Driver:
             trial.set_user_attr(key, value)
         for f in [*out.files, str(done.job.trial_dir / "trial.log")]:
             artifact = self._upload(trial, f)
-            if f.endswith(".keras") and artifact is not None:  # what a continuation downloads
+            if str(f).endswith(".keras") and artifact is not None:  # what a continuation downloads
                 trial.set_user_attr(MODEL_ARTIFACT_ATTR, artifact)
         models = [self._upload_candidate(trial, c) for c in out.candidates]
         error = out.error if out.error is not None else self._missing(out.metrics)
@@ -223,7 +223,7 @@ class Driver:
         """A candidate's files as artifacts of its parent (only a RUNNING trial takes artifacts); returns
         the id of its model."""
         ids = {f: self._upload(parent, f) for f in cand.files}
-        return next((a for f, a in ids.items() if f.endswith(".keras")), None)
+        return next((a for f, a in ids.items() if str(f).endswith(".keras")), None)
 
     def _harvest(self, parent: optuna.Trial, done: Finished, models: list[str | None]) -> None:
         """Each measured candidate of a COMPLETE training becomes a point of the study. The parent is told

@@ -327,7 +327,7 @@ def synth_one(
     )
     reports = folder / "reports"  # out of the build folders, which are packed and removed below
     reports.mkdir(exist_ok=True)
-    kept = [shutil.copy2(f, reports / Path(f).name) for f in synth.files]
+    kept = [str(shutil.copy2(f, reports / Path(f).name)) for f in synth.files]
     kept += [str(a) for a in archive_builds(folder, cfg.synthesis.keep_build)]
     if upload_reports:
         out.files += kept

@@ -62,7 +62,7 @@ def test_every_documented_default_runs(tmp_path):
     config.write_text("study: {name: minimal, n_trials: 1}\n")
     res = hq("run", str(config), "--no-progress", cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "1 COMPLETE trainings in study minimal" in res.stdout
+    assert "1 COMPLETE trainings (30 epochs) in study minimal" in res.stdout
     res = hq("report", str(config), cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     front = (tmp_path / "runs" / "minimal" / "report" / "pareto.csv").read_text().splitlines()

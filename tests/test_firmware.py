@@ -16,7 +16,9 @@ def test_trained_model_firmware_is_bit_exact_and_estimated(tmp_path):
 
     keras.utils.set_random_seed(0)
     data = load_dataset(DataSection())
-    p = TrialParams(beta=1e-6, l1=0, l2=0, weights="intra", activations="intra", learning_rate=5e-3, widths=(8,))
+    p = TrialParams(
+        beta=1e-6, l1=0, l2=0, weights="intra", activations="intra", learning_rate=5e-3, widths=(8,), beta_start=1e-9
+    )
     model = build_model(ModelSection(), p, data.input_shape, data.n_classes)
     fit = train(model, data, TrainingSection(epochs=8, beta_schedule="ramp"), p)
     assert fit.epochs == 8 and fit.final_beta is not None and fit.final_beta <= p.beta
