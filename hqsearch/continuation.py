@@ -62,6 +62,11 @@ def gains(points: list[FrozenTrial], cfg: StudyConfig, step: float = 0.05) -> di
     v = scale.transform(frame[list(scale.metrics)].to_numpy(dtype=float))
     ref = scale.transform(np.array([scale.reference]))[0]
     mx = np.array(scale.maximise)
+    # a reference that defaulted to the worst value seen would give the points on it no volume at all:
+    # there, the box reaches a tenth of the range beyond it (or one unit, when every point ties)
+    span = np.ptp(v, axis=0)
+    margin = np.where(span > 0, 0.1 * span, 1.0) * np.where(mx, -1.0, 1.0)
+    ref = ref + np.array([margin[i] if m in scale.defaulted else 0.0 for i, m in enumerate(scale.metrics)])
     inside = np.all(np.where(mx, v > ref, v < ref), axis=1)
     v, numbers = v[inside], frame["trial"].to_numpy()[inside]
     if not len(v):

@@ -147,3 +147,23 @@ def test_the_point_whose_improvement_gains_most_is_continued_and_children_spread
     for _ in range(3):  # continuations already started from the cheap end make room for the others
         study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.WAITING, user_attrs={"continues": 0}))
     assert choose(study.get_trials(), cfg, rng).point != 0
+
+
+def test_without_a_configured_reference_every_front_point_can_be_continued(tmp_path):
+    import numpy as np
+    import optuna
+    from conftest import tiny_raw
+
+    from hqsearch.config import parse_config
+    from hqsearch.continuation import choose, gains
+
+    # no report.hypervolume reference: it defaults to the worst values seen, which every point here touches
+    raw = tiny_raw(tmp_path, "noref", training={"continuation": {"share": 1.0, "startup": 1}})
+    cfg = parse_config(raw)
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    for acc, luts, cycles in ((0.9, 900, 3), (0.8, 300, 5)):
+        attrs = {"metrics": {"accuracy": acc, "luts": luts, "latency_cycles": cycles}, "model_artifact": "m"}
+        study.add_trial(optuna.trial.create_trial(values=[acc, luts, cycles], user_attrs=attrs))
+    trials = study.get_trials()
+    assert set(gains(trials, cfg)) == {0, 1}
+    assert choose(trials, cfg, np.random.default_rng(0)) is not None
