@@ -232,7 +232,7 @@ def _epochs(cfg) -> str:
 def cmd_status(args: argparse.Namespace) -> int:
     from optuna.trial import TrialState
 
-    from .points import Origin, epochs_spent, origin
+    from .points import Origin, origin, trainings_done
     from .study import study_config
 
     study, _, cfg = _open(args)
@@ -247,7 +247,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     others = f" + {points[Origin.HARVEST]} harvested candidates"
     others += f" + {points[Origin.IMPORT]} imported" if points[Origin.IMPORT] else ""
     trainings = f"{points[Origin.TRAINING]}" + (f"/{target}" if target else "")
-    epochs = f"{epochs_spent(study)}" + (f"/{budget}" if budget else "")
+    epochs = f"{trainings_done(study)[1]}" + (f"/{budget}" if budget else "")
     console.print(
         f"study {study.study_name}: {trainings} trainings COMPLETE{others}, {epochs} training epochs, "
         f"{counts['RUNNING']} running, {counts['FAIL']} failed, {counts['WAITING']} waiting; "

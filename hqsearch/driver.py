@@ -45,8 +45,7 @@ from .points import (
     PARENT_ATTR,
     Origin,
     add_point,
-    count_trainings,
-    epochs_spent,
+    trainings_done,
 )
 from .space import suggest
 from .study import artifact_store, open_study
@@ -291,7 +290,7 @@ class Driver:
 
     def _update_progress(self) -> None:
         p = self.progress
-        p.complete, p.epochs = count_trainings(self.study, TrialState.COMPLETE), epochs_spent(self.study)
+        p.complete, p.epochs = trainings_done(self.study)
         p.running = len(self.in_flight)
         p.front = len(self.study.best_trials) if p.complete else 0
         self.on_progress(p)
@@ -336,8 +335,7 @@ class Driver:
             self._stop_beating.set()
             if main_thread:
                 signal.signal(signal.SIGINT, previous)
-        summary.complete = count_trainings(self.study, TrialState.COMPLETE)
-        summary.epochs = epochs_spent(self.study)
+        summary.complete, summary.epochs = trainings_done(self.study)
         summary.harvested = self.progress.harvested
         summary.failed_this_run = self.progress.failed
         summary.cache_hits = self.progress.cache_hits

@@ -37,14 +37,11 @@ def origin(t: FrozenTrial) -> Origin:
     return Origin(t.user_attrs.get(ORIGIN_ATTR, Origin.TRAINING))
 
 
-def count_trainings(study: optuna.Study, state: TrialState) -> int:
-    return sum(origin(t) is Origin.TRAINING for t in study.get_trials(deepcopy=False, states=(state,)))
-
-
-def epochs_spent(study: optuna.Study) -> int:
-    """Training epochs of the COMPLETE trainings: what `study.budget` counts."""
+def trainings_done(study: optuna.Study) -> tuple[int, int]:
+    """COMPLETE trainings and the epochs they spent: what `n_trials` and `study.budget` count."""
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return sum(int(t.user_attrs.get("info", {}).get("epochs", 0)) for t in trials if origin(t) is Origin.TRAINING)
+    trainings = [t for t in trials if origin(t) is Origin.TRAINING]
+    return len(trainings), sum(int(t.user_attrs.get("info", {}).get("epochs", 0)) for t in trainings)
 
 
 def add_point(
