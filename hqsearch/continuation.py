@@ -20,7 +20,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from .config import StudyConfig
-from .hypervolume import front_mask, resolve
+from .hypervolume import front_mask, in_box, resolve
 from .points import BETA_ATTR, CONTINUES_ATTR, MODEL_ARTIFACT_ATTR, Origin, origin
 from .space import ARCHITECTURE
 
@@ -62,18 +62,18 @@ def gains(points: list[FrozenTrial], cfg: StudyConfig, step: float = 0.05) -> di
     v = scale.transform(frame[list(scale.metrics)].to_numpy(dtype=float))
     ref = scale.transform(np.array([scale.reference]))[0]
     mx = np.array(scale.maximise)
+    sign = np.where(mx, 1.0, -1.0)  # the direction of better, per metric
     # a reference that defaulted to the worst value seen would give the points on it no volume at all:
     # there, the box reaches a tenth of the range beyond it (or one unit, when every point ties)
     span = np.ptp(v, axis=0)
-    margin = np.where(span > 0, 0.1 * span, 1.0) * np.where(mx, -1.0, 1.0)
+    margin = -sign * np.where(span > 0, 0.1 * span, 1.0)
     ref = ref + np.array([margin[i] if m in scale.defaulted else 0.0 for i, m in enumerate(scale.metrics)])
-    inside = np.all(np.where(mx, v > ref, v < ref), axis=1)
+    inside = in_box(v, ref, scale.maximise)
     v, numbers = v[inside], frame["trial"].to_numpy()[inside]
     if not len(v):
         return {}
     on_front = front_mask(v, scale.maximise)
     v, numbers = v[on_front], numbers[on_front]
-    sign = np.where(mx, 1.0, -1.0)  # the direction of better, per metric
     best = np.where(mx, v.max(axis=0), v.min(axis=0))
     delta = sign * step * np.abs(best - ref)
     base = moocore.hypervolume(v, ref=ref, maximise=list(mx))

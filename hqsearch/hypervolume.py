@@ -51,11 +51,15 @@ def hypervolume(values: np.ndarray, scale: Scale) -> float:
 
     v = scale.transform(values)
     ref = scale.transform(np.array([scale.reference]))[0]
-    mx = np.array(scale.maximise)
-    inside = np.all(np.where(mx, v > ref, v < ref), axis=1) & np.all(np.isfinite(v), axis=1)
+    inside = in_box(v, ref, scale.maximise) & np.all(np.isfinite(v), axis=1)
     if not inside.any():
         return 0.0
-    return float(moocore.hypervolume(v[inside], ref=ref, maximise=list(mx)))
+    return float(moocore.hypervolume(v[inside], ref=ref, maximise=list(scale.maximise)))
+
+
+def in_box(values: np.ndarray, ref: np.ndarray, maximise: Sequence[bool]) -> np.ndarray:
+    """Rows strictly better than the reference in every metric: the points that add volume."""
+    return np.all(np.where(np.array(maximise), values > ref, values < ref), axis=1)
 
 
 def resolve(study: StudySection, spec: HypervolumeSpec, points: pd.DataFrame) -> Scale:
