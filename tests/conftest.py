@@ -56,14 +56,18 @@ def tiny_config(tmp_path: Path):
     return make
 
 
+def run_tiny(tmp_path_factory, name: str, **sections):
+    """A tiny study (`tiny_raw` with these sections) run to its end once, in a fresh folder: (cfg, summary)."""
+    from hqsearch.driver import run_study
+
+    cfg = parse_config(tiny_raw(tmp_path_factory.mktemp(name), name, **sections))
+    return cfg, run_study(cfg)
+
+
 @pytest.fixture(scope="session")
 def finished_study(tmp_path_factory):
     """A 3-trial study run once for the whole session."""
-    from hqsearch.driver import run_study
-
-    out = tmp_path_factory.mktemp("finished")
-    cfg = parse_config(tiny_raw(out, "finished", study={"n_trials": 3, "constraints": ["luts <= 1000000"]}))
-    summary = run_study(cfg)
+    cfg, summary = run_tiny(tmp_path_factory, "finished", study={"n_trials": 3, "constraints": ["luts <= 1000000"]})
     assert summary.complete == 3
     return cfg
 

@@ -18,13 +18,10 @@ from hqsearch.study import load_existing
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
     """One fresh training, then continuations only, until 16 epochs are spent 5 at a time."""
-    from conftest import tiny_raw
+    from conftest import run_tiny
 
-    from hqsearch.config import parse_config
-
-    out = tmp_path_factory.mktemp("chain")
-    raw = tiny_raw(
-        out,
+    cfg, summary = run_tiny(
+        tmp_path_factory,
         "chain",
         study={
             "n_trials": None,
@@ -42,8 +39,6 @@ def chain(tmp_path_factory):
         model={"widths": [16]},
         execution={"max_concurrent": 1},
     )
-    cfg = parse_config(raw)
-    summary = run_study(cfg)
     study = load_existing(cfg.study.storage_url, cfg.study.name)
     return cfg, summary, {t.number: t for t in study.get_trials()}
 

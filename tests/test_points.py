@@ -16,22 +16,16 @@ from hqsearch.study import artifact_store, load_existing
 @pytest.fixture(scope="module")
 def harvest_study(tmp_path_factory):
     """Two trainings whose beta ramps hard, so accuracy peaks before the last epoch."""
-    from conftest import tiny_raw
+    from conftest import run_tiny
 
-    from hqsearch.config import parse_config
-
-    out = tmp_path_factory.mktemp("harvest")
-    raw = tiny_raw(
-        out,
+    return run_tiny(
+        tmp_path_factory,
         "harvest",
         study={"n_trials": 2, "objectives": {"accuracy": "max", "luts": "min"}, "constraints": ["luts <= 1e6"]},
         training={"epochs": 12, "batch_size": 64, "beta_schedule": "ramp", "harvest": {"max_candidates": 3}},
         search_space={"beta": {"low": 3e-4, "high": 1e-3, "log": True}},
         model={"widths": [16]},
     )
-    cfg = parse_config(raw)
-    summary = run_study(cfg)
-    return cfg, summary
 
 
 def test_candidates_are_points_with_their_parent(harvest_study):
