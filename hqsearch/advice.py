@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .config import FloatRange, StudyConfig
-
-HLS_BACKENDS = ("vivado", "vitis")  # the pragma rules concern hls4ml projects only
+from .synth import uses_hls4ml
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,7 @@ def advise(cfg: StudyConfig) -> list[Advice]:
             )
         )
 
-    if syn.backend in HLS_BACKENDS and syn.io_type == "io_parallel" and syn.strategy == "latency":
+    if uses_hls4ml(syn) and syn.io_type == "io_parallel" and syn.strategy == "latency":
         if cfg.model.kind == "conv":
             out.append(
                 Advice(
@@ -76,7 +75,7 @@ def advise(cfg: StudyConfig) -> list[Advice]:
             )
         )
 
-    if syn.backend in HLS_BACKENDS and syn.io_type == "io_stream" and "intra" in het.activations:
+    if uses_hls4ml(syn) and syn.io_type == "io_stream" and "intra" in het.activations:
         out.append(
             Advice(
                 "warning",

@@ -366,7 +366,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     import_keras_quietly()
     from .firmware import build_design
-    from .synth import measure, uses_hls4ml
+    from .synth import measure
     from .train import saved_ebops
 
     try:
@@ -384,7 +384,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="hqsearch-synth-") as tmp:
         out = args.out or Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
-        design = build_design(model, saved_ebops(model), syn, out, hls=uses_hls4ml(syn))
+        design = build_design(model, saved_ebops(model), syn, out)
         design = replace(design, ebops_source="saved with the model (last calibration)")
         result = measure(design, syn, out, timeout=args.timeout)
     doc = {

@@ -76,108 +76,12 @@ def score(firmware_out: np.ndarray, model: keras.Model, x: np.ndarray, y: np.nda
     )
 
 
-def rtl_model(comb, cfg: SynthesisSection, out_dir: Path, name: str = "model"):
-    """da4ml's Verilog project for the design (`RTLModel`), pipelined at the configured latency cutoff."""
-    from da4ml.codegen import RTLModel
-
-    return RTLModel(
-        comb,
-        name,
-        out_dir,
-        flavor="verilog",
-        latency_cutoff=cfg.latency_cutoff,
-        clock_period=cfg.clock_period,
-        part_name=cfg.part,
-        print_latency=False,
-    )
-
-
-def write_rtl(comb, cfg: SynthesisSection, out_dir: Path, name: str = "model") -> Path:
-    """Write the Verilog sources, constraints, build scripts and metadata.json."""
-    rtl_model(comb, cfg, out_dir, name).write()
-    return out_dir
-
-
-def build_design(model: keras.Model, ebops: float, cfg: SynthesisSection, workdir: Path, hls: bool = False):
-    """Trace the model; for the HLS backends also write and compile its hls4ml project."""
-    from .synth.base import Design
+def build_design(model: keras.Model, ebops: float, cfg: SynthesisSection, workdir: Path):
+    """Trace the model, and build what the backend needs besides (the HLS backends' hls4ml project)."""
+    from .synth import Design, get_backend
 
     comb = trace(model, cfg)
-    hls_model = hls_project(model, cfg, workdir / "hls4ml_prj") if hls else None
-    return Design(model, comb, ebops, hls_model)
-
-
-# config's strategy -> hls4ml 1.3's spelling. hls4ml compares 'distributed_arithmetic' case-sensitively
-# (a capitalised spelling silently falls back to the latency templates); Latency/Resource are case-free.
-HLS_STRATEGIES = {"latency": "Latency", "resource": "Resource", "distributed_arithmetic": "distributed_arithmetic"}
-HLS_BACKENDS = {"vivado": "Vivado", "vitis": "Vitis"}
-
-
-def hls_write(model: keras.Model, cfg: SynthesisSection, out_dir: Path):
-    """The model as a written (not compiled) hls4ml project with the pragma fix-ups applied.
-
-    Precisions are not passed: hls4ml takes HGQ2's quantizers and propagates them bit-exactly.
-    """
-    import os
-
-    import hls4ml
-
-    from .synth.pragmas import apply_fixups
-
-    if cfg.backend not in HLS_BACKENDS:
-        raise FirmwareError(f"synthesis.backend {cfg.backend!r} has no hls4ml project; use vivado or vitis")
-    if cfg.strategy == "distributed_arithmetic" and cfg.reuse_factor != 1:
-        raise FirmwareError(
-            f"synthesis.strategy 'distributed_arithmetic' needs reuse_factor 1 in hls4ml, got {cfg.reuse_factor}"
-        )
-    settings = f"backend={cfg.backend}, io_type={cfg.io_type}, strategy={cfg.strategy}, reuse_factor={cfg.reuse_factor}"
-    out_dir = Path(out_dir)
-    # the distributed-arithmetic pass reads its solver's delay constraint from the environment
-    old_dc = os.environ.get("DA_HARD_DC")
-    os.environ["DA_HARD_DC"] = str(cfg.hard_dc)
-    try:
-        hls = hls4ml.converters.convert_from_keras_model(
-            model,
-            output_dir=str(out_dir),
-            backend=HLS_BACKENDS[cfg.backend],
-            io_type=cfg.io_type,
-            part=cfg.part,
-            clock_period=cfg.clock_period,
-            hls_config={
-                "Model": {
-                    "Strategy": HLS_STRATEGIES[cfg.strategy],
-                    "ReuseFactor": cfg.reuse_factor,
-                    "Precision": "fixed<-1,0>",
-                }
-            },
-        )
-        hls.write()
-    except Exception as err:
-        raise FirmwareError(f"hls4ml cannot convert this model with {settings}: {err}") from err
-    finally:
-        if old_dc is None:
-            os.environ.pop("DA_HARD_DC", None)
-        else:
-            os.environ["DA_HARD_DC"] = old_dc
-    apply_fixups(out_dir, cfg.pragma_fixups, hls.config.get_project_name())
-    return hls
-
-
-def hls_project(model: keras.Model, cfg: SynthesisSection, out_dir: Path):
-    """The model as a written, compiled hls4ml project (a ModelGraph) for the Vivado or Vitis HLS backend.
-
-    `compile()` (g++, about a minute) rewrites the project before it builds the emulation library, so
-    the pragma fix-ups are applied again afterwards; g++ ignores HLS pragmas, the library is the same.
-    """
-    from .synth.pragmas import apply_fixups
-
-    hls = hls_write(model, cfg, out_dir)
-    try:
-        hls.compile()
-    except Exception as err:
-        raise FirmwareError(f"hls4ml's C++ emulation of {out_dir} did not compile: {err}") from err
-    apply_fixups(Path(out_dir), cfg.pragma_fixups, hls.config.get_project_name())
-    return hls
+    return Design(model, comb, ebops, get_backend(cfg.backend).prepare(model, cfg, workdir))
 
 
 def emulate_hls(hls_model, model: keras.Model, x: np.ndarray, y: np.ndarray) -> Emulation:
@@ -215,6 +119,8 @@ def verify_rtl(comb, cfg: SynthesisSection, out_dir: Path, x: np.ndarray) -> int
     """
     if problem := verilator_problem():
         raise FirmwareError(problem)
+    from .synth.rtl import rtl_model
+
     rtl = rtl_model(comb, cfg, out_dir)
     try:
         rtl.compile(nproc=1)

@@ -232,16 +232,17 @@ def evaluate(cfg: StudyConfig, model, ebops: float, data, model_path: Path, fold
     from .synth import uses_hls4ml
 
     model.save(model_path)
-    design = build_design(model, ebops, cfg.synthesis, folder, hls=uses_hls4ml(cfg.synthesis))
-    if design.hls_model is not None:
+    design = build_design(model, ebops, cfg.synthesis, folder)
+    hls = uses_hls4ml(cfg.synthesis)
+    if hls:
         from .firmware import emulate_hls
 
-        run, emu_source = partial(emulate_hls, design.hls_model, model), "hls4ml C++ emulation"
+        run, emu_source = partial(emulate_hls, design.project, model), "hls4ml C++ emulation"
     else:
         run, emu_source = partial(emulate, design.comb, model), "da4ml bit-exact emulation"
     val, test = run(data.x_val, data.y_val), run(data.x_test, data.y_test)
     rtl_mismatches = None
-    if cfg.synthesis.verify_rtl and design.hls_model is None:
+    if cfg.synthesis.verify_rtl and not hls:
         from .firmware import verify_rtl
 
         rtl_mismatches = verify_rtl(design.comb, cfg.synthesis, folder / "rtl_sim", data.x_test)
@@ -345,7 +346,7 @@ def _rebuild_design(cfg: StudyConfig, trained: Trained, folder: Path):
         path = folder / trained.model_path.name
         path.write_bytes(trained.model_bytes)
     model = load_model(path)
-    return build_design(model, trained.ebops, cfg.synthesis, folder, hls=True)
+    return build_design(model, trained.ebops, cfg.synthesis, folder)
 
 
 def run_trial(

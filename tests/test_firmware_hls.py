@@ -11,9 +11,10 @@ import pytest
 
 from hqsearch.config import DataSection, ModelSection, SynthesisSection, TrainingSection
 from hqsearch.data import load_dataset
-from hqsearch.firmware import emulate, emulate_hls, hls_project, trace
+from hqsearch.firmware import emulate, emulate_hls, trace
 from hqsearch.model import build_model
 from hqsearch.space import TrialParams
+from hqsearch.synth.hls_project import hls_project
 from hqsearch.train import calibrate, train
 
 

@@ -4,15 +4,17 @@ import stat
 from pathlib import Path
 
 from hqsearch.config import SynthesisSection
-from hqsearch.firmware import build_design, write_rtl
+from hqsearch.firmware import build_design
+from hqsearch.synth.base import Project
+from hqsearch.synth.rtl import write_rtl
 from hqsearch.synth.tools import xilinx_version
-from hqsearch.synth.yosys import Yosys, YosysBackend, rtl_sources, script
+from hqsearch.synth.yosys import Yosys, YosysBackend
 
 TOOL = Yosys(("yosys",), "native", "0.23")
 
 
 def key(rtl: Path, cfg: SynthesisSection, tool: Yosys = TOOL) -> str:
-    return YosysBackend().cache_key(rtl, cfg, tool, script(rtl_sources(rtl), rtl, "xcup"))
+    return YosysBackend().cache_key(Project(rtl), cfg, tool)
 
 
 def test_key_follows_the_design_files_tables_included(tiny_model, tmp_path):

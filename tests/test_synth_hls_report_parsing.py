@@ -17,9 +17,10 @@ import pytest
 from synth_standins import StandIn, fixture, util_expected
 
 from hqsearch.config import SynthesisSection
-from hqsearch.firmware import FirmwareError, hls_write
+from hqsearch.exceptions import FirmwareError
 from hqsearch.synth.base import Design
 from hqsearch.synth.hls import VitisHLSBackend, VivadoHLSBackend
+from hqsearch.synth.hls_project import hls_write
 from hqsearch.synth.tools import SynthError
 
 BACKENDS = {"vivado": VivadoHLSBackend, "vitis": VitisHLSBackend}
@@ -111,7 +112,7 @@ def tiny_hgq_model():
 
 
 def written_design(model, cfg: SynthesisSection, out: Path) -> Design:
-    return Design(model=model, comb=None, ebops=0.0, hls_model=hls_write(model, cfg, out))
+    return Design(model=model, comb=None, ebops=0.0, project=hls_write(model, cfg, out))
 
 
 def synth_cfg(backend: str, tmp: Path, **kw) -> SynthesisSection:
@@ -315,7 +316,7 @@ def test_hls_backend_reapplies_pragma_fixups_before_the_build(tiny_hgq_model, tm
     standin.set(report_copies("vivado", "vivado_hls_2020_1_hls4ml_test_report/myproject_csynth.xml"))
     cfg = synth_cfg("vivado", tmp_path, vsynth=False, pragma_fixups=["inline_recursive"])
     design = written_design(tiny_hgq_model, cfg, tmp_path / "prj")
-    design.hls_model.write()  # as compile() does: the fix-ups are gone from the sources
+    design.project.write()  # as compile() does: the fix-ups are gone from the sources
     top = tmp_path / "prj" / "firmware" / "myproject.cpp"
     assert "INLINE RECURSIVE" not in top.read_text()
     res = VivadoHLSBackend().synthesize(design, cfg, tmp_path)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from hqsearch.config import PragmaFixup, SynthesisSection
-from hqsearch.firmware import hls_write
+from hqsearch.synth.hls_project import hls_write
 from hqsearch.synth.pragmas import (
     FIXUPS,
     PragmaError,

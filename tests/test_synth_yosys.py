@@ -12,8 +12,9 @@ import pytest
 from helpers import ended
 
 from hqsearch.config import SynthesisSection
-from hqsearch.firmware import build_design, write_rtl
+from hqsearch.firmware import build_design
 from hqsearch.synth import SynthError, measure
+from hqsearch.synth.rtl import write_rtl
 from hqsearch.synth.yosys import find_yosys, rtl_sources, xilinx_family
 
 NATIVE = shutil.which("yosys")

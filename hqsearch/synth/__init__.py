@@ -33,7 +33,8 @@ def get_backend(name: str) -> Backend:
 
 
 def uses_hls4ml(cfg: SynthesisSection) -> bool:
-    """Whether the backend builds an hls4ml project, and so needs the Keras model, not only da4ml's logic."""
+    """Whether the backend builds an hls4ml project (at the firmware stage, for its C++ emulation), and so
+    needs the Keras model, not only da4ml's logic. The one place this is answered."""
     return get_backend(cfg.backend).emulation == "hls4ml"
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import SynthesisSection
-from .base import Design, SynthResult
+from .base import Backend, Design, SynthResult
 
 SOURCE = "da4ml estimate"
 
@@ -32,9 +32,10 @@ def estimate(design: Design, cfg: SynthesisSection) -> dict[str, float]:
     }
 
 
-class EstimateBackend:
+class EstimateBackend(Backend):
+    """The cheap fidelity: no project, no tool."""
+
     name = "estimate"
-    emulation = "da4ml"
 
     def synthesize(
         self, design: Design, cfg: SynthesisSection, workdir: Path, timeout: float | None = None

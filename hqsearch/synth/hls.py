@@ -16,13 +16,12 @@ import io
 import re
 import shutil
 import xml.etree.ElementTree as ET
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ..config import SynthesisSection
-from .base import Design, SynthResult
-from .cache import DesignCache, design_key
+from .base import Backend, Design, Project, SynthResult
+from .cache import design_key
 from .pragmas import apply_fixups
 from .tools import SynthError, run_tool, tail, xilinx_version
 from .vivado_reports import ReportError, parse_utilization
@@ -76,63 +75,67 @@ def _number(report: dict, key: str, what: Path) -> float:
         raise ReportError(f"{what}: {key} is {value!r}, not a number") from None
 
 
-class HLSBackend:
+class HLSBackend(Backend):
     """The part Vivado HLS and Vitis HLS share; subclasses say how the build is started."""
 
-    name = ""
     executable = ""
     hls_tool = ""  # how the tool names itself in sources
+    hls4ml_backend = ""  # hls4ml's name for it
     emulation = "hls4ml"
 
     def argv(self, exe: str, project: Path, cfg: SynthesisSection) -> list[str]:
         raise NotImplementedError
 
-    def synthesize(
-        self, design: Design, cfg: SynthesisSection, workdir: Path, timeout: float | None = None
-    ) -> SynthResult:
-        hls = design.hls_model
-        if hls is None:
-            raise SynthError(f"backend {self.name!r} needs the design's hls4ml project (Design.hls_model)")
+    def prepare(self, model: Any, cfg: SynthesisSection, folder: Path) -> Any:
+        from .hls_project import hls_project
+
+        return hls_project(model, cfg, Path(folder) / "hls4ml_prj")
+
+    def _exe(self) -> str:
         exe = shutil.which(self.executable)
         if exe is None:
             raise SynthError(
                 f"backend {self.name!r} needs {self.executable!r} on PATH (source the Xilinx settings64.sh), "
                 "or choose backend 'estimate', 'yosys' or 'vivado-rtl'"
             )
-        project = Path(hls.config.get_output_dir())
-        name = hls.config.get_project_name()
-        # write() and compile() rewrite the sources: apply the fix-ups again (they are idempotent)
-        fixups = apply_fixups(project, cfg.pragma_fixups, name)
-        argv = self.argv(exe, project, cfg)
-        key = design_key(
-            project,
-            design_files(project),
+        return exe
+
+    def write(self, design: Design, cfg: SynthesisSection, workdir: Path) -> Project:
+        """The project `prepare` wrote, with the fix-ups applied again: write() and compile() rewrite the
+        sources (the fix-ups are idempotent)."""
+        if design.project is None:
+            raise SynthError(f"backend {self.name!r} needs the design's hls4ml project (Design.project)")
+        self._exe()
+        path, name = Path(design.project.config.get_output_dir()), design.project.config.get_project_name()
+        fixups = apply_fixups(path, cfg.pragma_fixups, name)
+        return Project(path, name, {"pragma_fixups": fixups, "project": str(path)})
+
+    def cache_key(self, project: Project, cfg: SynthesisSection) -> str:
+        return design_key(
+            project.path,
+            design_files(project.path),
             backend=self.name,
             part=cfg.part,
             clock=cfg.clock_period,
             vsynth=cfg.vsynth,
-            tool=f"{self.hls_tool} {xilinx_version(exe)}",
+            tool=f"{self.hls_tool} {xilinx_version(self._exe())}",
         )
-        cache = DesignCache(cfg.design_cache_dir) if cfg.cache else None
-        if cache is not None and (hit := cache.get(key)) is not None:
-            return hit
 
-        self._clear_reports(project, name)
-        log = project / BUILD_LOG
+    def build(self, project: Project, cfg: SynthesisSection, timeout: float | None) -> tuple[int, Path]:
+        argv = self.argv(self._exe(), project.path, cfg)
+        self._clear_reports(project.path, project.name)
+        log = project.path / BUILD_LOG
         log.unlink(missing_ok=True)
-        code = run_tool(argv, project, log, timeout)
+        return run_tool(argv, project.path, log, timeout), log
+
+    def read(self, project: Project, cfg: SynthesisSection, log: Path, code: int) -> SynthResult:
         try:
-            result = self._read_reports(project, name, cfg, log)
+            return self._read_reports(project.path, project.name, cfg, log)
         except ReportError as err:
             raise SynthError(
-                f"{self.hls_tool} build of {project} failed: {err} (exit code {code}); "
+                f"{self.hls_tool} build of {project.path} failed: {err} (exit code {code}); "
                 f"last lines of {log}:\n{tail(log)}"
             ) from None
-        details = {**result.details, "exit_code": code, "pragma_fixups": fixups, "project": str(project)}
-        result = replace(result, cache_key=key, details=details)
-        if cache is not None:
-            cache.put(key, result)
-        return result
 
     @staticmethod
     def _solution(project: Path, name: str) -> Path:
@@ -246,6 +249,7 @@ class VivadoHLSBackend(HLSBackend):
     """Vivado HLS (up to 2020.1): `vivado_hls -f build_prj.tcl "<options>"`, as hls4ml's Vivado backend."""
 
     name = "vivado"
+    hls4ml_backend = "Vivado"
     executable = "vivado_hls"
     hls_tool = "vivado_hls"
 
@@ -258,6 +262,7 @@ class VitisHLSBackend(HLSBackend):
     """Vitis HLS (2023.2+): options go into build_opt.tcl, then `vitis-run --tcl build_prj.tcl --mode hls`."""
 
     name = "vitis"
+    hls4ml_backend = "Vitis"
     executable = "vitis-run"
     hls_tool = "vitis_hls"
 

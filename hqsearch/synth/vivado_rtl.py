@@ -12,18 +12,19 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ..config import SynthesisSection
-from .base import Design, SynthResult
-from .cache import DesignCache, design_files, design_key
+from .base import Design, Project, SynthResult
+from .cache import design_files, design_key
 from .hls import fatal_lines
+from .rtl import RTLBackend
 from .tools import SynthError, run_tool, tail, xilinx_version
 from .vivado_reports import ReportError, parse_timing_summary, parse_utilization
 
 BUILD_LOG = "hqsearch_vivado.log"
+TCL = "build_vivado_prj.tcl"  # da4ml's Vivado build script
 STAGES = ("post_route", "post_synth")  # preferred first
 
 
@@ -40,50 +41,44 @@ def report_paths(rtl_dir: Path, name: str, stage: str) -> tuple[Path, Path]:
     return reports / f"{name}_{stage}_util.rpt", reports / f"{name}_{stage}_timing.rpt"
 
 
-class VivadoRTLBackend:
+class VivadoRTLBackend(RTLBackend):
     name = "vivado-rtl"
-    emulation = "da4ml"
     executable = "vivado"
 
-    def synthesize(
-        self, design: Design, cfg: SynthesisSection, workdir: Path, timeout: float | None = None
-    ) -> SynthResult:
-        from ..firmware import write_rtl
-
+    def _exe(self) -> str:
         exe = shutil.which(self.executable)
         if exe is None:
             raise SynthError(
                 f"backend {self.name!r} needs 'vivado' on PATH (source the Xilinx settings64.sh), "
                 "or choose backend 'estimate' or 'yosys'"
             )
-        rtl = Path(workdir) / "rtl"
-        write_rtl(design.comb, cfg, rtl)
-        tcl = rtl / "build_vivado_prj.tcl"
-        name = rtl_project_name(tcl)
-        sources = [*design_files(rtl / "src"), tcl]
-        key = design_key(
-            rtl, sources, backend=self.name, part=cfg.part, clock=cfg.clock_period, tool=f"vivado {xilinx_version(exe)}"
-        )
-        cache = DesignCache(cfg.design_cache_dir) if cfg.cache else None
-        if cache is not None and (hit := cache.get(key)) is not None:
-            return hit
+        return exe
 
+    def write(self, design: Design, cfg: SynthesisSection, workdir: Path) -> Project:
+        self._exe()  # before anything is written: a missing tool is the one error worth reading
+        rtl = super().write(design, cfg, workdir).path
+        return Project(rtl, rtl_project_name(rtl / TCL), {"project": str(rtl)})
+
+    def cache_key(self, project: Project, cfg: SynthesisSection) -> str:
+        tool = f"vivado {xilinx_version(self._exe())}"
+        sources = [*design_files(project.path / "src"), project.path / TCL]
+        return design_key(project.path, sources, backend=self.name, part=cfg.part, clock=cfg.clock_period, tool=tool)
+
+    def build(self, project: Project, cfg: SynthesisSection, timeout: float | None) -> tuple[int, Path]:
         for stage in STAGES:  # reports of an earlier build here must not pass for this one's
-            for f in report_paths(rtl, name, stage):
+            for f in report_paths(project.path, project.name, stage):
                 f.unlink(missing_ok=True)
-        log = rtl / BUILD_LOG
+        log = project.path / BUILD_LOG
         log.unlink(missing_ok=True)
-        code = run_tool([exe, "-mode", "batch", "-source", tcl.name], rtl, log, timeout)
+        return run_tool([self._exe(), "-mode", "batch", "-source", TCL], project.path, log, timeout), log
+
+    def read(self, project: Project, cfg: SynthesisSection, log: Path, code: int) -> SynthResult:
         try:
-            result = self._read_reports(rtl, name, cfg, log)
+            return self._read_reports(project.path, project.name, cfg, log)
         except ReportError as err:
             raise SynthError(
-                f"vivado build of {rtl} failed: {err} (exit code {code}); last lines of {log}:\n{tail(log)}"
+                f"vivado build of {project.path} failed: {err} (exit code {code}); last lines of {log}:\n{tail(log)}"
             ) from None
-        result = replace(result, cache_key=key, details={**result.details, "exit_code": code, "project": str(rtl)})
-        if cache is not None:
-            cache.put(key, result)
-        return result
 
     def _read_reports(self, rtl: Path, name: str, cfg: SynthesisSection, log: Path) -> SynthResult:
         fatal = fatal_lines(log)

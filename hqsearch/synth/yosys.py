@@ -18,9 +18,9 @@ from functools import cache
 from pathlib import Path
 
 from ..config import SynthesisSection
-from ..firmware import write_rtl
-from .base import Design, SynthResult
-from .cache import DesignCache, design_files, design_key
+from .base import Project, SynthResult
+from .cache import design_files, design_key
+from .rtl import RTLBackend
 from .tools import SynthError, run_tool, tail
 
 TOP = "model"
@@ -111,57 +111,51 @@ def parse_stat(stat: dict) -> dict[str, float]:
     }
 
 
-class YosysBackend:
+class YosysBackend(RTLBackend):
     name = "yosys"
-    emulation = "da4ml"
 
-    def cache_key(self, rtl_dir: Path, cfg: SynthesisSection, tool: Yosys, synth_script: str) -> str:
-        """Every file of the written design (tables too, even those Yosys is not asked to read), the script."""
-        files = [*design_files(rtl_dir / "src"), rtl_dir / "metadata.json"]
+    def cache_key(self, project: Project, cfg: SynthesisSection, tool: Yosys | None = None) -> str:
+        """Every file of the written design (tables too, even those Yosys is not asked to read), the script,
+        the tool's version (not its path)."""
+        tool = tool or find_yosys(cfg.yosys)
+        root = project.path
+        files = [*design_files(root / "src"), root / "metadata.json"]
         return design_key(
-            rtl_dir,
+            root,
             files,
             backend=self.name,
             part=cfg.part,
             clock=cfg.clock_period,
-            script=synth_script,
+            script=self.script(root, cfg),
             tool=f"yosys {tool.version}",
         )
 
-    def synthesize(
-        self, design: Design, cfg: SynthesisSection, workdir: Path, timeout: float | None = None
-    ) -> SynthResult:
-        rtl_dir = write_rtl(design.comb, cfg, workdir / "rtl")
-        meta = json.loads((rtl_dir / "metadata.json").read_text())
+    @staticmethod
+    def script(rtl_dir: Path, cfg: SynthesisSection) -> str:
+        return script(rtl_sources(rtl_dir), rtl_dir, xilinx_family(cfg.part))
+
+    def build(self, project: Project, cfg: SynthesisSection, timeout: float | None) -> tuple[int, Path]:
+        root = project.path
+        (root / "synth.ys").write_text(self.script(root, cfg))
+        (root / "stat.json").unlink(missing_ok=True)  # an earlier build's numbers must not pass for this one's
+        argv = [*find_yosys(cfg.yosys).argv, "-q", "-l", "yosys.log", "synth.ys"]
+        return run_tool(argv, root, root / "yosys.out", timeout), root / "yosys.log"
+
+    def read(self, project: Project, cfg: SynthesisSection, log: Path, code: int) -> SynthResult:
+        tool = find_yosys(cfg.yosys)
+        stat_file = project.path / "stat.json"
+        if code != 0 or not stat_file.exists():
+            raise SynthError(f"{tool.label} failed (exit {code}):\n{tail(log) or tail(project.path / 'yosys.out')}")
+        meta = json.loads((project.path / "metadata.json").read_text())
         cycles = float(meta.get("latency", 0))
         timing = {"latency_cycles": cycles, "latency_ns": cycles * cfg.clock_period}
-        family = xilinx_family(cfg.part)
-        tool = find_yosys(cfg.yosys)
-        sources = rtl_sources(rtl_dir)
-
-        synth_script = script(sources, rtl_dir, family)
-        cache = DesignCache(cfg.design_cache_dir) if cfg.cache else None
-        key = self.cache_key(rtl_dir, cfg, tool, synth_script)
-        if cache and (hit := cache.get(key)):
-            return hit
-
-        (rtl_dir / "synth.ys").write_text(synth_script)
-        log = rtl_dir / "yosys.log"
-        rc = run_tool([*tool.argv, "-q", "-l", "yosys.log", "synth.ys"], rtl_dir, rtl_dir / "yosys.out", timeout)
-        stat_file = rtl_dir / "stat.json"
-        if rc != 0 or not stat_file.exists():
-            raise SynthError(f"{tool.label} failed (exit {rc}):\n{tail(log) or tail(rtl_dir / 'yosys.out')}")
         cells = parse_stat(json.loads(stat_file.read_text()))
         metrics = {**{k: cells[k] for k in ("luts", "ffs", "dsps")}, **timing}
         sources_of = {**dict.fromkeys(("luts", "ffs", "dsps"), tool.label), **dict.fromkeys(timing, "da4ml pipeline")}
-        result = SynthResult(
+        return SynthResult(
             metrics=metrics,
             sources=sources_of,
             tool=tool.label,
             files=[log, stat_file],
-            cache_key=key,
-            details={"cells": cells, "family": family},
+            details={"cells": cells, "family": xilinx_family(cfg.part)},
         )
-        if cache:
-            cache.put(key, result)
-        return result
