@@ -347,6 +347,11 @@ class SynthesisSection(_Section):
     cache_dir: Path | None = None  # default runs/design_cache, shared by every study run from here
     keep_build: bool = False  # keep full build folders (RTL, HLS projects) in the artifact store
     verify_rtl: bool = False  # simulate the written RTL with Verilator when it is installed
+    # front: the backend measures only designs whose predicted numbers could reach the measured front
+    # (see hqsearch/fidelity.py); all: every design. No effect with the estimate backend.
+    fidelity: Literal["all", "front"] = "front"
+    fidelity_margin: float = Field(default=3.0, gt=0)  # residual standard deviations of the prediction interval
+    fidelity_after: int = Field(default=8, ge=3)  # measured designs before a prediction decides anything
 
     @model_validator(mode="after")
     def _fixups(self) -> SynthesisSection:

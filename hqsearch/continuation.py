@@ -41,7 +41,7 @@ def start_of(t: FrozenTrial) -> Start | None:
     if t.state != TrialState.COMPLETE or origin(t) is Origin.IMPORT or artifact is None:
         return None
     info = t.user_attrs.get("info", {})
-    beta = t.user_attrs.get(BETA_ATTR) if origin(t) is Origin.HARVEST else info.get("final_beta")
+    beta = t.user_attrs.get(BETA_ATTR) if origin(t) is not Origin.TRAINING else info.get("final_beta")
     if beta is None:
         beta = (t.user_attrs.get("params") or {}).get("beta")
     return Start(t.number, artifact, beta, {k: v for k, v in t.params.items() if k in ARCHITECTURE})

@@ -28,23 +28,27 @@ import numpy as np
 import optuna
 from optuna.artifacts import download_artifact, upload_artifact
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from .config import StudyConfig, StudySection
 from .continuation import Start, choose, start_of
-from .executors import Finished, TrialJob, make_executor
+from .executors import Finished, SynthJob, TrialJob, make_executor
 from .executors.base import error_text
+from .fidelity import ESTIMATE_KEY, SKIPPED_ATTR_KEY, gate, is_skipped
 from .metrics import unusable
 from .orphans import DRIVER_ATTR, HEARTBEAT_ATTR, DriverId, recover_orphans
 from .points import (
+    ARTIFACTS_ATTR,
     BETA_ATTR,
     CONTINUES_ATTR,
     EPOCH_ATTR,
+    MEASURES_ATTR,
     MODEL_ARTIFACT_ATTR,
     ORIGIN_ATTR,
     PARENT_ATTR,
     Origin,
     add_point,
+    origin,
     trainings_done,
 )
 from .space import suggest
@@ -66,6 +70,7 @@ class Progress:
     failed: int = 0  # in this run
     front: int = 0
     cache_hits: int = 0  # syntheses answered by the design cache in this run
+    measured_later: int = 0  # points told with their estimate and measured later, in this run
 
 
 @dataclass
@@ -78,6 +83,7 @@ class RunSummary:
     cache_hits: int = 0
     told: list[int] = field(default_factory=list)
     harvested: int = 0  # in-run candidates added as points of the study in this run
+    measured_later: int = 0  # skipped points measured in this run, once the front let them in
     stopped_because: str | None = None
     recovered: list[int] = field(default_factory=list)  # orphaned trials failed and re-enqueued
     dropped: list[int] = field(default_factory=list)  # trials a peer claimed from this driver
@@ -115,6 +121,9 @@ class Driver:
             raise
         self.store = artifact_store(cfg)
         self.in_flight: dict[int, optuna.Trial] = {}
+        self.later: dict[int, FrozenTrial] = {}  # skipped points being measured now, by number
+        self.later_queue: dict[int, FrozenTrial] = {}  # and waiting for a free slot
+        self.later_failed: set[int] = set()  # not tried again in this run
         self.progress = Progress(target=cfg.study.n_trials, budget=cfg.study.budget)
         self._interrupts = 0
         self.me = DriverId()
@@ -144,7 +153,7 @@ class Driver:
             trial.set_user_attr(HEARTBEAT_ATTR, time.time())
             trial.set_user_attr("trial_dir", str(trial_dir))
             seed = None if self.cfg.study.seed is None else self.cfg.study.seed + trial.number
-            job = TrialJob(trial.number, params, trial_dir, seed, start_from)
+            job = TrialJob(trial.number, params, trial_dir, seed, start_from, gate(self.cfg, trials))
             self.in_flight[trial.number] = trial
             self.executor.submit(job)
         except Exception as err:  # a trial asked for is always told, even when it could not start
@@ -213,10 +222,10 @@ class Driver:
         self._harvest(trial, done, models)
         return Told.COMPLETE
 
-    def _upload(self, trial: optuna.Trial, f: str) -> str | None:
+    def _upload(self, trial_or_study: optuna.Trial | optuna.Study, f: str) -> str | None:
         if not Path(f).is_file():
             return None
-        return upload_artifact(artifact_store=self.store, file_path=f, study_or_trial=trial)
+        return upload_artifact(artifact_store=self.store, file_path=f, study_or_trial=trial_or_study)
 
     def _upload_candidate(self, parent: optuna.Trial, cand: TrialOutcome) -> str | None:
         """A candidate's files as artifacts of its parent (only a RUNNING trial takes artifacts); returns
@@ -250,6 +259,80 @@ class Driver:
                 log.exception("trial %d, epoch %s: could not add the candidate", parent.number, epoch)
                 continue
             self.progress.harvested += 1
+
+    def _recheck(self) -> None:
+        """Queue a synthesis for every point told with its estimate that the measured front, as it stands
+        now, could let in (see `fidelity`): the lines that predict measurements move as they grow."""
+        trials = self.study.get_trials(deepcopy=False)
+        g = gate(self.cfg, trials)
+        if g is None:
+            return
+        done = {t.user_attrs.get(MEASURES_ATTR) for t in trials if origin(t) is Origin.SYNTHESIS}
+        busy = done | self.later.keys() | self.later_queue.keys() | self.later_failed
+        for t in trials:
+            if t.state != TrialState.COMPLETE or not is_skipped(t) or t.number in busy:
+                continue
+            if t.user_attrs.get(MODEL_ARTIFACT_ATTR) is None:
+                continue  # nothing to rebuild it from
+            if g.verdict(t.user_attrs.get("metrics", {}), t.user_attrs["info"].get(ESTIMATE_KEY) or {}) is None:
+                self.later_queue[t.number] = t
+
+    def _submit_later(self) -> None:
+        number, point = self.later_queue.popitem()
+        folder = self.cfg.study.run_dir / "trials" / f"{number:05d}" / "measured"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "model.keras"
+        try:
+            download_artifact(
+                artifact_store=self.store, file_path=str(path), artifact_id=point.user_attrs[MODEL_ARTIFACT_ATTR]
+            )
+            ebops = float(point.user_attrs["metrics"]["ebops"])
+            self.executor.submit(SynthJob(number, path, ebops, folder))
+        except Exception as err:
+            log.warning("point %d: its later synthesis could not start: %s", number, error_text(err))
+            self.later_failed.add(number)
+            return
+        self.later[number] = point
+
+    def _tell_later(self, done: Finished) -> None:
+        """The measurement of a skipped point, as a point of its own that names it (see `points`)."""
+        point = self.later.pop(done.job.number)
+        out, attrs = done.outcome, point.user_attrs
+        metrics = {**attrs.get("metrics", {}), **out.metrics}  # its emulation, and now its measurement
+        error = out.error if out.error is not None else self._missing(metrics)
+        if error is not None:
+            log.warning("point %d: its later synthesis failed: %s", point.number, error)
+            self.later_failed.add(point.number)
+            return
+        info = {**attrs.get("info", {}), **out.info, SKIPPED_ATTR_KEY: None}
+        reports = [a for f in out.files if (a := self._upload(self.study, f)) is not None]
+        kept = (PARENT_ATTR, EPOCH_ATTR, MODEL_ARTIFACT_ATTR, "params", "trial_dir")
+        new = {
+            **{k: attrs[k] for k in kept if k in attrs},
+            ORIGIN_ATTR: Origin.SYNTHESIS.value,
+            MEASURES_ATTR: point.number,
+            BETA_ATTR: attrs.get(BETA_ATTR, info.get("final_beta")),
+            ARTIFACTS_ATTR: reports,
+            "metrics": metrics,
+            "sources": {**attrs.get("sources", {}), **out.sources},
+            "info": info,
+            "timings": out.timings,
+        }
+        study = self.cfg.study
+        try:
+            values, constraints = study.values(metrics), study.constraint_values(metrics)
+            add_point(self.study, values, new, constraints, point.params, point.distributions)
+        except Exception:
+            log.exception("point %d: could not add its later measurement", point.number)
+            self.later_failed.add(point.number)
+            return
+        self.progress.measured_later += 1
+
+    def _finish(self, done: Finished) -> Told | None:
+        if isinstance(done.job, SynthJob):
+            self._tell_later(done)
+            return None
+        return self._tell(done)
 
     def _missing(self, metrics: dict[str, float]) -> str | None:
         return unusable(metrics, self.cfg.study.needed_metrics, self.cfg.synthesis.backend)
@@ -308,24 +391,31 @@ class Driver:
         beats = threading.Thread(target=self._beat, daemon=True, name="hqsearch-heartbeat")
         beats.start()
         try:
+            self._recheck()
             self._update_progress()
             while True:
                 stop = self._stop_reason()
-                while stop is None and len(self.in_flight) < cfg.execution.max_concurrent:
+                while stop is None and len(self.in_flight) + len(self.later) < cfg.execution.max_concurrent:
+                    if self.later_queue:  # a synthesis that can change the front goes before a new training
+                        self._submit_later()
+                        continue
                     may, epochs_left = self._may_ask()
                     if not may:
                         break
                     self._ask(epochs_left)
                     self._update_progress()
                     stop = self._stop_reason()
-                if not self.in_flight:
+                if not self.in_flight and not self.later:
                     summary.stopped_because = stop
                     break
                 self._sweep()
                 for done in self.executor.poll(timeout=1.0):
-                    if self._tell(done) is Told.FAILED:
+                    told = self._finish(done)
+                    if told is Told.FAILED:
                         self.progress.failed += 1
-                    summary.told.append(done.job.number)
+                    if told is not None:
+                        summary.told.append(done.job.number)
+                    self._recheck()
                     self._update_progress()
         except KeyboardInterrupt:
             summary.stopped_because = "cancelled by a second Ctrl-C"
@@ -339,6 +429,7 @@ class Driver:
         summary.harvested = self.progress.harvested
         summary.failed_this_run = self.progress.failed
         summary.cache_hits = self.progress.cache_hits
+        summary.measured_later = self.progress.measured_later
         summary.recovered = self.recovered
         summary.dropped = self.dropped
         return summary
@@ -347,8 +438,8 @@ class Driver:
         told = []
         try:
             for done in self.executor.cancel_all():
-                self._tell(done)
-                told.append(done.job.number)
+                if self._finish(done) is not None:  # a cancelled later synthesis leaves its point as it was
+                    told.append(done.job.number)
         finally:
             self.executor.close()
             for trial in list(self.in_flight.values()):  # asked but unknown to the executor

@@ -25,12 +25,15 @@ SOURCE_ATTR = "source"  # an imported point's file
 SHA_ATTR = "source_sha256"  # and its content, so the same file is not imported twice
 MODEL_ARTIFACT_ATTR = "model_artifact"  # artifact id of the point's model (on the parent for harvested ones)
 CONTINUES_ATTR = "continues"  # on a training that continued a point: that point's trial number
+MEASURES_ATTR = "measures"  # on a later synthesis: the trial number of the point told with its estimate
+ARTIFACTS_ATTR = "artifacts"  # on a later synthesis: its reports' artifact ids (stored with the study)
 
 
 class Origin(StrEnum):
     TRAINING = "training"
     HARVEST = "harvest"
     IMPORT = "import"
+    SYNTHESIS = "synthesis"  # a point told with its estimate, measured later: the same design, measured
 
 
 def origin(t: FrozenTrial) -> Origin:
@@ -75,6 +78,9 @@ def lineage(by_number: dict[int, FrozenTrial], number: int) -> list[str]:
         if kind is Origin.IMPORT:
             chain.append("import")
             break
+        if kind is Origin.SYNTHESIS:  # the same design as the point it measures: that point's lineage
+            t = by_number.get(t.user_attrs.get(MEASURES_ATTR))
+            continue
         if kind is Origin.HARVEST:
             parent = t.user_attrs.get(PARENT_ATTR)
             chain.append(f"#{parent} e{t.user_attrs.get(EPOCH_ATTR)}")

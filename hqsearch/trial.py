@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import StudyConfig
+from .fidelity import ESTIMATE_KEY, SKIPPED_ATTR_KEY, Gate
 from .space import TrialParams
 
 _PACKAGES = ("hqsearch", "hgq2", "da4ml", "keras", "tensorflow-cpu", "optuna")
@@ -276,30 +277,44 @@ def synth_stage(
     trained: Trained,
     trial_dir: Path,
     on_stage: Callable[[str], None] = lambda stage: None,
+    gate: Gate | None = None,
 ) -> TrialOutcome:
     """Stage `synth` for the final design, then for each candidate (a timeout applies to each design):
-    measure, pack the build folders, write the metrics file. A candidate that fails is dropped and named."""
-    out = synth_one(cfg, params, trained, trial_dir, on_stage, "metrics.json")
+    estimate, measure where `gate` lets it (see `fidelity`), pack the build folders, write the metrics
+    file. A design measured here joins the gate, so a later candidate is judged against it too. A
+    candidate that fails is dropped and named."""
+    out = synth_one(cfg, params, trained, trial_dir, on_stage, "metrics.json", gate=gate)
+    _into(gate, out, "this training's final model")
     for cand in trained.candidates:
         epoch = cand.outcome.info["epoch"]
         try:
             folder = cand.model_path.parent
-            out.candidates.append(synth_one(cfg, params, cand, folder, on_stage, f"{folder.name}.json", False))
+            done = synth_one(cfg, params, cand, folder, on_stage, f"{folder.name}.json", False, gate)
         except Exception as err:
             out.info["harvest"]["errors"].append(f"epoch {epoch}: {type(err).__name__}: {err}")
+            continue
+        out.candidates.append(done)
+        _into(gate, done, f"epoch {epoch} of this training")
     return out
+
+
+def _into(gate: Gate | None, out: TrialOutcome, label: str) -> None:
+    if gate is not None and not out.info.get(SKIPPED_ATTR_KEY):
+        gate.add(out.metrics, out.info.get(ESTIMATE_KEY), label)
 
 
 def synth_one(
     cfg: StudyConfig,
-    params: TrialParams | None,  # None for an imported checkpoint
+    params: TrialParams | None,  # None for an imported checkpoint or a later synthesis
     trained: Trained,
     folder: Path,
     on_stage: Callable[[str], None],
     metrics_name: str,
     upload_reports: bool = True,  # a candidate's reports stay in its folder: its model and metrics travel
+    gate: Gate | None = None,
 ) -> TrialOutcome:
-    """One design measured by the study's backend; its build folders packed, its metrics file written."""
+    """One design estimated, then measured by the study's backend unless `gate` finds it cannot reach the
+    measured front; its build folders packed, its metrics file written."""
     from .synth import Design, measure, uses_hls4ml
 
     out = trained.outcome
@@ -308,14 +323,16 @@ def synth_one(
     with stage("synth"):
         started = time.monotonic()
         design = trained.design
-        if design is None and not uses_hls4ml(cfg.synthesis):  # trained elsewhere; the traced logic is enough
-            design = Design(None, trained.comb, trained.ebops)
+        if design is None and trained.comb is not None and not uses_hls4ml(cfg.synthesis):
+            design = Design(None, trained.comb, trained.ebops)  # trained elsewhere; the traced logic is enough
         elif design is None:
             design = _rebuild_design(cfg, trained, folder)
         # the tool gets what is left of the stage, so it is killed by the code that knows why
         limit = cfg.execution.timeouts.synth
         left = None if limit is None else limit - (time.monotonic() - started)
-        synth = measure(design, cfg.synthesis, folder, timeout=left)
+        emulated = {**out.metrics, "ebops": design.ebops}
+        skip = partial(gate.verdict, emulated) if gate is not None else (lambda estimate: None)
+        synth = measure(design, cfg.synthesis, folder, timeout=left, skip=skip)
 
     out.metrics.update(synth.metrics)
     out.sources.update(synth.sources)
@@ -325,6 +342,7 @@ def synth_one(
         synth_cache_key=synth.cache_key,
         synth_details=synth.details,
         synth_pid=os.getpid(),
+        **{ESTIMATE_KEY: synth.estimate, SKIPPED_ATTR_KEY: synth.skipped},
     )
     reports = folder / "reports"  # out of the build folders, which are packed and removed below
     reports.mkdir(exist_ok=True)
@@ -336,6 +354,20 @@ def synth_one(
     metrics_path.write_text(json.dumps({"params": params and params.to_dict(), **out.to_dict()}, indent=2, default=str))
     out.files.append(str(metrics_path))
     return out
+
+
+def synth_later(
+    cfg: StudyConfig,
+    model_path: Path,
+    ebops: float,
+    folder: Path,
+    on_stage: Callable[[str], None] = lambda stage: None,
+    model_bytes: bytes | None = None,
+) -> TrialOutcome:
+    """Stage `synth` alone, for a point told with its estimate that could now reach the measured front:
+    its design rebuilt from the saved model (tracing is deterministic), then measured by the backend."""
+    trained = Trained(TrialOutcome(), Path(model_path), ebops, model_bytes=model_bytes)
+    return synth_one(cfg, None, trained, Path(folder), on_stage, "metrics.json")
 
 
 def _rebuild_design(cfg: StudyConfig, trained: Trained, folder: Path):
@@ -356,7 +388,8 @@ def run_trial(
     seed: int | None = None,
     on_stage: Callable[[str], None] = lambda stage: None,
     start_from: Path | None = None,
+    gate: Gate | None = None,
 ) -> TrialOutcome:
     """Both stages in this process, the design handed over in memory."""
     trained = train_stage(cfg, params, trial_dir, seed, on_stage, start_from)
-    return synth_stage(cfg, params, trained, trial_dir, on_stage)
+    return synth_stage(cfg, params, trained, trial_dir, on_stage, gate)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..config import StudyConfig
-from .base import Executor, Finished, TrialJob
+from .base import Executor, Finished, SynthJob, TrialJob
 from .local import LocalExecutor
 
 
@@ -15,4 +15,4 @@ def make_executor(cfg: StudyConfig) -> Executor:
     return LocalExecutor(cfg)
 
 
-__all__ = ["Executor", "Finished", "LocalExecutor", "TrialJob", "make_executor"]
+__all__ = ["Executor", "Finished", "LocalExecutor", "SynthJob", "TrialJob", "make_executor"]

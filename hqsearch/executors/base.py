@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from ..config import StudyConfig
+from ..fidelity import Gate
 from ..preflight import Ready
 from ..space import TrialParams
 from ..trial import TrialOutcome
@@ -23,11 +26,25 @@ class TrialJob:
     trial_dir: Path
     seed: int | None
     start_from: Path | None = None  # a continuation's checkpoint, copied into its trial folder by the driver
+    gate: Gate | None = None  # which designs the synthesis backend measures (see `fidelity`); None: all
+
+
+@dataclass(frozen=True)
+class SynthJob:
+    """Synthesis alone, for a point told with its estimate that could now reach the measured front."""
+
+    number: int  # the point's trial number
+    model_path: Path  # its model, downloaded by the driver
+    ebops: float
+    trial_dir: Path  # where the build goes
+
+
+Job = TrialJob | SynthJob
 
 
 @dataclass(frozen=True)
 class Finished:
-    job: TrialJob
+    job: Job
     outcome: TrialOutcome  # outcome.error is set when the trial failed, was killed or timed out
 
 
@@ -46,6 +63,15 @@ def prepare_worker(trial_dir: Path, threads: int, tensorflow: bool = True) -> No
         configure_threads(threads)
 
 
+def run_job(cfg: StudyConfig, job: Job, on_stage: Callable[[str], None], model_bytes: bytes | None = None):
+    """What a worker runs for a job: a whole trial, or a later synthesis."""
+    from ..trial import run_trial, synth_later
+
+    if isinstance(job, SynthJob):
+        return synth_later(cfg, job.model_path, job.ebops, job.trial_dir, on_stage, model_bytes)
+    return run_trial(cfg, job.params, job.trial_dir, job.seed, on_stage, job.start_from, job.gate)
+
+
 def error_text(err: BaseException) -> str:
     """`Type: message`. Ray re-raises a task's exception as `RayTaskError(Type)` whose text carries the
     remote traceback: the message is taken from its arguments instead."""
@@ -62,7 +88,9 @@ class Executor(Protocol):
         """Load the data and build the model once, where trials run; a `ConfigError` names what is wrong."""
         ...
 
-    def submit(self, job: TrialJob) -> None: ...
+    def submit(self, job: Job) -> None:
+        """Start a trial (training, then synthesis) or a synthesis alone (`SynthJob`, on synthesis resources)."""
+        ...
 
     def poll(self, timeout: float) -> list[Finished]:
         """Wait up to `timeout` seconds; return the jobs that finished meanwhile."""

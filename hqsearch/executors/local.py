@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection, wait
 from ..config import StudyConfig
 from ..preflight import Ready
 from ..trial import TrialOutcome
-from .base import SYNTH_GRACE, Finished, TrialJob, error_text, prepare_worker
+from .base import SYNTH_GRACE, Finished, Job, error_text, prepare_worker, run_job
 
 PRELOAD = [
     "hqsearch.executors.forkserver_guard",
@@ -46,16 +46,14 @@ def _follow_parent() -> None:
     threading.Thread(target=watch, daemon=True, name="follow-parent").start()
 
 
-def _worker(conn: Connection, cfg: StudyConfig, job: TrialJob, threads: int, env: dict[str, str]) -> None:
+def _worker(conn: Connection, cfg: StudyConfig, job: Job, threads: int, env: dict[str, str]) -> None:
     os.environ.clear()  # the driver's environment now, not the fork server's from when it started
     os.environ.update(env)
     os.setsid()
     _follow_parent()
     try:
-        from ..trial import run_trial
-
         prepare_worker(job.trial_dir, threads)
-        outcome = run_trial(cfg, job.params, job.trial_dir, job.seed, lambda s: conn.send(("stage", s)), job.start_from)
+        outcome = run_job(cfg, job, lambda s: conn.send(("stage", s)))
         conn.send(("done", outcome))
     except BaseException as err:  # everything a trial raises is that trial's failure
         traceback.print_exc()
@@ -79,7 +77,7 @@ def _preflight(conn: Connection, cfg: StudyConfig, env: dict[str, str]) -> None:
 
 @dataclass
 class _Running:
-    job: TrialJob
+    job: Job
     process: mp.process.BaseProcess
     conn: Connection
     stage: str = "start"
@@ -116,7 +114,7 @@ class LocalExecutor:
             raise value
         return value
 
-    def submit(self, job: TrialJob) -> None:
+    def submit(self, job: Job) -> None:
         parent, child = self.ctx.Pipe(duplex=False)
         p = self.ctx.Process(
             target=_worker, args=(child, self.cfg, job, self.threads, dict(os.environ)), name=f"trial-{job.number}"

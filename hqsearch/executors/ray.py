@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from ..config import RayStage, StudyConfig
 from ..preflight import Ready
 from ..trial import Trained, TrialOutcome
-from .base import SYNTH_GRACE, Finished, TrialJob, error_text, prepare_worker
+from .base import SYNTH_GRACE, Finished, Job, SynthJob, TrialJob, error_text, prepare_worker, run_job
 
 
 def _train_task(cfg: StudyConfig, job: TrialJob, threads: int, with_bytes: bool) -> Trained:
@@ -40,12 +40,19 @@ def _synth_task(cfg: StudyConfig, job: TrialJob, trained: Trained, threads: int)
     prepare_worker(job.trial_dir, threads, tensorflow=uses_hls4ml(cfg.synthesis))
 
     trained.outcome.info["synth_host"] = socket.gethostname()
-    return synth_stage(cfg, job.params, trained, job.trial_dir)
+    return synth_stage(cfg, job.params, trained, job.trial_dir, gate=job.gate)
+
+
+def _later_task(cfg: StudyConfig, job: SynthJob, threads: int, model_bytes: bytes | None) -> TrialOutcome:
+    prepare_worker(job.trial_dir, threads)  # the design is traced again from the model: Keras is needed
+    outcome = run_job(cfg, job, lambda stage: None, model_bytes)
+    outcome.info["synth_host"] = socket.gethostname()
+    return outcome
 
 
 @dataclass
 class _RayTrial:
-    job: TrialJob
+    job: Job
     stage: str  # "train" (train + firmware) or "synth"
     ref: object
     submitted: float = field(default_factory=time.monotonic)
@@ -72,6 +79,7 @@ class RayExecutor:
         }
         self.train_fn = self._remote(_train_task, r.train, r.max_retries)
         self.synth_fn = self._remote(_synth_task, r.synth, r.max_retries)
+        self.later_fn = self._remote(_later_task, r.synth, r.max_retries)
         self.with_bytes = r.transfer == "object_store"
         self.running: dict[int, _RayTrial] = {}
 
@@ -96,7 +104,12 @@ class RayExecutor:
     def _threads(stage: RayStage) -> int:
         return max(1, int(stage.num_cpus))
 
-    def submit(self, job: TrialJob) -> None:
+    def submit(self, job: Job) -> None:
+        if isinstance(job, SynthJob):  # synthesis alone, on the synthesis resources
+            data = job.model_path.read_bytes() if self.with_bytes else None
+            ref = self.later_fn.remote(self.cfg, job, self._threads(self.cfg.execution.ray.synth), data)
+            self.running[job.number] = _RayTrial(job, "synth", ref)
+            return
         train = self.cfg.execution.ray.train
         ref = self.train_fn.remote(self.cfg, job, self._threads(train), self.with_bytes)
         self.running[job.number] = _RayTrial(job, "train", ref)

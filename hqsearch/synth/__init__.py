@@ -1,19 +1,21 @@
 """Synthesis backends behind one interface, and `measure`, which every caller uses.
 
-`measure` runs the configured backend and puts the da4ml estimate and the calibrated EBOPs next to
-whatever the backend measured, each labelled with its source, so estimates and measurements can be
-compared and are never mixed up.
+`measure` is the two fidelities as two calls on one interface: the cheap one (da4ml's estimate) always,
+then the configured backend unless the caller's `skip` says the design cannot matter. It puts the
+estimate and the calibrated EBOPs next to whatever the backend measured, each labelled with its source,
+so estimates and measurements can be compared and are never mixed up.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from ..config import SynthesisSection
 from .base import Backend, Design, SynthResult
+from .estimate import ESTIMATED, EstimateBackend
 from .estimate import SOURCE as ESTIMATE_SOURCE
-from .estimate import EstimateBackend, estimate
 from .hls import VitisHLSBackend, VivadoHLSBackend
 from .tools import SynthError
 from .vivado_rtl import VivadoRTLBackend
@@ -38,17 +40,31 @@ def uses_hls4ml(cfg: SynthesisSection) -> bool:
     return get_backend(cfg.backend).emulation == "hls4ml"
 
 
-def measure(design: Design, cfg: SynthesisSection, workdir: Path, timeout: float | None = None) -> SynthResult:
-    result = get_backend(cfg.backend).synthesize(design, cfg, workdir, timeout)
-    est = estimate(design, cfg)
+def measure(
+    design: Design,
+    cfg: SynthesisSection,
+    workdir: Path,
+    timeout: float | None = None,
+    skip: Callable[[dict[str, float]], str | None] = lambda estimate: None,
+) -> SynthResult:
+    """The design's estimate, then the configured backend unless `skip(estimate)` gives a reason not to."""
+    cheap = EstimateBackend().synthesize(design, cfg, workdir)
+    if cfg.backend == "estimate":
+        result = cheap
+    elif (why := skip(cheap.metrics)) is not None:
+        label = f"{ESTIMATE_SOURCE} (not synthesised: {why})"
+        result = replace(cheap, sources=dict.fromkeys(cheap.sources, label), tool=label, skipped=why)
+    else:
+        result = get_backend(cfg.backend).synthesize(design, cfg, workdir, timeout)
     metrics = {**result.metrics, "ebops": design.ebops}
     sources = {**result.sources, "ebops": design.ebops_source}
     for k in ("estimated_luts", "estimated_ffs"):
-        metrics[k], sources[k] = est[k], ESTIMATE_SOURCE
+        metrics[k], sources[k] = cheap.metrics[k], ESTIMATE_SOURCE
     for k in ("latency_cycles", "latency_ns"):  # RTL backends without a timing model use da4ml's pipeline
         if k not in metrics:
-            metrics[k], sources[k] = est[k], ESTIMATE_SOURCE
-    return replace(result, metrics=metrics, sources=sources)
+            metrics[k], sources[k] = cheap.metrics[k], ESTIMATE_SOURCE
+    estimate = {k: cheap.metrics[k] for k in ESTIMATED}
+    return replace(result, metrics=metrics, sources=sources, estimate=estimate)
 
 
 __all__ = ["BACKENDS", "Backend", "Design", "SynthError", "SynthResult", "get_backend", "measure", "uses_hls4ml"]

@@ -36,6 +36,8 @@ class SynthResult:
     cache_key: str | None = None
     cache_hit: bool = False
     details: dict[str, Any] = field(default_factory=dict)  # tool-specific extras (cell counts, II, ...)
+    estimate: dict[str, float] = field(default_factory=dict)  # the cheap fidelity's numbers for the same design
+    skipped: str | None = None  # why the backend did not measure it; its numbers are then the estimate's
 
 
 @dataclass(frozen=True)

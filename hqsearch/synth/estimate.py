@@ -12,6 +12,7 @@ from ..config import SynthesisSection
 from .base import Backend, Design, SynthResult
 
 SOURCE = "da4ml estimate"
+ESTIMATED = ("luts", "ffs", "dsps", "latency_cycles", "latency_ns")  # what it predicts of a synthesis backend
 
 
 def estimate(design: Design, cfg: SynthesisSection) -> dict[str, float]:

@@ -1,0 +1,246 @@
+"""Multi-fidelity synthesis: `fidelity: front` against `all` on the same trained candidates.
+
+One digits study (`studies/digits.yaml`, harvest and continuation on, a smaller epoch budget) is trained
+once with the estimate backend, so both modes see the very same designs in the same order: each
+training's final model, then its harvested epochs, training by training. Each mode then measures them
+with Yosys through the study's own synthesis stage (`trial.synth_one`, the design cache off):
+
+  all    every design is synthesised
+  front  each training's designs go through the gate the driver hands to a training when it starts
+         (`fidelity.gate`: every design measured before it), which grows with the training's own
+         measurements; after each training, every skipped design is judged again against everything
+         measured so far and synthesised when it could now enter the front, as the driver does
+
+Reported: syntheses run, skipped and done later; the synthesis stages' wall time; the measured front's
+hypervolume (accuracy above 0.8 × log10 LUTs below 40,000, Yosys LUTs, the front chosen on the
+validation split, scored on validation and test), for both modes from the same run.
+
+    python benchmarks/multifidelity.py [--budget 400] [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import shutil
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from provenance import ROOT, provenance
+from provenance import write as write_provenance
+
+from hqsearch.config import StudyConfig, parse_config
+from hqsearch.driver import run_study
+from hqsearch.fidelity import SKIPPED_ATTR_KEY, Gate, empty_gate
+from hqsearch.hypervolume import resolve, scores
+from hqsearch.points import PARENT_ATTR, Origin, origin
+from hqsearch.study import load_existing
+from hqsearch.synth.estimate import ESTIMATED
+from hqsearch.trial import Trained, TrialOutcome, synth_later, synth_stage
+
+EMULATED = ("accuracy", "float_accuracy", "test_accuracy", "test_float_accuracy")
+
+
+@dataclass
+class Candidate:
+    number: int  # its point in the trained study
+    training: int
+    model: Path
+    ebops: float
+    emulated: dict[str, float]
+    estimate: dict[str, float]
+
+
+@dataclass
+class Replay:
+    mode: str
+    measured: dict[int, dict[str, float]] = field(default_factory=dict)  # number -> metrics
+    seconds: dict[int, float] = field(default_factory=dict)  # number -> its synthesis stage
+    skipped: dict[int, str] = field(default_factory=dict)  # number -> why (while unmeasured)
+    later: list[int] = field(default_factory=list)
+
+
+def trained_study(budget: int, work: Path) -> tuple[StudyConfig, list[list[Candidate]]]:
+    """The digits study trained once (estimate backend); its designs grouped by training, in order."""
+    raw = yaml.safe_load((ROOT / "studies" / "digits.yaml").read_text())
+    raw["study"].update(name="multifidelity", budget=budget, output_dir=str(work / "study"))
+    raw["synthesis"]["cache_dir"] = str(work / "design_cache")
+    cfg = parse_config(copy.deepcopy(raw))
+    if not (work / "study" / "study.db").exists():
+        summary = run_study(cfg)
+        print(f"trained: {summary.complete} trainings, {summary.epochs} epochs, {summary.harvested} harvested")
+    study = load_existing(cfg.study.storage_url, cfg.study.name)
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    batches: dict[int, list[Candidate]] = {}
+    for t in trials:
+        kind = origin(t)
+        if kind is Origin.TRAINING:
+            training, model = t.number, Path(t.user_attrs["trial_dir"]) / "model.keras"
+        elif kind is Origin.HARVEST:
+            epoch = t.user_attrs["info"]["epoch"]
+            training = t.user_attrs[PARENT_ATTR]
+            model = Path(t.user_attrs["trial_dir"]) / "harvest" / f"epoch_{epoch:04d}" / f"epoch_{epoch:04d}.keras"
+        else:
+            continue
+        m = t.user_attrs["metrics"]
+        cand = Candidate(
+            t.number, training, model, m["ebops"], {k: m[k] for k in EMULATED}, {k: m[k] for k in ESTIMATED}
+        )
+        batches.setdefault(training, []).append(cand)
+    yosys = copy.deepcopy(raw)
+    yosys["synthesis"].update(backend="yosys", cache=False)
+    return parse_config(yosys), [batches[k] for k in sorted(batches)]
+
+
+def as_trained(batch: list[Candidate], folder: Path) -> Trained:
+    """A training's designs as its firmware stage hands them to synthesis, models copied into `folder`."""
+    shutil.rmtree(folder, ignore_errors=True)
+    designs = []
+    for i, c in enumerate(batch):
+        where = folder if i == 0 else folder / "harvest" / f"epoch_{c.number:04d}"
+        where.mkdir(parents=True, exist_ok=True)
+        path = Path(shutil.copy2(c.model, where / (c.model.name if i == 0 else f"{where.name}.keras")))
+        info = {"harvest": {"errors": []}} if i == 0 else {"epoch": c.number}
+        designs.append(Trained(TrialOutcome(metrics=dict(c.emulated), info=info), path, c.ebops))
+    return replace(designs[0], candidates=designs[1:])
+
+
+def replay(cfg: StudyConfig, batches: list[list[Candidate]], mode: str, work: Path) -> Replay:
+    """The synthesis stage of every training in turn (`trial.synth_stage`, as a worker runs it), and after
+    each, the driver's check of the skipped designs (`trial.synth_later` for those it lets in)."""
+    cfg = cfg.model_copy(update={"synthesis": cfg.synthesis.model_copy(update={"fidelity": mode})})
+    r = Replay(mode)
+    by_number = {c.number: c for batch in batches for c in batch}
+
+    def record(cand: Candidate, out: TrialOutcome) -> None:
+        if out.info.get(SKIPPED_ATTR_KEY):
+            r.skipped[cand.number] = out.info[SKIPPED_ATTR_KEY]
+        else:
+            r.measured[cand.number] = {**cand.emulated, **out.metrics}
+            r.seconds[cand.number] = out.timings["synth"]
+            r.skipped.pop(cand.number, None)
+
+    def study_gate() -> Gate | None:
+        """What `fidelity.gate` makes of the study as it stands: every design measured so far."""
+        g = empty_gate(cfg)
+        for number, metrics in r.measured.items() if g is not None else ():
+            g.add(metrics, by_number[number].estimate, f"#{number}")
+        return g
+
+    for i, batch in enumerate(batches):
+        folder = work / mode / f"{batch[0].number:05d}"
+        out = synth_stage(cfg, None, as_trained(batch, folder), folder, gate=study_gate())
+        assert not out.info["harvest"]["errors"], out.info["harvest"]["errors"]
+        for cand, done in zip(batch, [out, *out.candidates], strict=True):
+            record(cand, done)
+        g = study_gate()  # the driver's check after the training is told
+        for number in list(r.skipped) if g is not None else []:
+            cand = by_number[number]
+            if g.verdict({**cand.emulated, "ebops": cand.ebops}, cand.estimate) is None:
+                later = work / mode / f"{number:05d}" / "measured"
+                shutil.rmtree(later, ignore_errors=True)
+                later.mkdir(parents=True)
+                model = Path(shutil.copy2(cand.model, later / "model.keras"))
+                record(cand, synth_later(cfg, model, cand.ebops, later))
+                r.later.append(number)
+        print(
+            f"{mode}: training {i + 1}/{len(batches)}: {len(r.measured)} measured, {len(r.skipped)} skipped, "
+            f"{len(r.later)} later, {sum(r.seconds.values()):.0f} s",
+            flush=True,
+        )
+    return r
+
+
+def front_scores(cfg: StudyConfig, r: Replay) -> tuple[float, float | None, int]:
+    rows = [{"trial": n, **m} for n, m in r.measured.items()]
+    frame = pd.DataFrame(rows)
+    feasible = frame.apply(lambda row: all(v <= 0 for v in cfg.study.constraint_values(row).values()), axis=1)
+    points = frame[feasible].reset_index(drop=True)
+    scale = resolve(cfg.study, cfg.report.hypervolume, points)
+    return scores(points, scale)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--budget", type=int, default=400, help="training epochs of the study (default 400)")
+    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_multifidelity")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = ap.parse_args()
+    meta = provenance()
+    cfg, batches = trained_study(args.budget, args.work)
+    n = sum(len(b) for b in batches)
+    print(f"{n} designs from {len(batches)} trainings", flush=True)
+
+    results, per_design = [], []
+    for mode in ("front", "all"):
+        t0 = time.perf_counter()
+        r = replay(cfg, batches, mode, args.work / "synth")
+        wall = time.perf_counter() - t0
+        hv, test_hv, size = front_scores(cfg, r)
+        results.append(
+            {
+                "mode": mode,
+                "designs": n,
+                "syntheses": len(r.measured),
+                "skipped": len(r.skipped),
+                "done_later": len(r.later),
+                "synth_s": round(sum(r.seconds.values()), 1),
+                "replay_wall_s": round(wall, 1),
+                "front": size,
+                "hypervolume": round(hv, 5),
+                "test_hypervolume": None if test_hv is None else round(test_hv, 5),
+            }
+        )
+        for batch in batches:
+            for c in batch:
+                m = r.measured.get(c.number, {})
+                per_design.append(
+                    {
+                        "mode": mode,
+                        "point": c.number,
+                        "training": c.training,
+                        "accuracy": c.emulated["accuracy"],
+                        "estimated_luts": c.estimate["luts"],
+                        "luts": m.get("luts"),
+                        "synth_s": r.seconds.get(c.number),
+                        "later": c.number in r.later,
+                        "skipped_because": r.skipped.get(c.number),
+                    }
+                )
+    table = pd.DataFrame(results)
+    front, every = table.set_index("mode").loc["front"], table.set_index("mode").loc["all"]
+    table["syntheses_vs_all"] = (table["syntheses"] / every["syntheses"]).round(3)
+    table["hypervolume_vs_all"] = (table["hypervolume"] / every["hypervolume"]).round(4)
+    table["test_hypervolume_vs_all"] = (table["test_hypervolume"] / every["test_hypervolume"]).round(4)
+    table["synth_time_vs_all"] = (table["synth_s"] / every["synth_s"]).round(3)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out / "multifidelity.csv", index=False)
+    pd.DataFrame(per_design).to_csv(args.out / "multifidelity_designs.csv", index=False)
+    header = write_provenance(args.out, "multifidelity", meta)
+    lines = [
+        "# Multi-fidelity synthesis: `front` against `all` on the same candidates",
+        "",
+        header,
+        "",
+        f"{n} designs (final models and harvested epochs) of {len(batches)} digits trainings "
+        f"({args.budget} epochs), measured with Yosys (design cache off). Hypervolume: accuracy above 0.8 × "
+        "log10 Yosys LUTs below 40,000, of the measured front chosen on the validation split. `synth_s`: the "
+        "synthesis stages' wall time (estimate, Yosys, reports); `replay_wall_s`: the whole replay of the mode.",
+        "",
+        table.to_markdown(index=False),
+        "",
+        f"`front` ran {front['syntheses']} of {every['syntheses']} syntheses "
+        f"({front['syntheses'] / every['syntheses']:.0%}), {front['done_later']} of them later; "
+        f"its measured front's hypervolume is {front['hypervolume'] / every['hypervolume']:.2%} of `all`'s "
+        f"(test split: {front['test_hypervolume'] / every['test_hypervolume']:.2%}).",
+    ]
+    (args.out / "multifidelity.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""Multi-fidelity synthesis: the expensive backend measures only the designs that could reach the measured front.
+
+Every design gets da4ml's estimate the moment it exists (it costs milliseconds). The study's measured
+designs give, per synthesised metric, a least-squares line of measured against estimated numbers in
+log(1 + x), where resource counts are multiplicative; its prediction interval, `synthesis.fidelity_margin`
+residual standard deviations wide (wider far from the data), is where a measurement could land. A design
+is left unsynthesised only when even the optimistic end of that interval is dominated by a measured,
+feasible point of the study, or cannot meet a constraint. Until `synthesis.fidelity_after` designs are
+measured there is no line, and everything is synthesised.
+
+Measured points only ever improve the front, so a design skipped once stays dominated unless the lines
+move (more data, another region of designs); the driver asks again after every measurement and queues a
+synthesis for a skipped design that could now enter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .config import Constraint, StudyConfig
+
+if TYPE_CHECKING:  # the gate itself travels to workers that need no Optuna
+    from optuna.trial import FrozenTrial
+
+# What synthesis does not change: the firmware emulation, the Keras model, the calibrated EBOPs, the estimate
+NOT_SYNTHESISED = frozenset(
+    {"accuracy", "float_accuracy", "test_accuracy", "test_float_accuracy", "ebops", "estimated_luts", "estimated_ffs"}
+)
+SKIPPED_ATTR_KEY = "synth_skipped"  # in a point's `info`: why the backend did not measure it
+ESTIMATE_KEY = "estimate"  # in a point's `info`: the estimate backend's numbers for its design
+
+
+@dataclass(frozen=True)
+class Line:
+    """log(1 + measured) ≈ a + b · log(1 + estimate), with its residual spread `s`."""
+
+    a: float
+    b: float
+    s: float
+    n: int
+    x_mean: float
+    sxx: float
+
+    def interval(self, estimate: float, margin: float) -> tuple[float, float]:
+        """Where a measurement of a design with this estimate could land: the prediction interval, margin × s."""
+        x = math.log1p(max(estimate, 0.0))
+        spread = self.s * math.sqrt(1 + 1 / self.n + ((x - self.x_mean) ** 2 / self.sxx if self.sxx > 0 else 0.0))
+        y = self.a + self.b * x
+        return max(math.expm1(y - margin * spread), 0.0), math.expm1(y + margin * spread)
+
+
+def fit_line(pairs: list[tuple[float, float]]) -> Line:
+    """The least-squares line through (estimate, measured) pairs in log(1 + x); a constant where the
+    estimate never varies (e.g. DSPs, which distributed arithmetic never uses)."""
+    x = np.log1p(np.maximum([p[0] for p in pairs], 0.0))
+    y = np.log1p(np.maximum([p[1] for p in pairs], 0.0))
+    n, x_mean = len(x), float(x.mean())
+    sxx = float(((x - x_mean) ** 2).sum())
+    if sxx > 0 and n > 2:
+        b = float(((x - x_mean) * (y - y.mean())).sum() / sxx)
+        a, dof = float(y.mean() - b * x_mean), n - 2
+    else:
+        a, b, dof, sxx = float(y.mean()), 0.0, max(n - 1, 1), 0.0
+    residuals = y - (a + b * x)
+    return Line(a, b, float(math.sqrt((residuals**2).sum() / dof)), n, x_mean, sxx)
+
+
+@dataclass
+class Gate:
+    """What one decision needs, picklable so it travels with a job to wherever synthesis runs."""
+
+    objectives: dict[str, str]  # metric -> "maximize" | "minimize", in config order
+    constraints: list[Constraint]
+    needed: list[str]  # objectives and constrained metrics
+    margin: float
+    after: int
+    pairs: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # metric -> (estimate, measured)
+    front: list[tuple[list[float], str]] = field(default_factory=list)  # measured feasible points, labelled
+    measured: int = 0  # designs measured with an estimate beside them
+
+    def add(self, metrics: dict[str, float], estimate: dict[str, float] | None, label: str) -> None:
+        """A measured design: its numbers join the lines, and the front when it is feasible."""
+        if estimate:
+            self.measured += 1
+            for m, est in estimate.items():
+                if m in metrics and _finite(est) and _finite(metrics[m]):
+                    self.pairs.setdefault(m, []).append((float(est), float(metrics[m])))
+        if all(_finite(metrics.get(m)) for m in self.needed) and all(c.value(metrics) <= 0 for c in self.constraints):
+            self.front.append(([float(metrics[m]) for m in self.objectives], label))
+
+    def verdict(self, metrics: dict[str, float], estimate: dict[str, float]) -> str | None:
+        """Why this design need not be synthesised, or None when it must be."""
+        if self.measured < self.after:
+            return None
+        low, high = dict(metrics), dict(metrics)
+        for m in self.needed:
+            if m in NOT_SYNTHESISED:
+                if not _finite(metrics.get(m)):
+                    return None
+            elif m in estimate and len(self.pairs.get(m, ())) >= min(self.after, 3):
+                lo, hi = fit_line(self.pairs[m]).interval(estimate[m], self.margin)
+                low[m], high[m] = min(lo, estimate[m]), max(hi, estimate[m])
+            else:  # nothing predicts it (BRAMs, II, the HLS clock): it could be anything
+                low[m], high[m] = 0.0, math.inf
+        for c in self.constraints:
+            if c.value(low) > 0 and c.value(high) > 0:
+                return f"cannot meet {c.metric} {c.op} {c.bound:g}"
+        best = np.array([high[m] if d == "maximize" else -low[m] for m, d in self.objectives.items()])
+        for values, label in self.front:
+            f = np.array([v if d == "maximize" else -v for v, d in zip(values, self.objectives.values(), strict=True)])
+            if (f >= best).all() and (f > best).any():
+                return f"dominated by the measured front ({label})"
+        return None
+
+
+def _finite(v: object) -> bool:
+    return isinstance(v, int | float) and math.isfinite(v)
+
+
+def is_skipped(t: FrozenTrial) -> bool:
+    return bool(t.user_attrs.get("info", {}).get(SKIPPED_ATTR_KEY))
+
+
+def empty_gate(cfg: StudyConfig) -> Gate | None:
+    """A gate that knows no measurement yet; None where every design is synthesised (`fidelity: all`, or
+    the `estimate` backend, which has nothing more expensive to skip)."""
+    syn = cfg.synthesis
+    if syn.fidelity == "all" or syn.backend == "estimate":
+        return None
+    study = cfg.study
+    return Gate(
+        dict(study.objectives), list(study.constraints), study.needed_metrics, syn.fidelity_margin, syn.fidelity_after
+    )
+
+
+def gate(cfg: StudyConfig, trials: Iterable[FrozenTrial]) -> Gate | None:
+    """The gate as the study stands: every COMPLETE point a backend measured."""
+    from optuna.trial import TrialState
+
+    g = empty_gate(cfg)
+    if g is None:
+        return None
+    for t in trials:
+        if t.state == TrialState.COMPLETE and not is_skipped(t):
+            g.add(t.user_attrs.get("metrics", {}), t.user_attrs.get("info", {}).get(ESTIMATE_KEY), f"trial #{t.number}")
+    return g
