@@ -179,6 +179,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"({summary.harvested} harvested candidates, {summary.failed_this_run} failed, "
         f"{summary.cache_hits} design cache hits in this run)"
     )
+    if summary.measured_later:
+        console.print(f"{summary.measured_later} points told with their estimate were synthesised later in this run")
     if summary.recovered:
         console.print(f"re-enqueued trials lost by a driver that died: {', '.join(map(str, summary.recovered))}")
     if summary.stopped_because:
@@ -216,6 +218,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     console.print(
         f"storage {s.storage_url}; data {cfg.data.source}; model {cfg.model.kind}; "
         f"backend {cfg.synthesis.backend} ({cfg.synthesis.strategy}, {cfg.synthesis.io_type})"
+        + ("" if cfg.synthesis.backend == "estimate" else f", fidelity {cfg.synthesis.fidelity}")
     )
     _print_advice(cfg)
     if not advise(cfg):
@@ -232,6 +235,7 @@ def _epochs(cfg) -> str:
 def cmd_status(args: argparse.Namespace) -> int:
     from optuna.trial import TrialState
 
+    from .fidelity import syntheses
     from .points import Origin, origin, trainings_done
     from .study import study_config
 
@@ -248,11 +252,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     others += f" + {points[Origin.IMPORT]} imported" if points[Origin.IMPORT] else ""
     trainings = f"{points[Origin.TRAINING]}" + (f"/{target}" if target else "")
     epochs = f"{trainings_done(study)[1]}" + (f"/{budget}" if budget else "")
+    others += f" + {points[Origin.SYNTHESIS]} measured later" if points[Origin.SYNTHESIS] else ""
     console.print(
         f"study {study.study_name}: {trainings} trainings COMPLETE{others}, {epochs} training epochs, "
         f"{counts['RUNNING']} running, {counts['FAIL']} failed, {counts['WAITING']} waiting; "
         f"front {len(study.best_trials) if counts['COMPLETE'] else 0} points"
     )
+    if (done := syntheses(study.get_trials(deepcopy=False))).run or done.skipped:
+        console.print(str(done))
     return 0
 
 
@@ -260,9 +267,8 @@ def _origin_cell(row) -> str:
     """Where a front point came from: a fresh training, an epoch of one (`#3 e27`), an imported file, or
     its lineage through the points that trainings continued (`#12 e7 ← #5 ← #3 e27`)."""
     chain = row.get("lineage") or ""
-    if row.get("origin") == "training" and "←" not in chain:
-        return "training"
-    return chain or str(row.get("origin"))
+    cell = "training" if row.get("origin") == "training" and "←" not in chain else chain or str(row.get("origin"))
+    return cell if row.get("synthesised", True) else f"{cell} (not synthesised)"
 
 
 def _front_table(front, names: list[str]) -> Table:
@@ -304,6 +310,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         src = report.front.get("luts_source")
         if src is not None:
             console.print(f"LUTs from: {', '.join(sorted(set(src.dropna())))}")
+    if report.syntheses.run or report.syntheses.skipped:
+        console.print(str(report.syntheses))
     for fit in report.fits:
         console.print(str(fit))
     _print_score(report.score)

@@ -82,6 +82,7 @@ class Gate:
     pairs: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # metric -> (estimate, measured)
     front: list[tuple[list[float], str]] = field(default_factory=list)  # measured feasible points, labelled
     measured: int = 0  # designs measured with an estimate beside them
+    _lines: dict[str, Line] = field(default_factory=dict, repr=False)  # fitted on demand, dropped by `add`
 
     def add(self, metrics: dict[str, float], estimate: dict[str, float] | None, label: str) -> None:
         """A measured design: its numbers join the lines, and the front when it is feasible."""
@@ -90,6 +91,7 @@ class Gate:
             for m, est in estimate.items():
                 if m in metrics and _finite(est) and _finite(metrics[m]):
                     self.pairs.setdefault(m, []).append((float(est), float(metrics[m])))
+            self._lines.clear()
         if all(_finite(metrics.get(m)) for m in self.needed) and all(c.value(metrics) <= 0 for c in self.constraints):
             self.front.append(([float(metrics[m]) for m in self.objectives], label))
 
@@ -103,19 +105,22 @@ class Gate:
                 if not _finite(metrics.get(m)):
                     return None
             elif m in estimate and len(self.pairs.get(m, ())) >= min(self.after, 3):
-                lo, hi = fit_line(self.pairs[m]).interval(estimate[m], self.margin)
+                if m not in self._lines:
+                    self._lines[m] = fit_line(self.pairs[m])
+                lo, hi = self._lines[m].interval(estimate[m], self.margin)
                 low[m], high[m] = min(lo, estimate[m]), max(hi, estimate[m])
             else:  # nothing predicts it (BRAMs, II, the HLS clock): it could be anything
                 low[m], high[m] = 0.0, math.inf
         for c in self.constraints:
             if c.value(low) > 0 and c.value(high) > 0:
                 return f"cannot meet {c.metric} {c.op} {c.bound:g}"
-        best = np.array([high[m] if d == "maximize" else -low[m] for m, d in self.objectives.items()])
-        for values, label in self.front:
-            f = np.array([v if d == "maximize" else -v for v, d in zip(values, self.objectives.values(), strict=True)])
-            if (f >= best).all() and (f > best).any():
-                return f"dominated by the measured front ({label})"
-        return None
+        if not self.front:
+            return None
+        sign = np.array([1.0 if d == "maximize" else -1.0 for d in self.objectives.values()])
+        best = sign * np.array([high[m] if d == "maximize" else low[m] for m, d in self.objectives.items()])
+        front = sign * np.array([values for values, _ in self.front])  # larger is better in every column
+        dominating = np.flatnonzero((front >= best).all(axis=1) & (front > best).any(axis=1))
+        return f"dominated by the measured front ({self.front[dominating[0]][1]})" if len(dominating) else None
 
 
 def _finite(v: object) -> bool:
@@ -124,6 +129,43 @@ def _finite(v: object) -> bool:
 
 def is_skipped(t: FrozenTrial) -> bool:
     return bool(t.user_attrs.get("info", {}).get(SKIPPED_ATTR_KEY))
+
+
+@dataclass(frozen=True)
+class Syntheses:
+    """What a study's synthesis backend did: `run` designs measured (`cached` of them answered by the
+    design cache), `skipped` told with their estimate, `later` of those measured afterwards."""
+
+    run: int = 0
+    cached: int = 0
+    skipped: int = 0
+    later: int = 0
+
+    def __str__(self) -> str:
+        cached = f" ({self.cached} from the design cache)" if self.cached else ""
+        return (
+            f"syntheses: {self.run} run{cached}, {self.skipped} skipped (told with the da4ml estimate), "
+            f"{self.later} of those run later"
+        )
+
+
+def syntheses(trials: Iterable[FrozenTrial]) -> Syntheses:
+    from optuna.trial import TrialState
+
+    from .points import Origin, origin
+
+    run = cached = skipped = later = 0
+    for t in trials:
+        if t.state != TrialState.COMPLETE:
+            continue
+        info = t.user_attrs.get("info", {})
+        if is_skipped(t):
+            skipped += 1
+        elif (tool := info.get("synth_tool")) and not str(tool).startswith("da4ml estimate"):  # no tool ran
+            run += 1
+            cached += bool(info.get("synth_cache_hit"))
+        later += origin(t) is Origin.SYNTHESIS
+    return Syntheses(run, cached, skipped, later)
 
 
 def empty_gate(cfg: StudyConfig) -> Gate | None:

@@ -10,8 +10,9 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+from .fidelity import SKIPPED_ATTR_KEY
 from .metrics import METRICS, Direction
-from .points import EPOCH_ATTR, PARENT_ATTR, SOURCE_ATTR, Origin, lineage, origin
+from .points import EPOCH_ATTR, MEASURES_ATTR, PARENT_ATTR, SOURCE_ATTR, Origin, lineage, origin
 
 
 def objective_names(study: optuna.Study) -> list[str]:
@@ -31,6 +32,10 @@ def _row(t: FrozenTrial, names: list[str]) -> dict:
             row[f"param_{k}"] = "-".join(map(str, v)) if isinstance(v, list) else v
     row["mismatches"] = t.user_attrs.get("info", {}).get("mismatches")
     row["luts_source"] = t.user_attrs.get("sources", {}).get("luts")
+    skipped = t.user_attrs.get("info", {}).get(SKIPPED_ATTR_KEY)
+    row["synthesised"] = not skipped  # False: told with the da4ml estimate (see `fidelity`)
+    row["skipped_because"] = skipped or None
+    row["measures"] = t.user_attrs.get(MEASURES_ATTR)  # a later synthesis: the point it measured
     row.update({f"time_{k}_s": v for k, v in t.user_attrs.get("timings", {}).items()})
     row["duration_s"] = t.duration.total_seconds() if t.duration else None
     row["error"] = t.user_attrs.get("error")

@@ -12,6 +12,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from .config import HypervolumeSpec, StudyConfig, StudySection
+from .fidelity import Syntheses, syntheses
 from .hypervolume import Scale, Score, complete, history, plot_history, resolve, score
 from .pareto import objective_names, rank_front, trials_frame
 from .study import study_config
@@ -40,6 +41,7 @@ class Report:
     fits: list[Fit]
     score: Score
     history: pd.DataFrame
+    syntheses: Syntheses
 
 
 def study_section(study: optuna.Study, cfg: StudyConfig | None) -> tuple[StudySection, HypervolumeSpec]:
@@ -122,7 +124,19 @@ def plot_front(trials: pd.DataFrame, front: pd.DataFrame, path: Path, x: str = "
     if x in done and y in done:
         rest = done[~done["trial"].isin(front.get("trial", []))]
         feasible = rest["feasible"].fillna(True).astype(bool) if "feasible" in rest else True
-        ax.scatter(rest[x][feasible], rest[y][feasible], s=22, color="tab:gray", alpha=0.35, label="dominated")
+        estimated = rest["synthesised"].eq(False) if "synthesised" in rest else False
+        measured = feasible & ~estimated
+        ax.scatter(rest[x][measured], rest[y][measured], s=22, color="tab:gray", alpha=0.35, label="dominated")
+        if (feasible & estimated).any():
+            ax.scatter(
+                rest[x][feasible & estimated],
+                rest[y][feasible & estimated],
+                s=22,
+                facecolors="none",
+                edgecolors="tab:gray",
+                alpha=0.5,
+                label="dominated, not synthesised (da4ml estimate)",
+            )
         if (~feasible).any():
             ax.scatter(
                 rest[x][~feasible],
@@ -172,4 +186,4 @@ def write_report(study: optuna.Study, out_dir: Path, sort: str | None = None, cf
     if not hist.empty:
         hist.to_csv(out_dir / "hypervolume.csv", index=False)
         files += [out_dir / "hypervolume.csv", plot_history(hist, scale, out_dir / "hypervolume.png")]
-    return Report(front, trials, files, fits, score(trials, scale), hist)
+    return Report(front, trials, files, fits, score(trials, scale), hist, syntheses(study.get_trials(deepcopy=False)))

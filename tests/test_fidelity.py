@@ -1,0 +1,185 @@
+"""Multi-fidelity synthesis: which designs the backend measures, how a skipped one is labelled, and how
+one that the front later lets in is measured then."""
+
+import math
+import os
+
+import pytest
+from conftest import tiny_raw
+
+from hqsearch.config import parse_config
+from hqsearch.fidelity import ESTIMATE_KEY, SKIPPED_ATTR_KEY, empty_gate, fit_line, gate, syntheses
+from hqsearch.trial import Trained, TrialOutcome, synth_one
+
+OBJECTIVES = {"accuracy": "max", "luts": "min"}
+
+
+def config(tmp_path, **synthesis):
+    raw = tiny_raw(tmp_path, "fid", study={"n_trials": 1, "objectives": OBJECTIVES})
+    raw["synthesis"].update({"backend": "yosys", "cache": False, **synthesis})
+    return parse_config(raw)
+
+
+def estimate(luts: float) -> dict[str, float]:
+    return {"luts": luts, "ffs": luts / 10, "dsps": 0.0, "latency_cycles": 2.0, "latency_ns": 10.0}
+
+
+def line_of(g, n=8, ratio=0.95, wobble=0.03, accuracy=0.5):
+    """`n` measured designs from 500 to about 5,000 estimated LUTs, measured at `ratio` × the estimate,
+    give or take `wobble`."""
+    for i in range(n):
+        est = 500 * 1.4**i
+        g.add({"accuracy": accuracy, "luts": est * ratio * (1 + wobble * (-1) ** i)}, estimate(est), f"#{i}")
+    return g
+
+
+def test_a_design_far_behind_the_front_is_skipped_one_near_it_is_not(tmp_path):
+    g = line_of(empty_gate(config(tmp_path)))
+    g.add({"accuracy": 0.9, "luts": 1000.0}, estimate(1050), "#best")
+    far = g.verdict({"accuracy": 0.85}, estimate(3000))  # less accurate, and about 3x the LUTs
+    assert far == "dominated by the measured front (#best)"
+    # as accurate, and predicted at 0.95 x 1100 = 1045 LUTs: within the margin of #best's 1000
+    assert g.verdict({"accuracy": 0.9}, estimate(1100)) is None
+    assert g.verdict({"accuracy": 0.91}, estimate(3000)) is None  # more accurate than any measured design
+    wide = line_of(empty_gate(config(tmp_path, fidelity_margin=40.0)))  # an absurd margin keeps everything
+    wide.add({"accuracy": 0.9, "luts": 1000.0}, estimate(1050), "#best")
+    assert wide.verdict({"accuracy": 0.85}, estimate(3000)) is None
+
+
+def test_everything_is_synthesised_until_enough_designs_are_measured(tmp_path):
+    g = line_of(empty_gate(config(tmp_path)), n=5)
+    g.add({"accuracy": 0.9, "luts": 1000.0}, estimate(1050), "#best")
+    assert g.measured == 6 < g.after
+    assert g.verdict({"accuracy": 0.5}, estimate(30000)) is None
+    g.add({"accuracy": 0.1, "luts": 20000.0}, estimate(21000), "#7")
+    g.add({"accuracy": 0.1, "luts": 30000.0}, estimate(31000), "#8")
+    assert g.verdict({"accuracy": 0.5}, estimate(30000)) is not None
+
+
+def test_a_design_that_cannot_meet_a_constraint_is_skipped(tmp_path):
+    raw = tiny_raw(tmp_path, "fid", study={"n_trials": 1, "objectives": OBJECTIVES, "constraints": ["luts <= 2000"]})
+    raw["synthesis"].update(backend="yosys")
+    g = line_of(empty_gate(parse_config(raw)))
+    assert g.verdict({"accuracy": 0.99}, estimate(20000)) == "cannot meet luts <= 2000"
+    assert g.verdict({"accuracy": 0.99}, estimate(1900)) is None
+
+
+def test_no_gate_where_every_design_is_measured(tmp_path):
+    assert empty_gate(config(tmp_path, fidelity="all")) is None
+    assert empty_gate(config(tmp_path, backend="estimate")) is None
+
+
+def test_the_line_and_its_interval():
+    pairs = [(e, 0.9 * e * (1.02 if i % 2 else 0.98)) for i, e in enumerate([100, 300, 1000, 3000, 10000, 30000])]
+    line = fit_line(pairs)
+    assert line.b == pytest.approx(1.0, abs=0.02) and math.expm1(line.a + line.b * math.log1p(1000)) == pytest.approx(
+        900, rel=0.03
+    )
+    low, high = line.interval(1000, 3.0)
+    assert low < 900 < high and high / low < 1.3
+    far_low, far_high = line.interval(1e6, 3.0)  # extrapolated: wider
+    assert far_high / far_low > high / low
+    dsps = fit_line([(0.0, 0.0)] * 8)  # an estimate that never varies: a constant, here exactly 0
+    assert dsps.interval(0.0, 3.0) == (0.0, 0.0)
+
+
+def _trained(tiny_model, tmp_path):
+    from hqsearch.config import SynthesisSection
+    from hqsearch.firmware import build_design
+
+    model, path, ebops = tiny_model
+    design = build_design(model, ebops, SynthesisSection(backend="yosys"), tmp_path)
+    return Trained(TrialOutcome(metrics={"accuracy": 0.5}), path, ebops, design, design.comb)
+
+
+def test_the_synthesis_stage_skips_a_dominated_design_and_labels_it(tiny_model, tmp_path):
+    cfg = config(tmp_path)
+    g = line_of(empty_gate(cfg), accuracy=0.1)
+    g.add({"accuracy": 0.9, "luts": 1.0}, estimate(1.0), "trial #3")  # better on both, by far
+    out = synth_one(cfg, None, _trained(tiny_model, tmp_path / "a"), tmp_path / "a", lambda s: None, "m.json", gate=g)
+    why = "dominated by the measured front (trial #3)"
+    assert out.info[SKIPPED_ATTR_KEY] == why
+    assert out.sources["luts"] == f"da4ml estimate (not synthesised: {why})"
+    assert out.metrics["luts"] == out.metrics["estimated_luts"] == out.info[ESTIMATE_KEY]["luts"] > 0
+    assert not (tmp_path / "a" / "rtl.tar.gz").exists()  # Yosys never saw it
+
+    g = line_of(empty_gate(cfg), accuracy=0.1)  # no measured design is as accurate: it must be measured
+    out = synth_one(cfg, None, _trained(tiny_model, tmp_path / "b"), tmp_path / "b", lambda s: None, "m.json", gate=g)
+    assert out.info[SKIPPED_ATTR_KEY] is None and out.sources["luts"].startswith("yosys")
+    assert out.info[ESTIMATE_KEY]["luts"] == out.metrics["estimated_luts"]
+
+
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_a_skipped_point_the_front_later_lets_in_is_synthesised_then(executor, tiny_model, tmp_path, capsys):
+    """Through the real driver, storage, artifact store and a worker (a Ray task on the synthesis
+    resources with `ray`): the skipped point is dominated while the measurements fit one line; designs
+    measured later spread the line, it could now enter the front, and the driver measures it (once) as a
+    point of its own."""
+    from optuna.artifacts import upload_artifact
+    from optuna.trial import TrialState
+
+    from hqsearch.cli import main
+    from hqsearch.driver import run_study
+    from hqsearch.points import MEASURES_ATTR, MODEL_ARTIFACT_ATTR, ORIGIN_ATTR, Origin, add_point
+    from hqsearch.study import artifact_store, open_study
+    from hqsearch.synth.estimate import EstimateBackend
+
+    cfg = config(tmp_path)
+    if executor == "ray":
+        ray = {"num_cpus": 2, "synth": {"num_cpus": 1}, "transfer": "object_store"}
+        cfg = cfg.model_copy(update={"execution": cfg.execution.model_validate({"executor": "ray", "ray": ray})})
+    model, path, ebops = tiny_model
+    est = EstimateBackend().synthesize(_trained(tiny_model, tmp_path / "e").design, cfg.synthesis, tmp_path).metrics
+    own = {k: est[k] for k in estimate(0)}
+    study = open_study(cfg)
+
+    def point(accuracy, luts, est_luts, origin=Origin.IMPORT, **attrs):
+        metrics = {"accuracy": accuracy, "luts": luts, "ebops": ebops}
+        info = {ESTIMATE_KEY: estimate(est_luts), "synth_tool": "yosys 0.23 (native)", "epochs": 1, **attrs}
+        add_point(study, [accuracy, luts], {ORIGIN_ATTR: origin.value, "metrics": metrics, "info": info}, {})
+
+    point(0.2, 100.0, 100.0, Origin.TRAINING)  # the one training n_trials asks for: no training runs
+    for i in range(7):  # measured at the estimate, give or take 1 %
+        e = own["luts"] * 0.25 * 1.5**i
+        point(0.2, e * (1.01 if i % 2 else 0.99), e)
+    point(0.7, 0.8 * own["luts"], 0.8 * own["luts"])  # better than the skipped design on both
+    skipped_metrics = {"accuracy": 0.6, "luts": own["luts"], "ebops": ebops}
+    artifact = upload_artifact(artifact_store=artifact_store(cfg), file_path=str(path), study_or_trial=study)
+    why = "dominated by the measured front (trial #8)"
+    add_point(
+        study,
+        [0.6, own["luts"]],
+        {
+            ORIGIN_ATTR: Origin.HARVEST.value,
+            MODEL_ARTIFACT_ATTR: artifact,
+            "metrics": skipped_metrics,
+            "sources": {"luts": f"da4ml estimate (not synthesised: {why})"},
+            "info": {ESTIMATE_KEY: own, SKIPPED_ATTR_KEY: why},
+        },
+        {},
+    )
+    skipped = study.get_trials(deepcopy=False)[-1]
+    assert gate(cfg, study.get_trials(deepcopy=False)).verdict(skipped_metrics, own) == why
+
+    for i in range(4):  # where Yosys needs half the estimate: the line spreads
+        e = own["luts"] * 0.5 * 1.5**i
+        point(0.1, 0.5 * e, e)
+    assert gate(cfg, study.get_trials(deepcopy=False)).verdict(skipped_metrics, own) is None
+
+    summary = run_study(cfg)
+    assert summary.measured_later == 1 and summary.complete == 1
+    later = study.get_trials(deepcopy=False)[-1]
+    assert later.state == TrialState.COMPLETE and later.user_attrs[ORIGIN_ATTR] == Origin.SYNTHESIS.value
+    assert later.user_attrs[MEASURES_ATTR] == skipped.number
+    assert later.user_attrs["sources"]["luts"].startswith("yosys") and later.values[0] == 0.6
+    assert later.values[1] == later.user_attrs["metrics"]["luts"] != own["luts"]
+    assert later.user_attrs["info"][SKIPPED_ATTR_KEY] is None
+    assert later.user_attrs["info"]["synth_pid"] != os.getpid()  # in a worker
+    assert ("synth_host" in later.user_attrs["info"]) == (executor == "ray")  # the Ray synthesis task's record
+    assert study.get_trials(deepcopy=False)[skipped.number].values == [0.6, own["luts"]]  # told values stay
+
+    assert run_study(cfg).measured_later == 0  # measured once: the next run leaves it
+    counts = syntheses(study.get_trials(deepcopy=False))
+    assert (counts.skipped, counts.later) == (1, 1)
+    assert main(["status", "--storage", cfg.study.storage_url, "--study", cfg.study.name]) == 0
+    assert "1 skipped (told with the da4ml estimate), 1 of those run later" in capsys.readouterr().out
