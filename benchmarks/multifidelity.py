@@ -8,8 +8,9 @@ through the study's own synthesis stage (`trial.synth_stage`, as a worker runs i
   all    every design is synthesised
   front  each training's designs go through the gate the driver hands to a training when it starts
          (`fidelity.gate`: every design measured before it), which grows with the training's own
-         measurements; after each training, every skipped design is judged again against everything
-         measured so far and synthesised when it could now enter the front, as the driver does
+         measurements; once the trainings are done, the deferred designs that can still reach the
+         measured front are measured `max_concurrent` at a time, most worth measuring first, judged
+         again before each round (`Gate.order`), as the driver does
 
 `all` runs first, on an empty design cache; `front` then finds every design it synthesises in that
 cache (Yosys is deterministic), so its synthesis time is what `all` measured for those designs.
@@ -143,9 +144,9 @@ def measure_all(cfg: StudyConfig, batches: list[list[Candidate]], work: Path, jo
 
 def replay_front(cfg: StudyConfig, batches: list[list[Candidate]], work: Path, every: Replay) -> Replay:
     """`front`: each training's synthesis stage in turn with the gate the driver would hand it, then the
-    driver's check of the skipped designs (`trial.synth_later` for those it lets in). Yosys answers from
-    the design cache that `all` filled (Yosys is deterministic: the same design gives the same numbers),
-    so a design's synthesis time is the one `all` measured for it."""
+    driver's measurement of the deferred designs that can still reach the front (`trial.synth_later`).
+    Yosys answers from the design cache that `all` filled (Yosys is deterministic: the same design gives
+    the same numbers), so a design's synthesis time is the one `all` measured for it."""
     cfg = with_fidelity(cfg, "front", work / "cache")
     r = Replay("front")
     by_number = {c.number: c for batch in batches for c in batch}
@@ -171,21 +172,23 @@ def replay_front(cfg: StudyConfig, batches: list[list[Candidate]], work: Path, e
         folder = work / "front" / f"{batch[0].number:05d}"
         for cand, out in zip(batch, synth_batch(cfg, batch, folder, study_gate()), strict=True):
             record(cand, out)
-        g = study_gate()  # the driver's check after the training is told
-        for number in list(r.skipped) if g is not None else []:
-            cand = by_number[number]
-            if g.verdict({**cand.emulated, "ebops": cand.ebops}, cand.estimate) is None:
-                later = work / "front" / f"{number:05d}" / "measured"
-                shutil.rmtree(later, ignore_errors=True)
-                later.mkdir(parents=True)
-                model = Path(shutil.copy2(cand.model, later / "model.keras"))
-                record(cand, synth_later(cfg, model, cand.ebops, later))
-                r.later.append(number)
-        print(
-            f"front: training {i + 1}/{len(batches)}: {len(r.measured)} measured, {len(r.skipped)} skipped, "
-            f"{len(r.later)} later",
-            flush=True,
-        )
+        print(f"front: training {i + 1}/{len(batches)}: {len(r.measured)} measured, {len(r.skipped)} skipped")
+    slots = cfg.execution.max_concurrent
+    while True:  # the trainings are done: the driver measures what can still reach the front, `slots` at a time
+        g = study_gate()
+        waiting = [by_number[n] for n in r.skipped]
+        waiting = [c for c in waiting if g.verdict({**c.emulated, "ebops": c.ebops}, c.estimate) is None]
+        if not waiting:
+            break
+        order = g.order([({**c.emulated, "ebops": c.ebops}, c.estimate) for c in waiting])
+        for cand in [waiting[j] for j in order[:slots]]:
+            later = work / "front" / f"{cand.number:05d}" / "measured"
+            shutil.rmtree(later, ignore_errors=True)
+            later.mkdir(parents=True)
+            model = Path(shutil.copy2(cand.model, later / "model.keras"))
+            record(cand, synth_later(cfg, model, cand.ebops, later))
+            r.later.append(cand.number)
+        print(f"front: {len(r.later)} measured later, {len(waiting) - len(order[:slots])} still waiting", flush=True)
     return r
 
 

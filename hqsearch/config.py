@@ -350,8 +350,8 @@ class SynthesisSection(_Section):
     # front: the backend measures only designs whose predicted numbers could reach the measured front
     # (see hqsearch/fidelity.py); all: every design. No effect with the estimate backend.
     fidelity: Literal["all", "front"] = "front"
-    fidelity_margin: float = Field(default=3.0, gt=0)  # residual standard deviations of the prediction interval
-    fidelity_after: int = Field(default=8, ge=3)  # measured designs before a prediction decides anything
+    fidelity_margin: float = Field(default=3.0, gt=0)  # prediction interval coverage, in normal standard deviations
+    fidelity_after: int = Field(default=4, ge=3)  # designs measured at once, while the lines are being learned
 
     @model_validator(mode="after")
     def _fixups(self) -> SynthesisSection:

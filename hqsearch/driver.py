@@ -121,8 +121,7 @@ class Driver:
             raise
         self.store = artifact_store(cfg)
         self.in_flight: dict[int, optuna.Trial] = {}
-        self.later: dict[int, FrozenTrial] = {}  # skipped points being measured now, by number
-        self.later_queue: dict[int, FrozenTrial] = {}  # and waiting for a free slot
+        self.later: dict[int, FrozenTrial] = {}  # points told with their estimate, being measured now
         self.later_failed: set[int] = set()  # not tried again in this run
         self.progress = Progress(target=cfg.study.n_trials, budget=cfg.study.budget)
         self._interrupts = 0
@@ -260,25 +259,29 @@ class Driver:
                 continue
             self.progress.harvested += 1
 
-    def _recheck(self) -> None:
-        """Queue a synthesis for every point told with its estimate that the measured front, as it stands
-        now, could let in (see `fidelity`): the lines that predict measurements move as they grow."""
+    def _waiting(self) -> list[FrozenTrial]:
+        """The points told with their estimate that could still reach the measured front (see `fidelity`),
+        most worth measuring first; judged again before every measurement, as the front moves."""
         trials = self.study.get_trials(deepcopy=False)
         g = gate(self.cfg, trials)
         if g is None:
-            return
+            return []
         done = {t.user_attrs.get(MEASURES_ATTR) for t in trials if origin(t) is Origin.SYNTHESIS}
-        busy = done | self.later.keys() | self.later_queue.keys() | self.later_failed
-        for t in trials:
-            if t.state != TrialState.COMPLETE or not is_skipped(t) or t.number in busy:
-                continue
-            if t.user_attrs.get(MODEL_ARTIFACT_ATTR) is None:
-                continue  # nothing to rebuild it from
-            if g.verdict(t.user_attrs.get("metrics", {}), t.user_attrs["info"].get(ESTIMATE_KEY) or {}) is None:
-                self.later_queue[t.number] = t
+        busy = done | self.later.keys() | self.later_failed
+        waiting = [
+            t
+            for t in trials
+            if t.state == TrialState.COMPLETE
+            and is_skipped(t)
+            and t.number not in busy
+            and t.user_attrs.get(MODEL_ARTIFACT_ATTR) is not None  # something to rebuild it from
+            and g.verdict(t.user_attrs.get("metrics", {}), t.user_attrs["info"].get(ESTIMATE_KEY) or {}) is None
+        ]
+        designs = [(t.user_attrs.get("metrics", {}), t.user_attrs["info"].get(ESTIMATE_KEY) or {}) for t in waiting]
+        return [waiting[i] for i in g.order(designs)]
 
-    def _submit_later(self) -> None:
-        number, point = self.later_queue.popitem()
+    def _submit_later(self, point: FrozenTrial) -> None:
+        number = point.number
         folder = self.cfg.study.run_dir / "trials" / f"{number:05d}" / "measured"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "model.keras"
@@ -391,20 +394,19 @@ class Driver:
         beats = threading.Thread(target=self._beat, daemon=True, name="hqsearch-heartbeat")
         beats.start()
         try:
-            self._recheck()
             self._update_progress()
             while True:
                 stop = self._stop_reason()
                 while stop is None and len(self.in_flight) + len(self.later) < cfg.execution.max_concurrent:
-                    if self.later_queue:  # a synthesis that can change the front goes before a new training
-                        self._submit_later()
-                        continue
                     may, epochs_left = self._may_ask()
-                    if not may:
+                    if may:
+                        self._ask(epochs_left)
+                        self._update_progress()
+                        stop = self._stop_reason()
+                    elif waiting := self._waiting():  # the trainings are done: what can still reach the front
+                        self._submit_later(waiting[0])
+                    else:
                         break
-                    self._ask(epochs_left)
-                    self._update_progress()
-                    stop = self._stop_reason()
                 if not self.in_flight and not self.later:
                     summary.stopped_because = stop
                     break
@@ -415,7 +417,6 @@ class Driver:
                         self.progress.failed += 1
                     if told is not None:
                         summary.told.append(done.job.number)
-                    self._recheck()
                     self._update_progress()
         except KeyboardInterrupt:
             summary.stopped_because = "cancelled by a second Ctrl-C"

@@ -2,15 +2,17 @@
 
 Every design gets da4ml's estimate the moment it exists (it costs milliseconds). The study's measured
 designs give, per synthesised metric, a least-squares line of measured against estimated numbers in
-log(1 + x), where resource counts are multiplicative; its prediction interval, `synthesis.fidelity_margin`
-residual standard deviations wide (wider far from the data), is where a measurement could land. A design
-is left unsynthesised only when even the optimistic end of that interval is dominated by a measured,
-feasible point of the study, or cannot meet a constraint. Until `synthesis.fidelity_after` designs are
-measured there is no line, and everything is synthesised.
+log(1 + x), where resource counts are multiplicative, and its prediction interval: the coverage of
+±`synthesis.fidelity_margin` normal standard deviations, from Student's t on the line's degrees of
+freedom, so a line from few designs is wide. A design cannot reach the measured front when even the
+optimistic end of its interval is dominated by a measured, feasible point, or no value in it meets a
+constraint; it is then not synthesised.
 
-Measured points only ever improve the front, so a design skipped once stays dominated unless the lines
-move (more data, another region of designs); the driver asks again after every measurement and queues a
-synthesis for a skipped design that could now enter.
+A design that could reach the front is measured at once only while the lines are being learned (until
+`synthesis.fidelity_after` designs are measured). After that it is deferred: while the search goes on,
+the front moves, and most of today's front is dominated by tomorrow's designs. Once the study's
+trainings are done, the driver measures the deferred designs that can still reach the front, one
+judgment per measurement, those whose measurement rules the most others out first (`Gate.order`).
 """
 
 from __future__ import annotations
@@ -33,25 +35,32 @@ NOT_SYNTHESISED = frozenset(
 )
 SKIPPED_ATTR_KEY = "synth_skipped"  # in a point's `info`: why the backend did not measure it
 ESTIMATE_KEY = "estimate"  # in a point's `info`: the estimate backend's numbers for its design
+DEFERRED = "deferred: it could reach the measured front; measured once the study's trainings are done, if it still can"
 
 
 @dataclass(frozen=True)
 class Line:
-    """log(1 + measured) ≈ a + b · log(1 + estimate), with its residual spread `s`."""
+    """log(1 + measured) ≈ a + b · log(1 + estimate), with its residual spread `s` on `dof` degrees of freedom."""
 
     a: float
     b: float
     s: float
     n: int
+    dof: int
     x_mean: float
     sxx: float
 
     def interval(self, estimate: float, margin: float) -> tuple[float, float]:
-        """Where a measurement of a design with this estimate could land: the prediction interval, margin × s."""
+        """Where a measurement of a design with this estimate could land: the prediction interval with the
+        coverage of ±`margin` normal standard deviations, Student's t on the line's degrees of freedom
+        (so a line fitted to few designs gives a wide interval)."""
+        from scipy import stats
+
         x = math.log1p(max(estimate, 0.0))
         spread = self.s * math.sqrt(1 + 1 / self.n + ((x - self.x_mean) ** 2 / self.sxx if self.sxx > 0 else 0.0))
+        k = float(stats.t.ppf(stats.norm.cdf(margin), self.dof))
         y = self.a + self.b * x
-        return max(math.expm1(y - margin * spread), 0.0), math.expm1(y + margin * spread)
+        return max(math.expm1(y - k * spread), 0.0), math.expm1(y + k * spread)
 
 
 def fit_line(pairs: list[tuple[float, float]]) -> Line:
@@ -67,7 +76,7 @@ def fit_line(pairs: list[tuple[float, float]]) -> Line:
     else:
         a, b, dof, sxx = float(y.mean()), 0.0, max(n - 1, 1), 0.0
     residuals = y - (a + b * x)
-    return Line(a, b, float(math.sqrt((residuals**2).sum() / dof)), n, x_mean, sxx)
+    return Line(a, b, float(math.sqrt((residuals**2).sum() / dof)), n, dof, x_mean, sxx)
 
 
 @dataclass
@@ -95,8 +104,9 @@ class Gate:
         if all(_finite(metrics.get(m)) for m in self.needed) and all(c.value(metrics) <= 0 for c in self.constraints):
             self.front.append(([float(metrics[m]) for m in self.objectives], label))
 
-    def verdict(self, metrics: dict[str, float], estimate: dict[str, float]) -> str | None:
-        """Why this design need not be synthesised, or None when it must be."""
+    def bounds(self, metrics: dict[str, float], estimate: dict[str, float]) -> tuple[dict, dict] | None:
+        """The design's metrics at the optimistic and the pessimistic end of their prediction intervals
+        (exact where synthesis does not change them); None while there are too few measurements."""
         if self.measured < self.after:
             return None
         low, high = dict(metrics), dict(metrics)
@@ -104,23 +114,62 @@ class Gate:
             if m in NOT_SYNTHESISED:
                 if not _finite(metrics.get(m)):
                     return None
-            elif m in estimate and len(self.pairs.get(m, ())) >= min(self.after, 3):
+            elif m in estimate and len(self.pairs.get(m, ())) >= 3:  # a line with a spread
                 if m not in self._lines:
                     self._lines[m] = fit_line(self.pairs[m])
                 lo, hi = self._lines[m].interval(estimate[m], self.margin)
                 low[m], high[m] = min(lo, estimate[m]), max(hi, estimate[m])
             else:  # nothing predicts it (BRAMs, II, the HLS clock): it could be anything
                 low[m], high[m] = 0.0, math.inf
+        return low, high
+
+    def _best(self, low: dict, high: dict) -> np.ndarray:
+        """The objective vector at the good end of each interval, signed so that larger is better."""
+        return np.array([high[m] if d == "maximize" else -low[m] for m, d in self.objectives.items()])
+
+    def _worst(self, low: dict, high: dict) -> np.ndarray:
+        return np.array([low[m] if d == "maximize" else -high[m] for m, d in self.objectives.items()])
+
+    def verdict(self, metrics: dict[str, float], estimate: dict[str, float]) -> str | None:
+        """Why this design cannot reach the measured front, or None when it could (or it is too early to say)."""
+        if (b := self.bounds(metrics, estimate)) is None:
+            return None
+        low, high = b
         for c in self.constraints:
             if c.value(low) > 0 and c.value(high) > 0:
                 return f"cannot meet {c.metric} {c.op} {c.bound:g}"
         if not self.front:
             return None
+        best = self._best(low, high)
         sign = np.array([1.0 if d == "maximize" else -1.0 for d in self.objectives.values()])
-        best = sign * np.array([high[m] if d == "maximize" else low[m] for m, d in self.objectives.items()])
         front = sign * np.array([values for values, _ in self.front])  # larger is better in every column
         dominating = np.flatnonzero((front >= best).all(axis=1) & (front > best).any(axis=1))
         return f"dominated by the measured front ({self.front[dominating[0]][1]})" if len(dominating) else None
+
+    def decide(self, metrics: dict[str, float], estimate: dict[str, float]) -> str | None:
+        """What a training's synthesis stage does with a design: None to measure it now (while the lines
+        are being learned), else why not: it cannot reach the measured front, or it is deferred."""
+        if (why := self.verdict(metrics, estimate)) is not None:
+            return why
+        return DEFERRED if self.measured >= self.after else None
+
+    def order(self, designs: list[tuple[dict[str, float], dict[str, float]]]) -> list[int]:
+        """Deferred designs, most worth measuring first: those whose pessimistic numbers dominate the most
+        others' optimistic ones (their measurement rules the most out), then the cheapest estimate."""
+        bounds = [self.bounds(m, e) for m, e in designs]
+        best = [self._best(*b) if b else None for b in bounds]
+        worst = [self._worst(*b) if b else None for b in bounds]
+
+        def rules_out(i: int) -> int:
+            if worst[i] is None:
+                return 0
+            return sum(
+                1
+                for j, b in enumerate(best)
+                if j != i and b is not None and (worst[i] >= b).all() and (worst[i] > b).any()
+            )
+
+        return sorted(range(len(designs)), key=lambda i: (-rules_out(i), designs[i][1].get("luts", math.inf)))
 
 
 def _finite(v: object) -> bool:

@@ -314,7 +314,7 @@ def synth_one(
     gate: Gate | None = None,
 ) -> TrialOutcome:
     """One design estimated, then measured by the study's backend unless `gate` finds it cannot reach the
-    measured front; its build folders packed, its metrics file written."""
+    measured front or defers it (see `fidelity`); its build folders packed, its metrics file written."""
     from .synth import Design, measure, uses_hls4ml
 
     out = trained.outcome
@@ -331,7 +331,7 @@ def synth_one(
         limit = cfg.execution.timeouts.synth
         left = None if limit is None else limit - (time.monotonic() - started)
         emulated = {**out.metrics, "ebops": design.ebops}
-        skip = partial(gate.verdict, emulated) if gate is not None else (lambda estimate: None)
+        skip = partial(gate.decide, emulated) if gate is not None else (lambda estimate: None)
         synth = measure(design, cfg.synthesis, folder, timeout=left, skip=skip)
 
     out.metrics.update(synth.metrics)

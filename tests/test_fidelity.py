@@ -121,6 +121,7 @@ def test_a_skipped_point_the_front_later_lets_in_is_synthesised_then(executor, t
     from hqsearch.cli import main
     from hqsearch.driver import run_study
     from hqsearch.points import MEASURES_ATTR, MODEL_ARTIFACT_ATTR, ORIGIN_ATTR, Origin, add_point
+    from hqsearch.report import write_report
     from hqsearch.study import artifact_store, open_study
     from hqsearch.synth.estimate import EstimateBackend
 
@@ -181,5 +182,10 @@ def test_a_skipped_point_the_front_later_lets_in_is_synthesised_then(executor, t
     assert run_study(cfg).measured_later == 0  # measured once: the next run leaves it
     counts = syntheses(study.get_trials(deepcopy=False))
     assert (counts.skipped, counts.later) == (1, 1)
+    report = write_report(study, tmp_path / "report", cfg=cfg)
+    rows = report.trials.set_index("trial")
+    assert not rows.loc[skipped.number, "synthesised"] and rows.loc[skipped.number, "skipped_because"] == why
+    assert rows.loc[later.number, "synthesised"] and rows.loc[later.number, "measures"] == skipped.number
+    assert report.syntheses == counts
     assert main(["status", "--storage", cfg.study.storage_url, "--study", cfg.study.name]) == 0
     assert "1 skipped (told with the da4ml estimate), 1 of those run later" in capsys.readouterr().out
