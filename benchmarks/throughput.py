@@ -26,6 +26,7 @@ import pandas as pd
 from optuna.trial import TrialState
 from provenance import provenance
 from provenance import write as write_provenance
+from tables import markdown
 
 from hqsearch.config import parse_config
 from hqsearch.driver import run_study
@@ -94,11 +95,10 @@ def main() -> None:
         )
     args.out.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out / "throughput.csv", index=False)
-    table = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
-    table += ["| " + " | ".join(str(v) for v in r) + " |" for r in df.itertuples(index=False)]
+    table = markdown(df)
     note = write_provenance(args.out, "throughput", meta)
     note += f"digits MLP, Yosys backend, {args.trials} trials per run, {os.cpu_count()} cores\n\n"
-    (args.out / "throughput.md").write_text(note + "\n".join(table) + "\n")
+    (args.out / "throughput.md").write_text(note + table + "\n")
     print(df.to_string(index=False))
 
 

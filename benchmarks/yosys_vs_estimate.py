@@ -24,6 +24,7 @@ import keras  # noqa: E402
 import pandas as pd  # noqa: E402
 from provenance import provenance
 from provenance import write as write_provenance  # noqa: E402
+from tables import markdown  # noqa: E402
 
 from hqsearch.config import DataSection, ModelSection, SynthesisSection, TrainingSection  # noqa: E402
 from hqsearch.data import load_dataset  # noqa: E402
@@ -82,9 +83,8 @@ def main() -> None:
         f"Digits MLP 64-W-10, beta {args.beta:g}, {args.epochs} epochs; {platform.processor() or platform.machine()}"
     )
     header += f", {os.cpu_count()} cores\n\n"
-    table = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
-    table += ["| " + " | ".join(str(v) for v in r) + " |" for r in df.itertuples(index=False)]
-    (args.out / "yosys_vs_estimate.md").write_text(header + "\n".join(table) + "\n")
+    table = markdown(df)
+    (args.out / "yosys_vs_estimate.md").write_text(header + table + "\n")
     print(df.to_string(index=False))
 
 

@@ -1,6 +1,8 @@
 """The ask/tell loop: keep up to `max_concurrent` trials in flight until the study has `n_trials` COMPLETE
 trainings or has spent its `budget` of training epochs. Each training starts fresh or continues a stored
-checkpoint (see `continuation`): the driver downloads the checkpoint into the trial's folder.
+checkpoint (see `continuation`): the driver downloads the checkpoint into the trial's folder. Once no
+training is left to start, it measures the designs that trials told with their estimate and that can
+still reach the measured front (see `fidelity`), as synthesis-only jobs.
 
 The storage decides how far a study is, so running the same config again continues it. A trial that
 fails is told FAIL with its reason and the study goes on; a run gives up after `max_failures` failures.
@@ -377,7 +379,7 @@ class Driver:
     def _update_progress(self) -> None:
         p = self.progress
         p.complete, p.epochs = trainings_done(self.study)
-        p.running = len(self.in_flight)
+        p.running = len(self.in_flight) + len(self.later)  # trainings, and syntheses of deferred designs
         p.front = len(self.study.best_trials) if p.complete else 0
         self.on_progress(p)
 

@@ -16,7 +16,7 @@ RAY = {"executor": "ray", "max_concurrent": 2, "ray": {"num_cpus": 2}}
 def test_ray_study_with_yosys_runs_train_and_synth_as_separate_tasks(tiny_config):
     cfg = tiny_config(
         "ray",
-        synthesis={"backend": "yosys"},
+        synthesis={"backend": "yosys", "fidelity": "all"},  # every design measured in its synth task
         execution={**RAY, "ray": {"num_cpus": 2, "transfer": "shared_fs"}},
         study={"n_trials": 3},
         # a hard ramp, so each training has an earlier, more accurate epoch to harvest; the third training
