@@ -270,17 +270,16 @@ class Driver:
             return []
         done = {t.user_attrs.get(MEASURES_ATTR) for t in trials if origin(t) is Origin.SYNTHESIS}
         busy = done | self.later.keys() | self.later_failed
-        waiting = [
-            t
+        skipped = [
+            (t, (t.user_attrs.get("metrics", {}), t.user_attrs["info"].get(ESTIMATE_KEY) or {}))
             for t in trials
             if t.state == TrialState.COMPLETE
             and is_skipped(t)
             and t.number not in busy
             and t.user_attrs.get(MODEL_ARTIFACT_ATTR) is not None  # something to rebuild it from
-            and g.verdict(t.user_attrs.get("metrics", {}), t.user_attrs["info"].get(ESTIMATE_KEY) or {}) is None
         ]
-        designs = [(t.user_attrs.get("metrics", {}), t.user_attrs["info"].get(ESTIMATE_KEY) or {}) for t in waiting]
-        return [waiting[i] for i in g.order(designs)]
+        waiting = [(t, design) for t, design in skipped if g.verdict(*design) is None]
+        return [waiting[i][0] for i in g.order([design for _, design in waiting])]
 
     def _submit_later(self, point: FrozenTrial) -> None:
         number = point.number

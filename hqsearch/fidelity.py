@@ -202,6 +202,7 @@ def syntheses(trials: Iterable[FrozenTrial]) -> Syntheses:
     from optuna.trial import TrialState
 
     from .points import Origin, origin
+    from .synth.estimate import SOURCE as ESTIMATE_SOURCE
 
     run = cached = skipped = later = 0
     for t in trials:
@@ -210,7 +211,7 @@ def syntheses(trials: Iterable[FrozenTrial]) -> Syntheses:
         info = t.user_attrs.get("info", {})
         if is_skipped(t):
             skipped += 1
-        elif (tool := info.get("synth_tool")) and not str(tool).startswith("da4ml estimate"):  # no tool ran
+        elif (tool := info.get("synth_tool")) and not str(tool).startswith(ESTIMATE_SOURCE):  # no tool ran
             run += 1
             cached += bool(info.get("synth_cache_hit"))
         later += origin(t) is Origin.SYNTHESIS
