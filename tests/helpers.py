@@ -80,3 +80,8 @@ def ended(pid: int, within: float) -> bool:
             return False
         time.sleep(0.1)
     return True
+
+
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])

@@ -1,10 +1,13 @@
-"""The Ray executor on a real local Ray instance: separate train and synth tasks, a worker killed mid-trial."""
+"""The Ray executor on a real local Ray instance: separate train and synth tasks in warm workers, each stage in a
+fresh process; a stage process or a Ray worker killed mid-trial."""
 
 import os
 import signal
 import threading
 import time
+from pathlib import Path
 
+from helpers import ended, parent_of
 from optuna.trial import TrialState
 
 from hqsearch.driver import run_study
@@ -37,9 +40,13 @@ def test_ray_study_with_yosys_runs_train_and_synth_as_separate_tasks(tiny_config
     for t in trainings.values():
         info = t.user_attrs["info"]
         assert t.user_attrs["executor"] == "ray"
-        assert info["train_pid"] != info["synth_pid"]  # two tasks, each in a fresh worker
+        assert info["train_pid"] != info["synth_pid"]  # two tasks, each stage in a fresh process
         assert t.user_attrs["sources"]["luts"].startswith("yosys")
         assert set(t.user_attrs["timings"]) == {"train", "firmware", "synth"}
+    infos = [t.user_attrs["info"] for t in trainings.values()]
+    stages = [(info[f"{s}_pid"], info[f"{s}_worker"]) for info in infos for s in ("train", "synth")]
+    assert len({pid for pid, _ in stages}) == len(stages)  # a fresh process for every stage...
+    assert len({worker for _, worker in stages}) < len(stages)  # ...forked in Ray workers that stay warm
     continued = [t for t in trainings.values() if "continues" in t.user_attrs]
     assert len(continued) == 1  # its train task loaded the point's weights
     point = study.trials[continued[0].user_attrs["continues"]]
@@ -59,16 +66,15 @@ def run_in_thread(cfg):
     return thread, result
 
 
-def kill_first_training_worker(cfg) -> int:
+def first_training(cfg) -> int:
+    """The pid of the first trial's training process, once it trains."""
     pidfile = cfg.study.run_dir / "trials" / "00000" / "train.pid"
     deadline = time.monotonic() + 120
     while not pidfile.exists():
         assert time.monotonic() < deadline, "the training task never started"
         time.sleep(0.2)
     time.sleep(1.0)
-    pid = int(pidfile.read_text())
-    os.kill(pid, signal.SIGKILL)
-    return pid
+    return int(pidfile.read_text())
 
 
 def test_a_killed_worker_is_retried(tiny_config):
@@ -79,14 +85,15 @@ def test_a_killed_worker_is_retried(tiny_config):
         execution={**RAY, "ray": {"num_cpus": 2, "max_retries": 1}},
     )
     thread, result = run_in_thread(cfg)
-    killed = kill_first_training_worker(cfg)
+    killed = first_training(cfg)
+    os.kill(killed, signal.SIGKILL)  # the stage's process: its Ray task sees it die and is retried
     thread.join(timeout=600)
     assert result["summary"].complete == 1
     (t,) = load_existing(cfg.study.storage_url, "ray_retry").trials
     assert t.state == TrialState.COMPLETE and t.user_attrs["info"]["train_pid"] != killed
 
 
-def test_a_killed_worker_without_retries_fails_the_trial(tiny_config):
+def test_a_killed_ray_worker_without_retries_fails_the_trial_and_ends_its_stage_process(tiny_config):
     cfg = tiny_config(
         "ray_noretry",
         study={"n_trials": 1},
@@ -94,7 +101,11 @@ def test_a_killed_worker_without_retries_fails_the_trial(tiny_config):
         execution={**RAY, "max_failures": 1, "ray": {"num_cpus": 2, "max_retries": 0}},
     )
     thread, result = run_in_thread(cfg)
-    kill_first_training_worker(cfg)
+    training = first_training(cfg)
+    worker = parent_of(parent_of(training))  # the Ray worker that runs the task, above its fork server
+    assert Path(f"/proc/{worker}/cmdline").read_bytes().startswith(b"ray::")
+    os.kill(worker, signal.SIGKILL)
+    assert ended(training, within=10)  # the training it forked goes with it
     thread.join(timeout=600)
     (t,) = load_existing(cfg.study.storage_url, "ray_noretry").trials
     assert t.state == TrialState.FAIL and "train task lost" in t.user_attrs["error"]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import tiny_raw
-from helpers import process_alive
+from helpers import parent_of, process_alive
 from optuna.trial import TrialState
 from test_faults import start_driver, wait_for
 
@@ -57,11 +57,6 @@ def tool_pids(root: Path) -> set[int]:
         except OSError:
             continue
     return found
-
-
-def parent_of(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[1])
 
 
 class Watcher:

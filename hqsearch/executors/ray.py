@@ -3,9 +3,11 @@
 The training task (stages `train` and `firmware`) asks for `execution.ray.train`, the synthesis task
 for `execution.ray.synth`, so synthesis goes only to nodes started with e.g.
 `ray start --resources='{"vivado": 1}'`, and one trial's synthesis runs while the next ones train.
-Every task runs in a fresh worker process (`max_calls=1`): TensorFlow's thread pools are sized from
-the task's CPUs before its first op, and the task's memory goes back when it ends. A worker or node
-that dies is retried `max_retries` times by Ray; an exception in the trial is not retried.
+Ray's workers are kept warm: each task runs its stage in a fresh process forked from its worker's own
+server, which imported TensorFlow and friends once (see `forked`). So TensorFlow's thread pools are
+sized from the task's CPUs before its first op, and the stage's memory goes back when it ends, without
+paying the imports per task. A stage whose process or worker or node dies is retried `max_retries`
+times by Ray; an exception in the trial is not retried.
 
 On Ray a stage's timeout counts from the task's submission, time spent waiting for resources included.
 """
@@ -21,32 +23,63 @@ from ..config import RayStage, StudyConfig
 from ..preflight import Ready
 from ..trial import Trained, TrialOutcome
 from .base import SYNTH_GRACE, Finished, Job, SynthJob, TrialJob, error_text, prepare_worker, run_job
+from .forked import Forked, WorkerLost, WorkFailed, context
+
+_ctx = None  # this Ray worker's fork server, started by its first task
 
 
-def _train_task(cfg: StudyConfig, job: TrialJob, threads: int, with_bytes: bool) -> Trained:
+def _forked(name: str, work, *args):
+    """Run `work` in a fresh process forked from this worker's warm server; its value, or it raises."""
+    global _ctx
+    if _ctx is None:
+        _ctx = context()
+    return Forked(_ctx, name, work, args).result()
+
+
+def _where(outcome: TrialOutcome, stage: str) -> None:
+    import ray
+
+    outcome.info[f"{stage}_host"] = socket.gethostname()
+    outcome.info[f"{stage}_node"] = ray.get_runtime_context().get_node_id()
+    outcome.info[f"{stage}_worker"] = os.getpid()  # the Ray worker; `{stage}_pid` is the stage's own process
+
+
+def _train(cfg: StudyConfig, job: TrialJob, threads: int, with_bytes: bool, on_stage) -> Trained:  # noqa: ARG001
     prepare_worker(job.trial_dir, threads)
     (job.trial_dir / "train.pid").write_text(str(os.getpid()))
     from ..trial import train_stage
 
-    trained = train_stage(cfg, job.params, job.trial_dir, job.seed, start_from=job.start_from)
-    trained.outcome.info["train_host"] = socket.gethostname()
-    return trained.portable(with_bytes)
+    return train_stage(cfg, job.params, job.trial_dir, job.seed, start_from=job.start_from).portable(with_bytes)
 
 
-def _synth_task(cfg: StudyConfig, job: TrialJob, trained: Trained, threads: int) -> TrialOutcome:
+def _train_task(cfg: StudyConfig, job: TrialJob, threads: int, with_bytes: bool) -> Trained:
+    trained = _forked(f"train-{job.number}", _train, cfg, job, threads, with_bytes)
+    _where(trained.outcome, "train")
+    return trained
+
+
+def _synth(cfg: StudyConfig, job: TrialJob, trained: Trained, threads: int, on_stage) -> TrialOutcome:  # noqa: ARG001
     from ..synth import uses_hls4ml
     from ..trial import synth_stage
 
     prepare_worker(job.trial_dir, threads, tensorflow=uses_hls4ml(cfg.synthesis))
-
-    trained.outcome.info["synth_host"] = socket.gethostname()
     return synth_stage(cfg, job.params, trained, job.trial_dir, gate=job.gate)
 
 
-def _later_task(cfg: StudyConfig, job: SynthJob, threads: int, model_bytes: bytes | None) -> TrialOutcome:
+def _synth_task(cfg: StudyConfig, job: TrialJob, trained: Trained, threads: int) -> TrialOutcome:
+    outcome = _forked(f"synth-{job.number}", _synth, cfg, job, trained, threads)
+    _where(outcome, "synth")
+    return outcome
+
+
+def _later(cfg: StudyConfig, job: SynthJob, threads: int, model_bytes: bytes | None, on_stage) -> TrialOutcome:
     prepare_worker(job.trial_dir, threads)  # the design is traced again from the model: Keras is needed
-    outcome = run_job(cfg, job, lambda stage: None, model_bytes)
-    outcome.info["synth_host"] = socket.gethostname()
+    return run_job(cfg, job, on_stage, model_bytes)
+
+
+def _later_task(cfg: StudyConfig, job: SynthJob, threads: int, model_bytes: bytes | None) -> TrialOutcome:
+    outcome = _forked(f"later-{job.number}", _later, cfg, job, threads, model_bytes)
+    _where(outcome, "synth")
     return outcome
 
 
@@ -97,7 +130,7 @@ class RayExecutor:
             num_gpus=stage.num_gpus,
             resources=stage.resources or None,
             max_retries=retries,
-            max_calls=1,
+            retry_exceptions=[WorkerLost],  # its process died: like a worker or node that died
         )(fn)
 
     @staticmethod
@@ -120,7 +153,9 @@ class RayExecutor:
         if not self.running:
             return []
         by_ref = {r.ref: r for r in self.running.values()}
-        ready, _ = ray.wait(list(by_ref), num_returns=len(by_ref), timeout=timeout)
+        ready, rest = ray.wait(list(by_ref), num_returns=1, timeout=timeout)  # back as soon as one is done
+        if ready and rest:
+            ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
         finished = []
         for ref in ready:
             r = by_ref[ref]
@@ -128,7 +163,12 @@ class RayExecutor:
                 result = ray.get(ref)
             except ray.exceptions.RayTaskError as err:
                 cause = err.cause if err.cause is not None else err
-                finished.append(self._fail(r, error_text(cause), str(err)[-4000:]))
+                if isinstance(cause, WorkFailed):  # the trial raised, in the task's forked process
+                    finished.append(self._fail(r, *cause.args))
+                elif isinstance(cause, WorkerLost):
+                    finished.append(self._fail(r, f"{r.stage} task lost: {cause}"))
+                else:
+                    finished.append(self._fail(r, error_text(cause), str(err)[-4000:]))
                 continue
             except ray.exceptions.RayError as err:  # worker or node died, retries used up; cancelled
                 finished.append(self._fail(r, f"{r.stage} task lost: {error_text(err)}"))

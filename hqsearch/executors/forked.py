@@ -1,0 +1,142 @@
+"""Work in a fresh process forked from a warm server: what both executors run a trial's stages in.
+
+A new process per piece of work keeps TensorFlow's graph, thread pools and memory from leaking between
+trials. It forks from a server that imported TensorFlow, Keras, HGQ2 and da4ml once (about 5 s saved per
+trial) and never ran an op, so each piece of work still sizes its own thread pools. The local executor
+keeps one server for the driver; on Ray each worker process keeps its own, so a node pays the imports
+once per worker slot, not once per task.
+
+Each forked process leads its own process group: whoever ends it (a timeout, a cancel) ends its whole
+tree, synthesis tools included. It also ends that group itself when its server goes, which happens when
+the server's parent (the driver, or the Ray worker) dies; see `forkserver_guard`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from .base import error_text
+
+PRELOAD = [
+    "hqsearch.executors.forkserver_guard",
+    "hqsearch.trial",
+    "tensorflow",
+    "keras",
+    "hgq",
+    "da4ml.converter",
+    "sklearn.datasets",
+]
+
+# work(*args, on_stage) -> result, run in the forked process
+Work = Callable[..., Any]
+
+
+def context() -> mp.context.ForkServerContext:
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+def _follow_parent() -> None:
+    """End this process's whole group when its server dies (SIGKILL leaves no chance to clean up)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.killpg(0, signal.SIGKILL)
+
+    threading.Thread(target=watch, daemon=True, name="follow-parent").start()
+
+
+def _main(conn: Connection, env: dict[str, str], work: Work, args: tuple) -> None:
+    os.environ.clear()  # the caller's environment now, not the server's from when it started
+    os.environ.update(env)
+    os.setsid()
+    _follow_parent()
+    try:
+        conn.send(("done", work(*args, lambda stage: conn.send(("stage", stage)))))
+    except BaseException as err:  # everything the work raises is that work's failure
+        traceback.print_exc()
+        conn.send(("error", error_text(err), traceback.format_exc()[-4000:]))
+    finally:
+        conn.close()
+
+
+class Forked:
+    """One piece of work in its forked process, and what it has said so far."""
+
+    def __init__(self, ctx: mp.context.ForkServerContext, name: str, work: Work, args: tuple) -> None:
+        self.conn, child = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(target=_main, args=(child, dict(os.environ), work, args), name=name)
+        self.process.start()
+        child.close()
+        self.stage, self.stage_started = "start", time.monotonic()
+        self.done = False
+        self.value: Any = None
+        self.error: str | None = None  # "Type: message" of what the work raised, or how the process ended
+        self.traceback: str | None = None
+
+    def waitables(self) -> list:
+        return [self.conn, self.process.sentinel]
+
+    def read(self) -> None:
+        """Take in what the process sent; a process that is gone without an answer is an error."""
+        try:
+            while not self.done and self.conn.poll():
+                msg = self.conn.recv()
+                if msg[0] == "stage":
+                    self.stage, self.stage_started = msg[1], time.monotonic()
+                elif msg[0] == "done":
+                    self.done, self.value = True, msg[1]
+                else:
+                    self.done, self.error, self.traceback = True, msg[1], msg[2]
+        except (EOFError, OSError):
+            pass
+        if not self.done and not self.process.is_alive():
+            self.done, self.error = True, f"worker process exited with code {self.process.exitcode}"
+
+    def finish(self) -> None:
+        """Reap the process once it answered; one that does not exit in time is killed."""
+        self.process.join(timeout=30)
+        if self.process.is_alive():
+            self.kill()
+        self.conn.close()
+
+    def kill(self) -> None:
+        try:
+            if os.getpgid(self.process.pid) == self.process.pid:  # setsid done: the group is its own
+                os.killpg(self.process.pid, signal.SIGKILL)
+            else:
+                self.process.kill()
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.process.join(timeout=10)
+
+    def result(self) -> Any:
+        """Block until the work is done; its value, or `WorkFailed`/`WorkerLost`."""
+        while not self.done:
+            wait(self.waitables())
+            self.read()
+        self.finish()
+        if self.error is None:
+            return self.value
+        if self.traceback is None:
+            raise WorkerLost(self.error)
+        raise WorkFailed(self.error, self.traceback)
+
+
+class WorkFailed(Exception):
+    """The work raised: args are its `Type: message` and its traceback."""
+
+
+class WorkerLost(Exception):
+    """The forked process died without an answer (killed, out of memory): worth a retry."""
