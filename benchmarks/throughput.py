@@ -6,11 +6,11 @@ of the workers' time went to anything but the trial stages themselves:
 
     orchestration share = 1 - sum(train + firmware + synth stage seconds) / (wall seconds x concurrency)
 
-That covers the driver's ask/tell loop, storage writes, artifact uploads, worker start-up (a fresh
-process with TensorFlow per trial or task) and idle slots at the end of a run. The driver's own CPU time
-(`time.process_time` of the driver process) is reported beside it.
+That covers the driver's ask/tell loop, storage writes, artifact uploads, worker start-up (a process
+forked per trial or stage from a warm server; on Ray, a task's hand-offs) and idle slots at the end of a
+run. The driver's own CPU time (`time.process_time` of the driver process) is reported beside it.
 
-    python benchmarks/throughput.py [--trials 6] [--out benchmarks/results]
+    python benchmarks/throughput.py [--trials 12] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def study_raw(out: Path, executor: str, concurrent: int, trials: int) -> dict:
         },
         "training": {"epochs": 20, "learning_rate": 0.005},
         "search_space": {"beta": {"low": 1e-6, "high": 1e-4, "log": True}, "widths": [[8], [16]]},
-        "synthesis": {"backend": "yosys", "cache": False},
+        "synthesis": {"backend": "yosys", "cache": False, "fidelity": "all"},  # every trial's design synthesised
         "execution": {
             "executor": executor,
             "max_concurrent": concurrent,
@@ -78,7 +78,7 @@ def measure(executor: str, concurrent: int, trials: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--trials", type=int, default=6)
+    ap.add_argument("--trials", type=int, default=12)  # enough that the end-of-run tail does not dominate
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args()
     meta = provenance()  # the code as it is when the measurement starts

@@ -20,7 +20,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from .config import StudyConfig
-from .hypervolume import front_mask, in_box, resolve
+from .hypervolume import Front, front_mask, in_box, resolve
 from .points import BETA_ATTR, CONTINUES_ATTR, MODEL_ARTIFACT_ATTR, Origin, origin
 from .space import ARCHITECTURE
 
@@ -52,9 +52,12 @@ def gains(points: list[FrozenTrial], cfg: StudyConfig, step: float = 0.05) -> di
     `step` of the distance between the front's best value and the reference, in every metric of the
     report's hypervolume space (validation values; counts in log10). Unlike a point's exclusive
     contribution, this values the ends of the front, where a cheaper or more accurate model is all gain."""
+    return _gains(pd.DataFrame([{**t.user_attrs.get("metrics", {}), "trial": t.number} for t in points]), cfg, step)
+
+
+def _gains(frame: pd.DataFrame, cfg: StudyConfig, step: float) -> dict[int, float]:
     import moocore
 
-    frame = pd.DataFrame([{**t.user_attrs.get("metrics", {}), "trial": t.number} for t in points])
     scale = resolve(cfg.study, cfg.report.hypervolume, frame)
     if frame.empty or not all(m in frame for m in scale.metrics):
         return {}
@@ -83,18 +86,72 @@ def gains(points: list[FrozenTrial], cfg: StudyConfig, step: float = 0.05) -> di
     return out
 
 
+class Starts:
+    """What `choose` needs, kept one finished trial at a time, so a choice costs the front, not the study.
+
+    Only a front point can gain, so the feasible starts are kept as their front (in the hypervolume's
+    metrics) beside the worst value seen of each metric: the reference `resolve` defaults to. A start
+    without every one of those metrics is never scored.
+    """
+
+    def __init__(self, cfg: StudyConfig) -> None:
+        self.cfg = cfg
+        scale = resolve(cfg.study, cfg.report.hypervolume, pd.DataFrame())
+        self.metrics, self.maximise = scale.metrics, scale.maximise
+        self.front = Front(self.maximise)
+        self.worst: np.ndarray | None = None  # per metric, in its own direction
+        self.started = 0  # COMPLETE trainings
+        self.children: Counter[int] = Counter()  # COMPLETE trainings per continued point
+
+    def add(self, t: FrozenTrial) -> None:
+        """A trial that just finished."""
+        if t.state != TrialState.COMPLETE:
+            return
+        if origin(t) is Origin.TRAINING:
+            self.started += 1
+            if (parent := t.user_attrs.get(CONTINUES_ATTR)) is not None:
+                self.children[parent] += 1
+        start = start_of(t)
+        if start is None or any(c > 0 for c in t.constraints.values()):
+            return
+        metrics = t.user_attrs.get("metrics", {})
+        row = np.array([metrics.get(m, np.nan) for m in self.metrics], dtype=float)
+        if np.isnan(row).any():
+            return
+        if self.worst is None:
+            self.worst = row
+        else:
+            self.worst = np.where(np.array(self.maximise), np.minimum(self.worst, row), np.maximum(self.worst, row))
+        self.front.add(row, (start, metrics))
+
+    def gains(self, step: float = 0.05) -> dict[int, float]:
+        """`gains` of every feasible start, from the front and a row of the worst values alone."""
+        if self.worst is None:
+            return {}
+        rows = [{**metrics, "trial": start.point} for start, metrics in self.front.items]
+        rows.append({**dict(zip(self.metrics, self.worst, strict=True)), "trial": -1})  # dominated, or a tie
+        out = _gains(pd.DataFrame(rows), self.cfg, step)
+        out.pop(-1, None)
+        return out
+
+    def choose(self, unfinished: list[FrozenTrial], rng: np.random.Generator) -> Start | None:
+        """The start of the next training, or None for a fresh one; `unfinished`: the RUNNING and WAITING trials."""
+        policy = self.cfg.training.continuation
+        running = [t for t in unfinished if origin(t) is Origin.TRAINING]
+        if policy.share <= 0 or self.started + len(running) < policy.startup or rng.random() >= policy.share:
+            return None
+        gain = self.gains()
+        children = self.children + Counter(t.user_attrs.get(CONTINUES_ATTR) for t in running)
+        scored = {n: g / (1 + children[n]) for n, g in gain.items() if g > 0}
+        if not scored:
+            return None
+        starts = {start.point: start for start, _ in self.front.items}
+        return starts[max(scored, key=lambda n: (scored[n], -n))]
+
+
 def choose(trials: list[FrozenTrial], cfg: StudyConfig, rng: np.random.Generator) -> Start | None:
     """The start of the next training, or None for a fresh one."""
-    policy = cfg.training.continuation
-    alive = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)]
-    started = sum(origin(t) is Origin.TRAINING for t in alive)
-    if policy.share <= 0 or started < policy.startup or rng.random() >= policy.share:
-        return None
-    starts = {s.point: s for t in trials if (s := start_of(t)) is not None}
-    feasible = [t for t in trials if t.number in starts and all(c <= 0 for c in t.constraints.values())]
-    gain = gains(feasible, cfg)
-    children = Counter(t.user_attrs.get(CONTINUES_ATTR) for t in alive if origin(t) is Origin.TRAINING)
-    scored = {n: g / (1 + children[n]) for n, g in gain.items() if g > 0}
-    if not scored:
-        return None
-    return starts[max(scored, key=lambda n: (scored[n], -n))]
+    starts = Starts(cfg)
+    for t in trials:
+        starts.add(t)
+    return starts.choose([t for t in trials if not t.state.is_finished()], rng)

@@ -33,10 +33,11 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from .config import StudyConfig, StudySection
-from .continuation import Start, choose, start_of
-from .executors import Finished, SynthJob, TrialJob, make_executor
+from .continuation import Start, start_of
+from .executors import Executor, Finished, SynthJob, TrialJob, make_executor
 from .executors.base import error_text
-from .fidelity import ESTIMATE_KEY, SKIPPED_ATTR_KEY, gate, is_skipped
+from .fidelity import ESTIMATE_KEY, SKIPPED_ATTR_KEY
+from .ledger import Ledger
 from .metrics import unusable
 from .orphans import DRIVER_ATTR, HEARTBEAT_ATTR, DriverId, recover_orphans
 from .points import (
@@ -50,11 +51,10 @@ from .points import (
     PARENT_ATTR,
     Origin,
     add_point,
-    origin,
     trainings_done,
 )
 from .space import suggest
-from .study import artifact_store, open_study
+from .study import artifact_store, open_study, set_user_attrs
 from .trial import TrialOutcome
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -111,10 +111,15 @@ def _claimed_by_peer(err: Exception) -> bool:
 
 
 class Driver:
-    def __init__(self, cfg: StudyConfig, on_progress: Callable[[Progress], None] = lambda p: None) -> None:
+    def __init__(
+        self,
+        cfg: StudyConfig,
+        on_progress: Callable[[Progress], None] = lambda p: None,
+        executor: Executor | None = None,  # the config's executor unless given (benchmarks give their own)
+    ) -> None:
         self.cfg = cfg
         self.on_progress = on_progress
-        self.executor = make_executor(cfg)
+        self.executor = executor if executor is not None else make_executor(cfg)
         try:  # before anything is written: data that cannot load or a model that cannot be built is one error
             self.ready = self.executor.preflight()
             self.study = open_study(cfg)
@@ -122,6 +127,7 @@ class Driver:
             self.executor.close()
             raise
         self.store = artifact_store(cfg)
+        self.ledger = Ledger(cfg)  # what the loop needs of the study, without reading all of it per trial
         self.in_flight: dict[int, optuna.Trial] = {}
         self.later: dict[int, FrozenTrial] = {}  # points told with their estimate, being measured now
         self.later_failed: set[int] = set()  # not tried again in this run
@@ -134,27 +140,31 @@ class Driver:
         self.recovered = recover_orphans(self.study, self.me, cfg.execution.stale_after)
 
     def _ask(self, epochs_left: int | None) -> None:
-        trials = self.study.get_trials(deepcopy=False)
+        ledger = self.ledger  # refreshed by `_may_ask` just before
+        trials = ledger.trials
         rng = np.random.default_rng([self.cfg.study.seed or 0, len(trials)])
-        if (start := choose(trials, self.cfg, rng)) is not None:  # the sampler fills in the rest
+        if (start := ledger.starts.choose(ledger.unfinished, rng)) is not None:  # the sampler fills in the rest
             self.study.enqueue_trial(start.architecture, user_attrs={CONTINUES_ATTR: start.point})
         trial = self.study.ask()
         try:
             trial_dir = self.cfg.study.run_dir / "trials" / f"{trial.number:05d}"
             start_from, start_beta = None, None
             if (continued := trial.user_attrs.get(CONTINUES_ATTR)) is not None:  # also when a peer enqueued it
-                point = next((t for t in trials if t.number == continued), None)
+                point = trials[continued] if continued < len(trials) else None
                 start = start_of(point) if point is not None else None
                 start_from, start_beta = self._checkpoint(continued, start, trial_dir), start.beta
             params = suggest(trial, self.cfg, start_beta, epochs_left)
-            trial.set_user_attr("params", params.to_dict())
-            trial.set_user_attr(ORIGIN_ATTR, Origin.TRAINING.value)
-            trial.set_user_attr("executor", self.executor.name)
-            trial.set_user_attr(DRIVER_ATTR, self.me.to_dict())
-            trial.set_user_attr(HEARTBEAT_ATTR, time.time())
-            trial.set_user_attr("trial_dir", str(trial_dir))
+            attrs = {
+                "params": params.to_dict(),
+                ORIGIN_ATTR: Origin.TRAINING.value,
+                "executor": self.executor.name,
+                DRIVER_ATTR: self.me.to_dict(),
+                HEARTBEAT_ATTR: time.time(),
+                "trial_dir": str(trial_dir),
+            }
+            set_user_attrs(trial, attrs)
             seed = None if self.cfg.study.seed is None else self.cfg.study.seed + trial.number
-            job = TrialJob(trial.number, params, trial_dir, seed, start_from, gate(self.cfg, trials))
+            job = TrialJob(trial.number, params, trial_dir, seed, start_from, ledger.gate)  # pickled at submission
             self.in_flight[trial.number] = trial
             self.executor.submit(job)
         except Exception as err:  # a trial asked for is always told, even when it could not start
@@ -205,12 +215,12 @@ class Driver:
 
     def _record(self, trial: optuna.Trial, done: Finished) -> Told:
         out = done.outcome
-        for key, value in out.user_attrs().items():
-            trial.set_user_attr(key, value)
+        attrs = out.user_attrs()
         for f in [*out.files, str(done.job.trial_dir / "trial.log")]:
             artifact = self._upload(trial, f)
             if str(f).endswith(".keras") and artifact is not None:  # what a continuation downloads
-                trial.set_user_attr(MODEL_ARTIFACT_ATTR, artifact)
+                attrs[MODEL_ARTIFACT_ATTR] = artifact
+        set_user_attrs(trial, attrs)
         models = [self._upload_candidate(trial, c) for c in out.candidates]
         error = out.error if out.error is not None else self._missing(out.metrics)
         if error is not None:
@@ -264,19 +274,15 @@ class Driver:
     def _waiting(self) -> list[FrozenTrial]:
         """The points told with their estimate that could still reach the measured front (see `fidelity`),
         most worth measuring first; judged again before every measurement, as the front moves."""
-        trials = self.study.get_trials(deepcopy=False)
-        g = gate(self.cfg, trials)
+        ledger = self.ledger  # refreshed by `_may_ask` just before
+        g = ledger.gate
         if g is None:
             return []
-        done = {t.user_attrs.get(MEASURES_ATTR) for t in trials if origin(t) is Origin.SYNTHESIS}
-        busy = done | self.later.keys() | self.later_failed
+        busy = ledger.measured | self.later.keys() | self.later_failed
         skipped = [
             (t, (t.user_attrs.get("metrics", {}), t.user_attrs["info"].get(ESTIMATE_KEY) or {}))
-            for t in trials
-            if t.state == TrialState.COMPLETE
-            and is_skipped(t)
-            and t.number not in busy
-            and t.user_attrs.get(MODEL_ARTIFACT_ATTR) is not None  # something to rebuild it from
+            for number, t in ledger.skipped.items()
+            if number not in busy
         ]
         waiting = [(t, design) for t, design in skipped if g.verdict(*design) is None]
         return [waiting[i][0] for i in g.order([design for _, design in waiting])]
@@ -364,22 +370,29 @@ class Driver:
         """(trainings, epochs) still to ask for, None where unlimited. RUNNING counts every driver's
         trainings and the epochs they will train, so drivers that join share the budget."""
         study = self.cfg.study
-        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        trainings = None if study.n_trials is None else study.n_trials - self.progress.complete - len(running)
+        self._refresh()  # every driver's RUNNING trainings, just now
+        running = self.ledger.running()
+        trainings = None if study.n_trials is None else study.n_trials - self.ledger.trainings - len(running)
         if study.budget is None:
             return trainings, None
         planned = sum((t.user_attrs.get("params") or {}).get("epochs") or self.cfg.training.epochs for t in running)
-        return trainings, study.budget - self.progress.epochs - planned
+        return trainings, study.budget - self.ledger.epochs - planned
 
     def _may_ask(self) -> tuple[bool, int | None]:
         trainings, epochs = self._budget_left()
         return (trainings is None or trainings > 0) and (epochs is None or epochs > 0), epochs
 
-    def _update_progress(self) -> None:
-        p = self.progress
-        p.complete, p.epochs = trainings_done(self.study)
+    def _refresh(self) -> None:
+        """The ledger brought up to date: one read of the trials that changed or still run."""
+        self.ledger.refresh(self.study.get_trials(deepcopy=False))
+
+    def _update_progress(self, refresh: bool = False) -> None:
+        if refresh:
+            self._refresh()
+        p, ledger = self.progress, self.ledger
+        p.complete, p.epochs = ledger.trainings, ledger.epochs  # as of the last refresh
         p.running = len(self.in_flight) + len(self.later)  # trainings, and syntheses of deferred designs
-        p.front = len(self.study.best_trials) if p.complete else 0
+        p.front = len(ledger.front) if p.complete else 0
         self.on_progress(p)
 
     def _on_sigint(self, signum, frame) -> None:  # noqa: ARG002
@@ -395,7 +408,7 @@ class Driver:
         beats = threading.Thread(target=self._beat, daemon=True, name="hqsearch-heartbeat")
         beats.start()
         try:
-            self._update_progress()
+            self._update_progress(refresh=True)
             while True:
                 stop = self._stop_reason()
                 while stop is None and len(self.in_flight) + len(self.later) < cfg.execution.max_concurrent:
@@ -412,13 +425,14 @@ class Driver:
                     summary.stopped_because = stop
                     break
                 self._sweep()
-                for done in self.executor.poll(timeout=1.0):
-                    told = self._finish(done)
-                    if told is Told.FAILED:
-                        self.progress.failed += 1
-                    if told is not None:
-                        summary.told.append(done.job.number)
-                    self._update_progress()
+                if finished := self.executor.poll(timeout=1.0):
+                    for done in finished:
+                        told = self._finish(done)
+                        if told is Told.FAILED:
+                            self.progress.failed += 1
+                        if told is not None:
+                            summary.told.append(done.job.number)
+                    self._update_progress(refresh=True)
         except KeyboardInterrupt:
             summary.stopped_because = "cancelled by a second Ctrl-C"
         finally:

@@ -98,6 +98,30 @@ def front_mask(values: np.ndarray, maximise: Sequence[bool]) -> np.ndarray:
     return np.asarray(moocore.is_nondominated(values, maximise=list(maximise), keep_weakly=True))
 
 
+class Front:
+    """The rows no other row dominates (ties kept), kept one row at a time, each with what it stands for:
+    `front_mask` over every row seen so far, without looking at them all again."""
+
+    def __init__(self, maximise: Sequence[bool]) -> None:
+        self.sign = np.where(np.array(maximise), 1.0, -1.0)
+        self.values = np.empty((0, len(self.sign)))  # signed: larger is better
+        self.items: list = []
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, row: Sequence[float], item: object) -> bool:
+        """Whether the row joined the front (rows it dominates leave it)."""
+        v = self.sign * np.asarray(row, dtype=float)
+        f = self.values
+        if np.any(np.all(f >= v, axis=1) & np.any(f > v, axis=1)):
+            return False
+        keep = ~(np.all(v >= f, axis=1) & np.any(v > f, axis=1))
+        self.values = np.vstack([f[keep], v])
+        self.items = [it for it, k in zip(self.items, keep, strict=True) if k] + [item]
+        return True
+
+
 def scores(points: pd.DataFrame, scale: Scale) -> tuple[float, float | None, int]:
     """(validation hypervolume, test hypervolume, front size) of feasible COMPLETE points, the front
     chosen on the validation values."""

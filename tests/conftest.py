@@ -94,56 +94,21 @@ def tiny_model(tmp_path_factory):
     return model, path, ebops
 
 
-def _pg_bin(name: str) -> str | None:
-    import glob
-    import shutil
-
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return candidates[-1] if candidates else None
-
-
 @pytest.fixture(scope="session")
 def postgres_url():
     """A real PostgreSQL server on loopback for this test session, in a temporary directory.
 
     `HQSEARCH_TEST_POSTGRES` (a SQLAlchemy URL) points the tests at a server that is already running.
     """
-    import shutil
-    import socket
-    import subprocess
-    import tempfile
+    import postgres_server
 
     if url := os.environ.get("HQSEARCH_TEST_POSTGRES"):
         yield url
         return
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    if not (initdb and pg_ctl):
+    if not postgres_server.installed():
         pytest.skip("PostgreSQL binaries (initdb, pg_ctl) are not installed; .ci/run installs them")
-    root = Path(tempfile.mkdtemp(prefix="hqsearch-pg-"))
-    as_postgres: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses root: run the server as the postgres user
-        root.chmod(0o755)
-        shutil.chown(root, "postgres")
-        as_postgres = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    data = root / "data"
-    subprocess.run([*as_postgres, initdb, "-D", str(data), "-A", "trust", "-U", "hq"], check=True, capture_output=True)
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
-    subprocess.run(
-        [*as_postgres, pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"postgresql+psycopg2://hq@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*as_postgres, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+    with postgres_server.temporary_server() as url:
+        yield url
 
 
 # Skips CI may take: tools that cannot be installed on its machine. Any other skip fails a run where CI

@@ -1,0 +1,73 @@
+"""What the driver knows of its study, kept up to date one changed trial at a time.
+
+Optuna's cached storage hands the driver the study's trials cheaply, but anything computed over all of
+them on every tell (`best_trials`, the count of trainings, the fidelity gate, the continuation's
+choice) makes the driver's cost per trial grow with the study. The ledger looks at each trial once when
+it finishes, and at the few unfinished ones every time: the cost of a refresh is the number of trials
+that changed or still run, however long the study. Peers' trials (other drivers on the same study) are
+counted alike, as they finish.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from optuna.trial import FrozenTrial, TrialState
+
+from .config import StudyConfig
+from .continuation import Starts
+from .fidelity import ESTIMATE_KEY, Gate, empty_gate, is_skipped
+from .hypervolume import Front
+from .points import MEASURES_ATTR, MODEL_ARTIFACT_ATTR, Origin, origin
+
+
+@dataclass
+class Ledger:
+    cfg: StudyConfig
+    trainings: int = 0  # COMPLETE trainings
+    epochs: int = 0  # spent by them
+    unfinished: list[FrozenTrial] = field(default_factory=list)  # RUNNING and WAITING, as of the last refresh
+    front: Front = field(init=False)  # the feasible COMPLETE points no other dominates: `best_trials`
+    gate: Gate | None = field(init=False)  # every measured design (see `fidelity`)
+    starts: Starts = field(init=False)  # what a continuation may start from (see `continuation`)
+    skipped: dict[int, FrozenTrial] = field(default_factory=dict)  # told with their estimate, with a model
+    measured: set[int] = field(default_factory=set)  # skipped points a later synthesis measured
+    trials: list[FrozenTrial] = field(default_factory=list)  # the study as of the last refresh, by number
+
+    def __post_init__(self) -> None:
+        self.front = Front([d == "maximize" for d in self.cfg.study.directions])
+        self.gate = empty_gate(self.cfg)
+        self.starts = Starts(self.cfg)
+
+    def refresh(self, trials: list[FrozenTrial]) -> None:
+        """Take in the study as it stands: `study.get_trials(deepcopy=False)`, ordered by number."""
+        waiting = {t.number for t in self.unfinished}
+        changed = [trials[n] for n in sorted(waiting)] + trials[len(self.trials) :]
+        self.trials = trials
+        self.unfinished = []
+        for t in changed:
+            if t.state.is_finished():
+                self._finished(t)
+            else:
+                self.unfinished.append(t)
+
+    def running(self) -> list[FrozenTrial]:
+        return [t for t in self.unfinished if t.state == TrialState.RUNNING]
+
+    def _finished(self, t: FrozenTrial) -> None:
+        self.starts.add(t)
+        if t.state != TrialState.COMPLETE:
+            return
+        attrs = t.user_attrs
+        if origin(t) is Origin.TRAINING:
+            self.trainings += 1
+            self.epochs += int(attrs.get("info", {}).get("epochs", 0))
+        if all(c <= 0 for c in t.constraints.values()):
+            self.front.add(t.values, t.number)
+        if is_skipped(t):
+            if attrs.get(MODEL_ARTIFACT_ATTR) is not None:  # something to rebuild it from
+                self.skipped[t.number] = t
+        elif self.gate is not None:
+            self.gate.add(attrs.get("metrics", {}), attrs.get("info", {}).get(ESTIMATE_KEY), f"trial #{t.number}")
+        if origin(t) is Origin.SYNTHESIS:
+            self.measured.add(attrs.get(MEASURES_ATTR))
