@@ -19,6 +19,7 @@ bookkeeping runs, and for `tpe`, `nsga2` and `gp` on copies of the finished stud
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import tempfile
@@ -196,6 +197,9 @@ def sampler_times(cfg: StudyConfig, trials: int) -> list[dict]:
     done = source.get_trials(deepcopy=False)
     rows = []
     for name in ("random", "nsga2", "tpe", "gp"):
+        if name == "gp" and importlib.util.find_spec("torch") is None:
+            print("gp: skipped, Optuna's GPSampler needs PyTorch (pip install 'hqsearch[gp]')", flush=True)
+            continue
         for size in [s for s in SIZES if s <= trials]:
             study = optuna.create_study(directions=source.directions, sampler=make_sampler(cfg.study))
             study.add_trials(done[:size])

@@ -42,7 +42,8 @@ def study_raw(out: Path, executor: str, concurrent: int, trials: int) -> dict:
             "seed": 0,
             "objectives": {"accuracy": "max", "luts": "min"},
         },
-        "training": {"epochs": 20, "learning_rate": 0.005},
+        # one design per trial, so a trial's cost is one training and one synthesis
+        "training": {"epochs": 20, "learning_rate": 0.005, "harvest": {"max_candidates": 0}},
         "search_space": {"beta": {"low": 1e-6, "high": 1e-4, "log": True}, "widths": [[8], [16]]},
         "synthesis": {"backend": "yosys", "cache": False, "fidelity": "all"},  # every trial's design synthesised
         "execution": {
@@ -61,6 +62,7 @@ def measure(executor: str, concurrent: int, trials: int) -> dict:
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         study = load_existing(cfg.study.storage_url, cfg.study.name)
         done = study.get_trials(states=(TrialState.COMPLETE,))
+        assert all("timings" in t.user_attrs for t in done)  # trainings only
         stages = {k: sum(t.user_attrs["timings"][k] for t in done) for k in ("train", "firmware", "synth")}
         busy = sum(stages.values())
     return {

@@ -140,17 +140,19 @@ class Driver:
         self.recovered = recover_orphans(self.study, self.me, cfg.execution.stale_after)
 
     def _ask(self, epochs_left: int | None) -> None:
-        ledger = self.ledger  # refreshed by `_may_ask` just before
-        trials = ledger.trials
-        rng = np.random.default_rng([self.cfg.study.seed or 0, len(trials)])
-        if (start := ledger.starts.choose(ledger.unfinished, rng)) is not None:  # the sampler fills in the rest
+        ledger = self.ledger
+        rng = np.random.default_rng([self.cfg.study.seed or 0, ledger.size()])
+        if (start := ledger.starts.choose(ledger.pending(), rng)) is not None:  # the sampler fills in the rest
             self.study.enqueue_trial(start.architecture, user_attrs={CONTINUES_ATTR: start.point})
         trial = self.study.ask()
         try:
             trial_dir = self.cfg.study.run_dir / "trials" / f"{trial.number:05d}"
             start_from, start_beta = None, None
-            if (continued := trial.user_attrs.get(CONTINUES_ATTR)) is not None:  # also when a peer enqueued it
-                point = trials[continued] if continued < len(trials) else None
+            enqueued = trial.user_attrs  # what `enqueue_trial` gave it (one read)
+            if (continued := enqueued.get(CONTINUES_ATTR)) is not None:  # also when a peer enqueued it
+                if continued >= len(ledger.trials):  # enqueued by a peer for a point this driver has not seen
+                    self._refresh()
+                point = ledger.trials[continued] if continued < len(ledger.trials) else None
                 start = start_of(point) if point is not None else None
                 start_from, start_beta = self._checkpoint(continued, start, trial_dir), start.beta
             params = suggest(trial, self.cfg, start_beta, epochs_left)
@@ -163,6 +165,7 @@ class Driver:
                 "trial_dir": str(trial_dir),
             }
             set_user_attrs(trial, attrs)
+            ledger.asked({**enqueued, **attrs})
             seed = None if self.cfg.study.seed is None else self.cfg.study.seed + trial.number
             job = TrialJob(trial.number, params, trial_dir, seed, start_from, ledger.gate)  # pickled at submission
             self.in_flight[trial.number] = trial
@@ -274,7 +277,7 @@ class Driver:
     def _waiting(self) -> list[FrozenTrial]:
         """The points told with their estimate that could still reach the measured front (see `fidelity`),
         most worth measuring first; judged again before every measurement, as the front moves."""
-        ledger = self.ledger  # refreshed by `_may_ask` just before
+        ledger = self.ledger
         g = ledger.gate
         if g is None:
             return []
@@ -370,8 +373,7 @@ class Driver:
         """(trainings, epochs) still to ask for, None where unlimited. RUNNING counts every driver's
         trainings and the epochs they will train, so drivers that join share the budget."""
         study = self.cfg.study
-        self._refresh()  # every driver's RUNNING trainings, just now
-        running = self.ledger.running()
+        running = self.ledger.running()  # every driver's, as of the last refresh, and this driver's asks since
         trainings = None if study.n_trials is None else study.n_trials - self.ledger.trainings - len(running)
         if study.budget is None:
             return trainings, None

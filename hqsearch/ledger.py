@@ -27,6 +27,7 @@ class Ledger:
     trainings: int = 0  # COMPLETE trainings
     epochs: int = 0  # spent by them
     unfinished: list[FrozenTrial] = field(default_factory=list)  # RUNNING and WAITING, as of the last refresh
+    mine: list[FrozenTrial] = field(default_factory=list)  # trainings this driver asked for since then
     front: Front = field(init=False)  # the feasible COMPLETE points no other dominates: `best_trials`
     gate: Gate | None = field(init=False)  # every measured design (see `fidelity`)
     starts: Starts = field(init=False)  # what a continuation may start from (see `continuation`)
@@ -44,15 +45,28 @@ class Ledger:
         waiting = {t.number for t in self.unfinished}
         changed = [trials[n] for n in sorted(waiting)] + trials[len(self.trials) :]
         self.trials = trials
-        self.unfinished = []
+        self.unfinished, self.mine = [], []
         for t in changed:
             if t.state.is_finished():
                 self._finished(t)
             else:
                 self.unfinished.append(t)
 
+    def asked(self, attrs: dict) -> None:
+        """A training this driver just asked for, with its user attributes: counted until the next refresh
+        finds it in the storage, so that one refresh serves a whole round of asks."""
+        self.mine.append(FrozenTrial(-1, TrialState.RUNNING, None, None, None, {}, {}, attrs, {}, {}, None))
+
+    def size(self) -> int:
+        """Trials in the study, as far as this driver knows."""
+        return len(self.trials) + len(self.mine)
+
+    def pending(self) -> list[FrozenTrial]:
+        """RUNNING and WAITING trials: every driver's, and this driver's asks since the last refresh."""
+        return self.unfinished + self.mine
+
     def running(self) -> list[FrozenTrial]:
-        return [t for t in self.unfinished if t.state == TrialState.RUNNING]
+        return [t for t in self.pending() if t.state == TrialState.RUNNING]
 
     def _finished(self, t: FrozenTrial) -> None:
         self.starts.add(t)
