@@ -2,8 +2,9 @@
 study grows.
 
 The real driver, the real storage (SQLite, PostgreSQL) and the real artifact store run a study whose trials
-take no time: `InstantExecutor` answers every job at once with a synthetic outcome shaped like a real one
-(metrics, sources, estimate, timings, a model file and a log uploaded as artifacts). So what is timed is
+take no time: `InstantExecutor` (tests/instant_executor.py) answers every job at once with a synthetic
+outcome shaped like a real one (metrics, sources, estimate, timings, a model file and a log uploaded as
+artifacts). So what is timed is
 the driver's own work per trial: ask (the sampler's time taken out, see below), the suggestions, the user
 attributes, the artifacts, tell, the continuation and fidelity choices and the progress it reports.
 
@@ -26,7 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import optuna
 import pandas as pd
 from provenance import ROOT, provenance
@@ -35,19 +35,16 @@ from tables import markdown
 
 from hqsearch.config import StudyConfig, parse_config
 from hqsearch.driver import Driver, Progress
-from hqsearch.executors import Finished
-from hqsearch.preflight import Ready
 from hqsearch.space import suggest
 from hqsearch.study import make_sampler
-from hqsearch.trial import TrialOutcome
 
 sys.path.insert(0, str(ROOT / "tests"))
 import postgres_server  # noqa: E402
+from instant_executor import InstantExecutor  # noqa: E402
 
 WINDOWS = [(0, 100), (100, 500), (500, 1000), (1000, 1500), (1500, 2000)]
 SIZES = [100, 500, 1000, 2000]  # study sizes at which each sampler's ask is timed
 ASKS = {"tpe": 10, "nsga2": 10, "random": 10, "gp": 3}
-MODEL_BYTES = 32_000  # about the size of a small HGQ model file
 
 
 class TimedSampler(optuna.samplers.BaseSampler):
@@ -80,60 +77,6 @@ class TimedSampler(optuna.samplers.BaseSampler):
 
     def reseed_rng(self) -> None:
         self.inner.reseed_rng()
-
-
-def synthetic(job, rng: np.random.Generator) -> TrialOutcome:
-    """A trial's outcome without the trial: accuracy falls and LUTs shrink as beta grows, with noise."""
-    beta = job.params.beta
-    x = (np.log10(beta) + 7) / 4  # 0 at beta 1e-7, 1 at 1e-3
-    luts = float(max(20.0, 3000 * 10 ** (-1.5 * x) * rng.lognormal(0, 0.2)))
-    metrics = {
-        "accuracy": float(np.clip(0.97 - 0.4 * x**2 + rng.normal(0, 0.01), 0, 1)),
-        "ebops": luts * 1.1,
-        "luts": luts,
-        "ffs": luts / 4,
-        "dsps": 0.0,
-        "latency_cycles": float(rng.integers(2, 6)),
-    }
-    metrics["val_accuracy"] = metrics["float_accuracy"] = metrics["accuracy"]
-    estimate = {"luts": luts * rng.lognormal(0.1, 0.1), "ffs": luts / 4, "latency_cycles": metrics["latency_cycles"]}
-    job.trial_dir.mkdir(parents=True, exist_ok=True)
-    model = job.trial_dir / "model.keras"
-    model.write_bytes(rng.bytes(MODEL_BYTES))
-    (job.trial_dir / "trial.log").write_text("synthetic trial\n")
-    return TrialOutcome(
-        metrics=metrics,
-        sources={k: "synthetic" for k in metrics},
-        timings={"train": 0.0, "firmware": 0.0, "synth": 0.0},
-        info={"epochs": job.params.epochs or 30, "estimate": estimate, "synth_skipped": None, "final_beta": beta},
-        files=[str(model)],
-    )
-
-
-class InstantExecutor:
-    """Every job done the moment it is submitted: for benchmarking the driver only."""
-
-    name = "instant"
-
-    def __init__(self, seed: int = 0) -> None:
-        self.rng = np.random.default_rng(seed)
-        self.done: list[Finished] = []
-
-    def preflight(self) -> Ready:
-        return Ready(1000, 200, 200, (64,), 10, 1000)
-
-    def submit(self, job) -> None:
-        self.done.append(Finished(job, synthetic(job, self.rng)))
-
-    def poll(self, timeout: float) -> list[Finished]:  # noqa: ARG002
-        done, self.done = self.done, []
-        return done
-
-    def cancel_all(self) -> list[Finished]:
-        return self.poll(0)
-
-    def close(self) -> None:
-        pass
 
 
 def config(out: Path, storage: str, sampler: str, trials: int) -> StudyConfig:

@@ -1,6 +1,7 @@
 """Trials per hour for 1 and 2 concurrent trials, local and Ray executors, and the orchestration share.
 
-Runs the same small digits study (Yosys backend, fixed seed) four times on this machine: executor
+Runs the same small digits study (Yosys backend, fixed seed, random sampler, no continuation or harvest:
+the same trials in every run) four times on this machine: executor
 local/ray x max_concurrent 1/2. For every run it records the wall time, trials per hour, and how much
 of the workers' time went to anything but the trial stages themselves:
 
@@ -40,10 +41,16 @@ def study_raw(out: Path, executor: str, concurrent: int, trials: int) -> dict:
             "output_dir": str(out),
             "n_trials": trials,
             "seed": 0,
+            "sampler": "random",  # the same 12 trials whatever the concurrency: seeded, in the order asked
             "objectives": {"accuracy": "max", "luts": "min"},
         },
         # one design per trial, so a trial's cost is one training and one synthesis
-        "training": {"epochs": 20, "learning_rate": 0.005, "harvest": {"max_candidates": 0}},
+        "training": {
+            "epochs": 20,
+            "learning_rate": 0.005,
+            "harvest": {"max_candidates": 0},
+            "continuation": {"share": 0.0},  # which point a training continues would depend on the order
+        },
         "search_space": {"beta": {"low": 1e-6, "high": 1e-4, "log": True}, "widths": [[8], [16]]},
         "synthesis": {"backend": "yosys", "cache": False, "fidelity": "all"},  # every trial's design synthesised
         "execution": {

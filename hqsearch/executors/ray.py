@@ -104,7 +104,8 @@ class RayExecutor:
             if r.address:
                 ray.init(address=r.address, log_to_driver=False)
             else:
-                ray.init(num_cpus=r.num_cpus, include_dashboard=False, log_to_driver=False)
+                # "local": a new instance even where a Ray cluster already runs on this machine
+                ray.init(address="local", num_cpus=r.num_cpus, include_dashboard=False, log_to_driver=False)
         t = cfg.execution.timeouts
         self.limits = {
             "train": None if t.train is None or t.firmware is None else t.train + t.firmware,
