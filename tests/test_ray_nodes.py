@@ -3,17 +3,20 @@ alone has the synthesis tool's resource. Every synthesis must run there; trainin
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+from conftest import tiny_raw
 from optuna.trial import TrialState
+from test_faults import start_driver
 
-from hqsearch.driver import run_study
 from hqsearch.study import load_existing
 
 TOOL = "vivado_test"  # stands for a synthesis tool licensed on one node only
@@ -43,39 +46,47 @@ def stop(node: subprocess.Popen) -> None:
         node.wait()
 
 
+NODES = """
+import json, sys, time
+import ray
+ray.init(address=sys.argv[1], log_to_driver=False)
+deadline = time.monotonic() + 120
+while len([n for n in ray.nodes() if n["Alive"]]) < 2 and time.monotonic() < deadline:
+    time.sleep(1)
+print(json.dumps([{"id": n["NodeID"], "resources": n["Resources"]} for n in ray.nodes() if n["Alive"]]))
+"""
+
+
 @pytest.fixture
 def two_nodes(tmp_path):
-    """(address, head node id, tool node id) of a running two-node cluster; the driver joins it."""
-    import ray
-
+    """(address, head node id, tool node id) of a running two-node cluster. The drivers that join it run in
+    processes of their own, as `hqsearch run` does on a cluster."""
     address = f"127.0.0.1:{free_port()}"
     log = tmp_path / "ray_nodes.log"
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     head = ray_start(log, "--head", f"--port={address.split(':')[1]}", "--num-cpus=1", "--include-dashboard=false")
     nodes = [head]
     try:
         deadline = time.monotonic() + 120
-        status = ["ray", "status", f"--address={address}"]
-        while subprocess.run(status, capture_output=True, env={**os.environ, "RAY_AUTH_MODE": "disabled"}).returncode:
+        while subprocess.run(["ray", "status", f"--address={address}"], capture_output=True, env=env).returncode:
             assert head.poll() is None and time.monotonic() < deadline, f"the Ray head did not start; see {log}"
             time.sleep(1)
         nodes.append(ray_start(log, f"--address={address}", "--num-cpus=2", f'--resources={{"{TOOL}": 1}}'))
-        ray.init(address=address, log_to_driver=False)
-        while len([n for n in ray.nodes() if n["Alive"]]) < 2:
-            assert time.monotonic() < deadline, "the second Ray node did not join"
-            time.sleep(1)
-        alive = [n for n in ray.nodes() if n["Alive"]]
-        tool_node = next(n["NodeID"] for n in alive if TOOL in n["Resources"])
-        head_node = next(n["NodeID"] for n in alive if TOOL not in n["Resources"])
+        out = subprocess.run([sys.executable, "-c", NODES, address], capture_output=True, text=True, env=env)
+        alive = json.loads(out.stdout.strip().splitlines()[-1])
+        assert len(alive) == 2, f"the second Ray node did not join; see {log}"
+        tool_node = next(n["id"] for n in alive if TOOL in n["resources"])
+        head_node = next(n["id"] for n in alive if TOOL not in n["resources"])
         yield address, head_node, tool_node
     finally:
-        ray.shutdown()
         for node in reversed(nodes):
             stop(node)
 
 
-def test_synthesis_runs_only_on_the_node_with_the_tool_and_training_on_both(two_nodes, tiny_config):
+def test_synthesis_runs_only_on_the_node_with_the_tool_and_training_on_both(two_nodes, tmp_path):
     address, head_node, tool_node = two_nodes
-    cfg = tiny_config(
+    raw = tiny_raw(
+        tmp_path / "out",
         "two_nodes",
         study={"n_trials": 4},
         execution={
@@ -89,8 +100,11 @@ def test_synthesis_runs_only_on_the_node_with_the_tool_and_training_on_both(two_
             },
         },
     )
-    assert run_study(cfg).complete == 4
-    trials = load_existing(cfg.study.storage_url, "two_nodes").get_trials(states=(TrialState.COMPLETE,))
+    driver = start_driver(tmp_path, raw, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+    assert driver.wait(timeout=600) == 0
+    study = load_existing(f"sqlite:///{tmp_path / 'out' / 'study.db'}", "two_nodes")
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(trials) == 4, [t.user_attrs.get("error") for t in study.trials]
     infos = [t.user_attrs["info"] for t in trials]
     assert {info["synth_node"] for info in infos} == {tool_node}
     assert {info["train_node"] for info in infos} == {head_node, tool_node}

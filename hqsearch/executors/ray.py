@@ -25,15 +25,45 @@ from ..trial import Trained, TrialOutcome
 from .base import SYNTH_GRACE, Finished, Job, SynthJob, TrialJob, error_text, prepare_worker, run_job
 from .forked import Forked, WorkerLost, WorkFailed, context
 
-_ctx = None  # this Ray worker's fork server, started by its first task
+_ctx = None  # this Ray worker's fork server
+
+
+def warm_up() -> None:
+    """Start this Ray worker's fork server now (Ray's `worker_process_setup_hook`), so its imports run while
+    the worker waits for its first task instead of delaying it."""
+    global _ctx
+    if _ctx is None:
+        from multiprocessing import forkserver
+
+        _ctx = context()
+        forkserver.ensure_running()  # returns at once; the server imports in the background
 
 
 def _forked(name: str, work, *args):
     """Run `work` in a fresh process forked from this worker's warm server; its value, or it raises."""
-    global _ctx
-    if _ctx is None:
-        _ctx = context()
+    warm_up()
     return Forked(_ctx, name, work, args).result()
+
+
+def _check(cfg: StudyConfig, on_stage) -> Ready | Exception:  # noqa: ARG001
+    from ..preflight import preflight
+
+    try:
+        return preflight(cfg)
+    except Exception as err:  # a ConfigError for the user, or a bug: the driver raises it either way
+        return err
+
+
+def _preflight_task(cfg: StudyConfig) -> Ready | Exception:
+    return _forked("preflight", _check, cfg)
+
+
+def _idle(on_stage) -> None:  # noqa: ARG001
+    """Nothing: forking it waits until the worker's server has imported everything."""
+
+
+def _warm_task() -> None:
+    _forked("warm-up", _idle)
 
 
 def _where(outcome: TrialOutcome, stage: str) -> None:
@@ -101,11 +131,18 @@ class RayExecutor:
         r = cfg.execution.ray
         self.owns_ray = not ray.is_initialized()
         if self.owns_ray:
+            env = {"worker_process_setup_hook": f"{__name__}.warm_up"}
             if r.address:
-                ray.init(address=r.address, log_to_driver=False)
+                ray.init(address=r.address, log_to_driver=False, runtime_env=env)
             else:
                 # "local": a new instance even where a Ray cluster already runs on this machine
-                ray.init(address="local", num_cpus=r.num_cpus, include_dashboard=False, log_to_driver=False)
+                ray.init(
+                    address="local",
+                    num_cpus=r.num_cpus,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    runtime_env=env,
+                )
         t = cfg.execution.timeouts
         self.limits = {
             "train": None if t.train is None or t.firmware is None else t.train + t.firmware,
@@ -118,9 +155,19 @@ class RayExecutor:
         self.running: dict[int, _RayTrial] = {}
 
     def preflight(self) -> Ready:
-        from ..preflight import preflight
+        """Check data and model where trainings run, in a forked process as a trial would be. Meanwhile as
+        many more training workers as trials will run at once start their servers, so the first trials
+        find them warm; the driver itself never imports TensorFlow."""
+        import ray
 
-        return preflight(self.cfg)
+        train = self.cfg.execution.ray.train
+        check = self._remote(_preflight_task, train, 0).remote(self.cfg)
+        warm = self._remote(_warm_task, train, 0)
+        self.warming = [warm.remote() for _ in range(self.cfg.execution.max_concurrent - 1)]  # not waited for
+        result = ray.get(check)
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     @staticmethod
     def _remote(fn, stage: RayStage, retries: int):
