@@ -37,13 +37,27 @@ def ray_start(log: Path, *flags: str) -> subprocess.Popen:
         return subprocess.Popen(argv, start_new_session=True, stdout=out, stderr=out, env=env)
 
 
+def in_session(sid: int) -> list[int]:
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
 def stop(node: subprocess.Popen) -> None:
+    """The node and every process it started gone, before the next test may start a Ray of its own."""
     os.killpg(node.pid, signal.SIGTERM)
-    try:
-        node.wait(timeout=30)
-    except subprocess.TimeoutExpired:
+    deadline = time.monotonic() + 30
+    while in_session(node.pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if in_session(node.pid):
         os.killpg(node.pid, signal.SIGKILL)
-        node.wait()
+    node.wait()
 
 
 NODES = """

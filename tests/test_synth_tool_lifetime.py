@@ -131,7 +131,7 @@ def test_second_ctrl_c_ends_the_tool(yosys, tmp_path):
 def ray_instance():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
