@@ -63,6 +63,22 @@ def prepare_worker(trial_dir: Path, threads: int, tensorflow: bool = True) -> No
         configure_threads(threads)
 
 
+def work_job(cfg: StudyConfig, job: Job, threads: int, model_bytes: bytes | None, on_stage: Callable[[str], None]):
+    """A job in its forked worker process (see `forked`): the process prepared, then the job run."""
+    prepare_worker(job.trial_dir, threads)
+    return run_job(cfg, job, on_stage, model_bytes)
+
+
+def check(cfg: StudyConfig, on_stage: Callable[[str], None]):  # noqa: ARG001
+    """The preflight in a forked worker process: `Ready`, or the exception it raised, for the driver to raise."""
+    from ..preflight import preflight
+
+    try:
+        return preflight(cfg)
+    except Exception as err:  # a ConfigError for the user, or a bug: the driver raises it either way
+        return err
+
+
 def run_job(cfg: StudyConfig, job: Job, on_stage: Callable[[str], None], model_bytes: bytes | None = None):
     """What a worker runs for a job: a whole trial, or a later synthesis."""
     from ..trial import run_trial, synth_later

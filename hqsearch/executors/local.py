@@ -8,32 +8,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import wait
 
 from ..config import StudyConfig
 from ..preflight import Ready
 from ..trial import TrialOutcome
-from .base import SYNTH_GRACE, Finished, Job, prepare_worker, run_job
-from .forked import Forked, context
-
-
-def _work(cfg: StudyConfig, job: Job, threads: int, on_stage: Callable[[str], None]) -> TrialOutcome:
-    prepare_worker(job.trial_dir, threads)
-    return run_job(cfg, job, on_stage)
-
-
-def _preflight(conn: Connection, cfg: StudyConfig, env: dict[str, str]) -> None:
-    os.environ.clear()
-    os.environ.update(env)
-    try:
-        from ..preflight import preflight
-
-        conn.send(("ok", preflight(cfg)))
-    except Exception as err:  # a ConfigError for the user, or a bug: either way the driver raises it
-        conn.send(("error", err))
-    finally:
-        conn.close()
+from .base import SYNTH_GRACE, Finished, Job, check, work_job
+from .forked import Forked, WorkerLost, context
 
 
 class LocalExecutor:
@@ -48,23 +29,16 @@ class LocalExecutor:
 
     def preflight(self) -> Ready:
         """Check data and model in a worker forked from the warm server: the driver never imports TensorFlow."""
-        parent, child = self.ctx.Pipe(duplex=False)
-        p = self.ctx.Process(target=_preflight, args=(child, self.cfg, dict(os.environ)), name="preflight")
-        p.start()
-        child.close()
         try:
-            kind, value = parent.recv()
-        except EOFError:
-            raise RuntimeError(f"the preflight worker died (exit code {p.exitcode})") from None
-        finally:
-            p.join()
-            parent.close()
-        if kind == "error":
-            raise value
-        return value
+            result = Forked(self.ctx, "preflight", check, (self.cfg,)).result()
+        except WorkerLost as err:
+            raise RuntimeError(f"the preflight worker died ({err})") from None
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     def submit(self, job: Job) -> None:
-        work = Forked(self.ctx, f"trial-{job.number}", _work, (self.cfg, job, self.threads))
+        work = Forked(self.ctx, f"trial-{job.number}", work_job, (self.cfg, job, self.threads, None))
         self.running[job.number] = (job, work)
 
     def poll(self, timeout: float) -> list[Finished]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from ..config import RayStage, StudyConfig
 from ..preflight import Ready
 from ..trial import Trained, TrialOutcome
-from .base import SYNTH_GRACE, Finished, Job, SynthJob, TrialJob, error_text, prepare_worker, run_job
+from .base import SYNTH_GRACE, Finished, Job, SynthJob, TrialJob, check, error_text, prepare_worker, work_job
 from .forked import Forked, WorkerLost, WorkFailed, context
 
 _ctx = None  # this Ray worker's fork server
@@ -45,17 +45,8 @@ def _forked(name: str, work, *args):
     return Forked(_ctx, name, work, args).result()
 
 
-def _check(cfg: StudyConfig, on_stage) -> Ready | Exception:  # noqa: ARG001
-    from ..preflight import preflight
-
-    try:
-        return preflight(cfg)
-    except Exception as err:  # a ConfigError for the user, or a bug: the driver raises it either way
-        return err
-
-
 def _preflight_task(cfg: StudyConfig) -> Ready | Exception:
-    return _forked("preflight", _check, cfg)
+    return _forked("preflight", check, cfg)
 
 
 def _idle(on_stage) -> None:  # noqa: ARG001
@@ -102,13 +93,9 @@ def _synth_task(cfg: StudyConfig, job: TrialJob, trained: Trained, threads: int)
     return outcome
 
 
-def _later(cfg: StudyConfig, job: SynthJob, threads: int, model_bytes: bytes | None, on_stage) -> TrialOutcome:
-    prepare_worker(job.trial_dir, threads)  # the design is traced again from the model: Keras is needed
-    return run_job(cfg, job, on_stage, model_bytes)
-
-
 def _later_task(cfg: StudyConfig, job: SynthJob, threads: int, model_bytes: bytes | None) -> TrialOutcome:
-    outcome = _forked(f"later-{job.number}", _later, cfg, job, threads, model_bytes)
+    # the design is traced again from the model: the process prepares TensorFlow
+    outcome = _forked(f"later-{job.number}", work_job, cfg, job, threads, model_bytes)
     _where(outcome, "synth")
     return outcome
 
