@@ -39,9 +39,11 @@ PRELOAD = [
 Work = Callable[..., Any]
 
 
-def context() -> mp.context.ForkServerContext:
+def context(also: tuple[str, ...] = ()) -> mp.context.ForkServerContext:
+    """The fork server, with `also` imported before `PRELOAD`: what every child imports anyway belongs in the
+    server, or each child pays for it."""
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(PRELOAD)
+    ctx.set_forkserver_preload([*also, *PRELOAD])
     return ctx
 
 

@@ -35,7 +35,9 @@ def warm_up() -> None:
     if _ctx is None:
         from multiprocessing import forkserver
 
-        _ctx = context()
+        # A child starts by running its parent's main module again, which is Ray's default_worker.py:
+        # with Ray imported in the server that is about 0.02 s instead of 0.2 s per stage.
+        _ctx = context(also=("ray",))
         forkserver.ensure_running()  # returns at once; the server imports in the background
 
 
