@@ -335,8 +335,8 @@ class SynthesisSection(_Section):
     backend: Backend = "estimate"
     part: str = "xcvu13p-flga2577-2-e"
     clock_period: float = Field(default=5.0, gt=0)  # ns
-    latency_cutoff: float = 5.0  # da4ml pipeline cut in its delay units; <= 0: combinational
-    hard_dc: int = Field(default=2, ge=-1)  # da4ml solver delay constraint
+    latency_cutoff: float = 5.0  # alkaid pipeline cut in its delay units; <= 0: combinational
+    hard_dc: int = Field(default=2, ge=-1)  # alkaid solver delay constraint
     io_type: Literal["io_parallel", "io_stream"] = "io_parallel"
     strategy: Literal["latency", "resource", "distributed_arithmetic"] = "latency"
     reuse_factor: int = Field(default=1, ge=1)

@@ -1,6 +1,6 @@
 """Multi-fidelity synthesis: the expensive backend measures only the designs that could reach the measured front.
 
-Every design gets da4ml's estimate the moment it exists (it costs milliseconds). The study's measured
+Every design gets alkaid's estimate the moment it exists (it costs milliseconds). The study's measured
 designs give, per synthesised metric, a least-squares line of measured against estimated numbers in
 log(1 + x), where resource counts are multiplicative, and its prediction interval: the coverage of
 ±`synthesis.fidelity_margin` normal standard deviations, from Student's t on the line's degrees of
@@ -193,7 +193,7 @@ class Syntheses:
     def __str__(self) -> str:
         cached = f" ({self.cached} from the design cache)" if self.cached else ""
         return (
-            f"syntheses: {self.run} run{cached}, {self.skipped} skipped (told with the da4ml estimate), "
+            f"syntheses: {self.run} run{cached}, {self.skipped} skipped (told with the alkaid estimate), "
             f"{self.later} of those run later"
         )
 
@@ -202,7 +202,6 @@ def syntheses(trials: Iterable[FrozenTrial]) -> Syntheses:
     from optuna.trial import TrialState
 
     from .points import Origin, origin
-    from .synth.estimate import SOURCE as ESTIMATE_SOURCE
 
     run = cached = skipped = later = 0
     for t in trials:
@@ -211,7 +210,7 @@ def syntheses(trials: Iterable[FrozenTrial]) -> Syntheses:
         info = t.user_attrs.get("info", {})
         if is_skipped(t):
             skipped += 1
-        elif (tool := info.get("synth_tool")) and not str(tool).startswith(ESTIMATE_SOURCE):  # no tool ran
+        elif (tool := info.get("synth_tool")) and "estimate" not in str(tool):  # a tool ran: no alkaid/da4ml estimate
             run += 1
             cached += bool(info.get("synth_cache_hit"))
         later += origin(t) is Origin.SYNTHESIS

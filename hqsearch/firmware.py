@@ -1,7 +1,8 @@
 """Firmware from a calibrated HGQ2 model, and its accuracy measured on the bit-exact emulation.
 
-da4ml traces the model into distributed-arithmetic adder logic (`CombLogic`); its `predict` runs that
-logic bit-exactly, so the accuracy reported is the accuracy the FPGA will have, not the float model's.
+alkaid (da4ml's successor) traces the model into distributed-arithmetic adder logic (`CombLogic`); its
+`predict` runs that logic bit-exactly, so the accuracy reported is the accuracy the FPGA will have,
+not the float model's.
 """
 
 from __future__ import annotations
@@ -36,26 +37,42 @@ def load_model(path: Path) -> keras.Model:
 
 
 def trace(model: keras.Model, cfg: SynthesisSection):
-    """The model as combinational logic (`da4ml.types.CombLogic`)."""
-    from da4ml.converter import trace_model
-    from da4ml.trace import HWConfig, comb_trace
+    """The model as combinational logic (`alkaid.types.CombLogic`), traced by alkaid's Keras tracer with
+    HGQ2's layers (HGQ2 registers them as an `alkaid_keras` plugin)."""
+    from alkaid.converter import trace_model
+    from alkaid.trace import HWConfig
+    from alkaid.trace import trace as comb_trace
 
     from .model import quantized_layers
 
     if not quantized_layers(model):
         raise FirmwareError(f"model {model.name!r} has no HGQ2 quantized layers (hgq.layers.Q*): nothing to trace")
+    # the hardware config as da4ml had it (alkaid's default is HWConfig(1, 1, -1))
+    args = (model, HWConfig(1, -1, -1), {"hard_dc": cfg.hard_dc})
     try:
-        inp, out = trace_model(model, HWConfig(1, -1, -1), {"hard_dc": cfg.hard_dc})
-    except KeyError as err:  # HGQ2's tracer has no mirror for this layer class
-        cls = err.args[0] if err.args else None
-        if not isinstance(cls, type):
-            raise
-        names = [layer.name for layer in model._flatten_layers() if type(layer) is cls] or ["?"]
-        raise FirmwareError(
-            f"layer {names[0]!r} ({cls.__name__}) cannot be traced: da4ml traces HGQ2 layers "
-            "(and the few Keras layers HGQ2 registers); use the HGQ2 equivalent"
-        ) from None
+        inp, out = trace_model(*args, framework="keras")
+    except (KeyError, AssertionError, NotImplementedError) as err:  # no mirror for the layer, or not its config
+        if isinstance(err, KeyError) and not (err.args and isinstance(err.args[0], type)):
+            raise  # a KeyError that is not a missing layer class: a bug, shown as one
+        name, cls = _failing_layer(trace_model, args)
+        why = "alkaid traces HGQ2 layers and the few Keras layers HGQ2 registers; use the HGQ2 equivalent"
+        if isinstance(err, AssertionError | NotImplementedError) and str(err):
+            why = f"{str(err).rstrip('.')}; {why}"
+        raise FirmwareError(f"layer {name!r} ({cls}) cannot be traced: {why}") from None
     return comb_trace(inp, out)
+
+
+def _failing_layer(trace_model, args: tuple) -> tuple[str, str]:
+    """(name, class) of the layer alkaid's tracer stopped at: the last it names when tracing verbosely."""
+    import contextlib
+    import io
+    import re
+
+    said = io.StringIO()
+    with contextlib.suppress(Exception), contextlib.redirect_stdout(said):
+        trace_model(*args, framework="keras", verbose=True)
+    found = re.findall(r"^\s*(\S+) \((\w+)\)", said.getvalue(), re.MULTILINE)
+    return found[-1] if found else ("?", "?")
 
 
 def emulate(comb, model: keras.Model, x: np.ndarray, y: np.ndarray) -> Emulation:
@@ -91,9 +108,9 @@ def emulate_hls(hls_model, model: keras.Model, x: np.ndarray, y: np.ndarray) -> 
 
 
 def verilator_problem() -> str | None:
-    """Why Verilator cannot simulate da4ml's RTL here, or None when it can.
+    """Why Verilator cannot simulate alkaid's RTL here, or None when it can.
 
-    da4ml's binder links `obj_dir/libverilated.a`, which `verilator --build` makes only in releases
+    alkaid's binder links `obj_dir/libverilated.a`, which `verilator --build` makes only in releases
     whose verilated.mk has that target (Debian bookworm's 5.006 has not).
     """
     import re
@@ -112,9 +129,9 @@ def verilator_problem() -> str | None:
 
 
 def verify_rtl(comb, cfg: SynthesisSection, out_dir: Path, x: np.ndarray) -> int:
-    """Simulate the written Verilog with Verilator on `x`; returns the outputs that differ from da4ml's emulation.
+    """Simulate the written Verilog with Verilator on `x`; returns the outputs that differ from alkaid's emulation.
 
-    da4ml's emulation runs the traced logic; this runs the RTL text that synthesis will read, so it also
+    alkaid's emulation runs the traced logic; this runs the RTL text that synthesis will read, so it also
     catches a code-generation fault. Needs `verilator` and a C++ compiler on PATH.
     """
     if problem := verilator_problem():

@@ -41,7 +41,7 @@ _ALL = [
         MAX,
         "fraction",
         EVERY,
-        "firmware accuracy on the validation split: da4ml's bit-exact emulation (RTL backends) or "
+        "firmware accuracy on the validation split: alkaid's bit-exact emulation (RTL backends) or "
         "hls4ml's C++ emulation (vivado, vitis)",
         shown=True,
     ),
@@ -61,7 +61,7 @@ _ALL = [
         MIN,
         "LUTs",
         EVERY,
-        "LUTs from the backend (da4ml's estimate for `estimate`)",
+        "LUTs from the backend (alkaid's estimate for `estimate`)",
         shown=True,
         log_scale=True,
     ),
@@ -74,16 +74,16 @@ _ALL = [
         MIN,
         "cycles",
         EVERY,
-        "latency: HLS worst case (vivado, vitis), else da4ml's pipeline stages",
+        "latency: HLS worst case (vivado, vitis), else alkaid's pipeline stages",
         shown=True,
     ),
     Metric("latency_ns", MIN, "ns", EVERY, "latency_cycles × synthesis.clock_period"),
     Metric(
         "ebops", MIN, "EBOPs", EVERY, "HGQ's effective bit operations after `trace_minmax`", shown=True, log_scale=True
     ),
-    Metric("estimated_luts", MIN, "LUTs", EVERY, "da4ml's cost model, whatever the backend", log_scale=True),
+    Metric("estimated_luts", MIN, "LUTs", EVERY, "alkaid's cost model, whatever the backend", log_scale=True),
     Metric(
-        "estimated_ffs", MIN, "flip-flops", EVERY, "da4ml's pipeline registers, whatever the backend", log_scale=True
+        "estimated_ffs", MIN, "flip-flops", EVERY, "alkaid's pipeline registers, whatever the backend", log_scale=True
     ),
     Metric("brams", MIN, "18 Kb blocks", HLS | {"vivado-rtl"}, "block RAMs in 18 Kb units", log_scale=True),
     Metric("ii", MIN, "cycles", HLS, "initiation interval (HLS report)"),

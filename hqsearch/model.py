@@ -106,7 +106,7 @@ _BUILDERS = {"mlp": _mlp, "conv": _conv, "callable": _callable}
 
 
 def quantized_layers(model: keras.Model) -> list:
-    """The model's HGQ2 layers: what da4ml and hls4ml turn into bit-exact firmware."""
+    """The model's HGQ2 layers: what alkaid and hls4ml turn into bit-exact firmware."""
     from hgq.layers import QLayerBase
 
     return [layer for layer in model._flatten_layers() if isinstance(layer, QLayerBase)]

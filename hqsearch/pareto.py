@@ -33,7 +33,7 @@ def _row(t: FrozenTrial, names: list[str]) -> dict:
     row["mismatches"] = t.user_attrs.get("info", {}).get("mismatches")
     row["luts_source"] = t.user_attrs.get("sources", {}).get("luts")
     skipped = t.user_attrs.get("info", {}).get(SKIPPED_ATTR_KEY)
-    row["synthesised"] = not skipped  # False: told with the da4ml estimate (see `fidelity`)
+    row["synthesised"] = not skipped  # False: told with the alkaid estimate (see `fidelity`)
     row["skipped_because"] = skipped or None
     row["measures"] = t.user_attrs.get(MEASURES_ATTR)  # a later synthesis: the point it measured
     row.update({f"time_{k}_s": v for k, v in t.user_attrs.get("timings", {}).items()})

@@ -71,7 +71,7 @@ def measured(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def estimate_fits(trials: pd.DataFrame) -> list[Fit]:
-    """How well EBOPs and da4ml's estimate predict measured LUTs in this study (HGQ: #LUTs ≈ #EBOPs under
+    """How well EBOPs and alkaid's estimate predict measured LUTs in this study (HGQ: #LUTs ≈ #EBOPs under
     io_parallel, latency strategy, reuse factor 1)."""
     done = measured(trials)
     fits = []
@@ -135,7 +135,7 @@ def plot_front(trials: pd.DataFrame, front: pd.DataFrame, path: Path, x: str = "
                 facecolors="none",
                 edgecolors="tab:gray",
                 alpha=0.5,
-                label="dominated, not synthesised (da4ml estimate)",
+                label="dominated, not synthesised (alkaid estimate)",
             )
         if (~feasible).any():
             ax.scatter(

@@ -23,7 +23,7 @@ from .config import StudyConfig
 from .fidelity import ESTIMATE_KEY, SKIPPED_ATTR_KEY, Gate
 from .space import TrialParams
 
-_PACKAGES = ("hqsearch", "hgq2", "da4ml", "keras", "tensorflow-cpu", "optuna")
+_PACKAGES = ("hqsearch", "hgq2", "alkaid", "keras", "tensorflow-cpu", "optuna")
 
 
 @dataclass
@@ -112,7 +112,7 @@ class Trained:
     model_path: Path
     ebops: float
     design: Any = None  # synth.Design, only within one process
-    comb: Any = None  # da4ml CombLogic
+    comb: Any = None  # alkaid CombLogic
     model_bytes: bytes | None = None
     candidates: list[Trained] = field(default_factory=list)  # harvested epochs, designed like the final model
 
@@ -240,7 +240,7 @@ def evaluate(cfg: StudyConfig, model, ebops: float, data, model_path: Path, fold
 
         run, emu_source = partial(emulate_hls, design.project, model), "hls4ml C++ emulation"
     else:
-        run, emu_source = partial(emulate, design.comb, model), "da4ml bit-exact emulation"
+        run, emu_source = partial(emulate, design.comb, model), "alkaid bit-exact emulation"
     val, test = run(data.x_val, data.y_val), run(data.x_test, data.y_test)
     rtl_mismatches = None
     if cfg.synthesis.verify_rtl and not hls:
@@ -266,7 +266,7 @@ def evaluate(cfg: StudyConfig, model, ebops: float, data, model_path: Path, fold
         "emulated_outputs": val.n_outputs + test.n_outputs,
         "n_val": len(data.y_val),
         "n_test": len(data.y_test),
-        "rtl_mismatches": rtl_mismatches,  # Verilator vs da4ml emulation, with verify_rtl
+        "rtl_mismatches": rtl_mismatches,  # Verilator vs alkaid emulation, with verify_rtl
     }
     return Trained(out, model_path, ebops, design, design.comb)
 

@@ -31,7 +31,7 @@ if sys.argv[1:] in (["-version"], ["--version"]):  # a version query, as the rea
     sys.exit(0)
 with open(spec["counter"], "a") as f:
     f.write(json.dumps({{"tool": tool, "argv": sys.argv[1:], "cwd": str(cwd)}}) + "\n")
-if tool == "vivado":  # da4ml's build_vivado_prj.tcl
+if tool == "vivado":  # alkaid's build_vivado_prj.tcl
     name = re.search(r'set project_name "([^"]+)"', (cwd / "build_vivado_prj.tcl").read_text())[1]
     vsynth = False
 else:  # hls4ml's project.tcl; options as the real build_prj.tcl reads them

@@ -33,7 +33,7 @@ def test_import_a_pareto_front_folder_then_skip_what_is_there(tiny_model, import
     assert origin(t) is Origin.IMPORT and t.user_attrs["epoch"] == 3
     assert t.user_attrs["source"] == str((folder / "epoch=3_val_accuracy=0.42_ebops=123.keras").resolve())
     assert t.values == [t.user_attrs["metrics"]["accuracy"], t.user_attrs["metrics"]["luts"]]
-    assert t.user_attrs["sources"]["accuracy"] == "da4ml bit-exact emulation, validation split"
+    assert t.user_attrs["sources"]["accuracy"] == "alkaid bit-exact emulation, validation split"
     assert 0 <= t.user_attrs["metrics"]["test_accuracy"] <= 1 and t.user_attrs["metrics"]["luts"] > 0
     with artifact_store_for(raw).open_reader(t.user_attrs["model_artifact"]) as f:
         assert f.read(2) == b"PK"

@@ -23,8 +23,8 @@ def test_study_runs_end_to_end(finished_study):
         acc, luts, cycles = t.values
         assert 0 < acc <= 1 and luts > 0 and cycles >= 1
         assert t.user_attrs["metrics"]["luts"] == luts
-        assert t.user_attrs["sources"]["luts"] == "da4ml estimate"
-        assert t.user_attrs["sources"]["accuracy"].startswith("da4ml bit-exact emulation")
+        assert t.user_attrs["sources"]["luts"] == "alkaid estimate"
+        assert t.user_attrs["sources"]["accuracy"].startswith("alkaid bit-exact emulation")
         assert set(t.user_attrs["timings"]) == {"train", "firmware", "synth"}
         assert t.user_attrs["info"]["versions"]["hgq2"] == "0.2.0"
         assert t.user_attrs["executor"] == "local"
@@ -109,7 +109,7 @@ def test_yosys_study_measures_every_trial(tiny_config):
     study = load_existing(cfg.study.storage_url, "yosys")
     for t in study.trials:
         src = t.user_attrs["sources"]
-        assert src["luts"].startswith("yosys ") and src["estimated_luts"] == "da4ml estimate"
+        assert src["luts"].startswith("yosys ") and src["estimated_luts"] == "alkaid estimate"
         assert t.user_attrs["metrics"]["luts"] > 0 and t.user_attrs["metrics"]["estimated_luts"] > 0
         names = {a.filename for a in get_all_artifact_meta(t, storage=study._storage)}
         assert {"yosys.log", "stat.json", "rtl.tar.gz"} <= names

@@ -110,14 +110,14 @@ def test_the_synthesis_stage_skips_a_dominated_design_defers_a_promising_one(tin
     out = stage("far", g)
     why = "dominated by the measured front (trial #3)"
     assert out.info[SKIPPED_ATTR_KEY] == why
-    assert out.sources["luts"] == f"da4ml estimate (not synthesised: {why})"
+    assert out.sources["luts"] == f"alkaid estimate (not synthesised: {why})"
     assert out.metrics["luts"] == out.metrics["estimated_luts"] == out.info[ESTIMATE_KEY]["luts"] > 0
     assert not (tmp_path / "far" / "rtl.tar.gz").exists()  # Yosys never saw it
 
     out = stage("near", line_of(empty_gate(cfg), accuracy=0.1))  # more accurate than anything measured
     assert (
         out.info[SKIPPED_ATTR_KEY] == DEFERRED
-        and out.sources["luts"] == f"da4ml estimate (not synthesised: {DEFERRED})"
+        and out.sources["luts"] == f"alkaid estimate (not synthesised: {DEFERRED})"
     )
 
     out = stage("early", line_of(empty_gate(cfg), n=2, accuracy=0.1))  # the lines are still being learned
@@ -170,7 +170,7 @@ def test_a_skipped_point_the_front_later_lets_in_is_synthesised_then(executor, t
             ORIGIN_ATTR: Origin.HARVEST.value,
             MODEL_ARTIFACT_ATTR: artifact,
             "metrics": skipped_metrics,
-            "sources": {"luts": f"da4ml estimate (not synthesised: {why})"},
+            "sources": {"luts": f"alkaid estimate (not synthesised: {why})"},
             "info": {ESTIMATE_KEY: own, SKIPPED_ATTR_KEY: why},
         },
         {},
@@ -219,4 +219,4 @@ def test_a_skipped_point_the_front_later_lets_in_is_synthesised_then(executor, t
     assert rows.loc[later.number, "synthesised"] and rows.loc[later.number, "measures"] == skipped.number
     assert report.syntheses == counts
     assert main(["status", "--storage", cfg.study.storage_url, "--study", cfg.study.name]) == 0
-    assert "3 skipped (told with the da4ml estimate), 2 of those run later" in capsys.readouterr().out
+    assert "3 skipped (told with the alkaid estimate), 2 of those run later" in capsys.readouterr().out

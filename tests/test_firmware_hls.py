@@ -38,7 +38,7 @@ def test_hls_project_emulation_is_bit_exact_on_a_trained_model(tmp_path):
     assert emu.n_outputs == len(data.x_test) * 10
     assert emu.mismatches == 0
     assert emu.accuracy == emu.float_accuracy > 0.5
-    # the same numbers as da4ml's emulation of the same model
+    # the same numbers as alkaid's emulation of the same model
     assert emu == emulate(trace(model, cfg), model, data.x_test, data.y_test)
     # compile() rewrote the project; the fix-up is back in the sources the build will read
     top = (tmp_path / "hls4ml_prj" / "firmware" / "myproject.cpp").read_text()

@@ -13,7 +13,7 @@ def test_report_files_and_ranking(finished_study, tmp_path, capsys):
     out = tmp_path / "report"
     assert main(["report", "--storage", cfg.study.storage_url, "--study", cfg.study.name, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "Pareto front" in printed and "da4ml estimate" in printed
+    assert "Pareto front" in printed and "alkaid estimate" in printed
 
     front = pd.read_csv(out / "pareto.csv")
     assert front.equals(pd.read_parquet(out / "pareto.parquet").astype(front.dtypes.to_dict()))
@@ -70,7 +70,7 @@ def test_estimate_fits_use_measured_trials_only():
             "ebops": [1000.0, 2000.0, 4000.0, 3000.0, 10.0],
             "estimated_luts": [400.0, 900.0, 1800.0, 1200.0, 1.0],
             "luts": [500.0, 1000.0, 2000.0, 1200.0, 99.0],
-            "luts_source": ["yosys 0.23 (native)"] * 3 + ["da4ml estimate", None],
+            "luts_source": ["yosys 0.23 (native)"] * 3 + ["alkaid estimate", None],
         }
     )
     ebops_fit, est_fit = estimate_fits(trials)
@@ -79,7 +79,7 @@ def test_estimate_fits_use_measured_trials_only():
     assert est_fit.ratio == pytest.approx((400 * 500 + 900 * 1000 + 1800 * 2000) / (400**2 + 900**2 + 1800**2))
     assert 0.9 < est_fit.r2 < 1
     assert "measured LUTs ≈ 0.5 × ebops" in str(ebops_fit)
-    assert estimate_fits(trials[trials["luts_source"] == "da4ml estimate"]) == []
+    assert estimate_fits(trials[trials["luts_source"] == "alkaid estimate"]) == []
 
 
 def test_sort_by_a_metric(finished_study, tmp_path, capsys):

@@ -47,3 +47,15 @@ def test_xilinx_version_from_the_install_path_or_the_tool(tmp_path):
     elsewhere.write_text('#!/bin/sh\n[ "$1" = "-version" ] && echo "vitis-run v2023.2 (64-bit)"\n')
     elsewhere.chmod(elsewhere.stat().st_mode | stat.S_IEXEC)
     assert xilinx_version(str(elsewhere)) == "2023.2"
+
+
+def test_key_follows_the_converter_version(tmp_path, monkeypatch):
+    """A design traced by another converter release is another design, even with the same files."""
+    from hqsearch.synth import cache
+
+    (tmp_path / "model.v").write_text("module model; endmodule\n")
+    key = cache.design_key(tmp_path, [tmp_path / "model.v"], backend="yosys")
+    assert key == cache.design_key(tmp_path, [tmp_path / "model.v"], backend="yosys")
+    real = cache._version
+    monkeypatch.setattr(cache, "_version", lambda p: "0.0.0" if p == "alkaid" else real(p))
+    assert cache.design_key(tmp_path, [tmp_path / "model.v"], backend="yosys") != key

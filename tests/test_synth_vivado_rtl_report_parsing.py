@@ -1,7 +1,7 @@
-"""The vivado-rtl backend (Vivado on da4ml's Verilog) on real Vivado reports, through a stand-in `vivado`.
+"""The vivado-rtl backend (Vivado on alkaid's Verilog) on real Vivado reports, through a stand-in `vivado`.
 
 The stand-in (tests/synth_standins.py) copies real utilization and timing-summary reports from
-tests/fixtures/hls_reports to where da4ml's build_vivado_prj.tcl writes them
+tests/fixtures/hls_reports to where alkaid's build_vivado_prj.tcl writes them
 (output_<name>/reports/<name>_{post_route,post_synth}_{util,timing}.rpt). Expected numbers are read
 from the fixture files here, independently of the parser under test.
 """

@@ -1,4 +1,4 @@
-"""Real Yosys synthesis of da4ml RTL on a tiny model: native and yowasp, the design cache, the timeout."""
+"""Real Yosys synthesis of alkaid RTL on a tiny model: native and yowasp, the design cache, the timeout."""
 
 import json
 import os
@@ -34,8 +34,8 @@ def test_yosys_measures_luts_near_the_estimate(tiny_model, tmp_path, flavour):
     m = res.metrics
     assert res.tool.startswith("yosys ") and f"({flavour})" in res.tool
     assert m["luts"] > 0 and m["ffs"] > 0 and m["dsps"] == 0
-    assert 1 / 3 < m["luts"] / m["estimated_luts"] < 3  # measured within a sane factor of da4ml's estimate
-    assert res.sources["luts"] == res.tool and res.sources["estimated_luts"] == "da4ml estimate"
+    assert 1 / 3 < m["luts"] / m["estimated_luts"] < 3  # measured within a sane factor of alkaid's estimate
+    assert res.sources["luts"] == res.tool and res.sources["estimated_luts"] == "alkaid estimate"
     assert m["latency_cycles"] >= 1 and m["latency_ns"] == m["latency_cycles"] * cfg.clock_period
     assert res.details["cells"]["luts"] == m["luts"]
     assert {p.name for p in res.files} == {"yosys.log", "stat.json"}

@@ -1,7 +1,7 @@
 """Work in a fresh process forked from a warm server: what both executors run a trial's stages in.
 
 A new process per piece of work keeps TensorFlow's graph, thread pools and memory from leaking between
-trials. It forks from a server that imported TensorFlow, Keras, HGQ2 and da4ml once (about 5 s saved per
+trials. It forks from a server that imported TensorFlow, Keras, HGQ2 and alkaid once (about 5 s saved per
 trial) and never ran an op, so each piece of work still sizes its own thread pools. The local executor
 keeps one server for the driver; on Ray each worker process keeps its own, so a node pays the imports
 once per worker slot, not once per task.
@@ -31,7 +31,7 @@ PRELOAD = [
     "tensorflow",
     "keras",
     "hgq",
-    "da4ml.converter",
+    "alkaid.converter",
     "sklearn.datasets",
 ]
 

@@ -1,6 +1,6 @@
 """Synthesis backends behind one interface, and `measure`, which every caller uses.
 
-`measure` is the two fidelities as two calls on one interface: the cheap one (da4ml's estimate) always,
+`measure` is the two fidelities as two calls on one interface: the cheap one (alkaid's estimate) always,
 then the configured backend unless the caller's `skip` says the design cannot matter. It puts the
 estimate and the calibrated EBOPs next to whatever the backend measured, each labelled with its source,
 so estimates and measurements can be compared and are never mixed up.
@@ -36,7 +36,7 @@ def get_backend(name: str) -> Backend:
 
 def uses_hls4ml(cfg: SynthesisSection) -> bool:
     """Whether the backend builds an hls4ml project (at the firmware stage, for its C++ emulation), and so
-    needs the Keras model, not only da4ml's logic. The one place this is answered."""
+    needs the Keras model, not only alkaid's logic. The one place this is answered."""
     return get_backend(cfg.backend).emulation == "hls4ml"
 
 
@@ -60,7 +60,7 @@ def measure(
     sources = {**result.sources, "ebops": design.ebops_source}
     for k in ("estimated_luts", "estimated_ffs"):
         metrics[k], sources[k] = cheap.metrics[k], ESTIMATE_SOURCE
-    for k in ("latency_cycles", "latency_ns"):  # RTL backends without a timing model use da4ml's pipeline
+    for k in ("latency_cycles", "latency_ns"):  # RTL backends without a timing model use alkaid's pipeline
         if k not in metrics:
             metrics[k], sources[k] = cheap.metrics[k], ESTIMATE_SOURCE
     estimate = {k: cheap.metrics[k] for k in ESTIMATED}

@@ -1,6 +1,6 @@
 """What every synthesis backend takes and gives back, and the one path they all share.
 
-As hls4ml's `backends/` do, each backend owns its whole path: it writes its project (da4ml's RTL or an
+As hls4ml's `backends/` do, each backend owns its whole path: it writes its project (alkaid's RTL or an
 hls4ml project), builds it with its tool and reads the reports. The cache lookup, the tool run and the
 cache store around those three steps are written once here, in `Backend.synthesize`. A `SynthResult`
 carries, next to each number, the tool that produced it, so an estimate is never mistaken for a
@@ -21,7 +21,7 @@ class Design:
     """A trained, calibrated model, its traced logic and, for the HLS backends, its hls4ml project."""
 
     model: Any  # keras.Model
-    comb: Any  # da4ml.types.CombLogic
+    comb: Any  # alkaid.types.CombLogic
     ebops: float
     project: Any = None  # what the backend's `prepare` made: an hls4ml ModelGraph for the HLS backends
     ebops_source: str = "hgq trace_minmax (calibrated)"
@@ -30,7 +30,7 @@ class Design:
 @dataclass(frozen=True)
 class SynthResult:
     metrics: dict[str, float]  # luts, ffs, dsps, latency_cycles, latency_ns, estimated_luts, ...
-    sources: dict[str, str]  # metric -> the tool that produced it ("da4ml estimate", "yosys 0.47", ...)
+    sources: dict[str, str]  # metric -> the tool that produced it ("alkaid estimate", "yosys 0.47", ...)
     tool: str
     files: list[Path] = field(default_factory=list)  # reports and logs worth keeping as artifacts
     cache_key: str | None = None
@@ -53,9 +53,9 @@ class Backend:
     """One synthesis backend: `prepare` (at the firmware stage), then `write`, `cache_key`, `build`, `read`."""
 
     name: ClassVar[str] = ""
-    # "da4ml": accuracy comes from da4ml's emulation of the traced logic; "hls4ml": the firmware stage
+    # "alkaid": accuracy comes from alkaid's emulation of the traced logic; "hls4ml": the firmware stage
     # builds the hls4ml project (`prepare`) and accuracy comes from its C++ emulation
-    emulation: ClassVar[str] = "da4ml"
+    emulation: ClassVar[str] = "alkaid"
 
     def prepare(self, model: Any, cfg: SynthesisSection, folder: Path) -> Any:
         """What the firmware stage must build besides the traced logic; None for the RTL backends."""

