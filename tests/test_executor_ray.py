@@ -31,7 +31,7 @@ def test_ray_study_with_yosys_runs_train_and_synth_as_separate_tasks(tiny_config
             "continuation": {"share": 1.0, "startup": 2},
         },
         search_space={"beta": {"low": 3e-4, "high": 1e-3, "log": True}},
-        model={"widths": [16]},
+        model={"widths": [8]},
     )
     summary = run_study(cfg)
     assert summary.complete == 3 and summary.harvested >= 1
