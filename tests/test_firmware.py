@@ -36,7 +36,7 @@ def test_trained_model_firmware_is_bit_exact_and_estimated(tmp_path):
     res = get_backend("estimate").synthesize(Design(model, comb, ebops), cfg, tmp_path)
     m = res.metrics
     # the cost of the RTL alkaid writes: its ternary-adder fusion saves LUTs, except for Yosys, which is
-    # given the adders unfused (see `rtl.fuses_adders`)
+    # given the adders unfused (see `Backend.fuses_adders`)
     assert 0 < m["luts"] == m["estimated_luts"] < comb.cost
     unfused = get_backend("estimate").synthesize(
         Design(model, comb, ebops), cfg.model_copy(update={"backend": "yosys"}), tmp_path

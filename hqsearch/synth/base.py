@@ -56,6 +56,9 @@ class Backend:
     # "alkaid": accuracy comes from alkaid's emulation of the traced logic; "hls4ml": the firmware stage
     # builds the hls4ml project (`prepare`) and accuracy comes from its C++ emulation
     emulation: ClassVar[str] = "alkaid"
+    # whether alkaid fuses pairs of adders into ternary adders in the RTL this backend builds (and the
+    # estimate describes): Vivado maps a ternary adder to one LUT per bit
+    fuses_adders: ClassVar[bool] = True
 
     def prepare(self, model: Any, cfg: SynthesisSection, folder: Path) -> Any:
         """What the firmware stage must build besides the traced logic; None for the RTL backends."""

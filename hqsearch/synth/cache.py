@@ -2,8 +2,9 @@
 
 The key is a hash of the generated design's files (names and bytes, memory tables included) plus
 everything else that changes the result: backend and its settings, part, clock, the tool's version
-string, hqsearch's version and the converter's (alkaid) name and version. At high beta many trials collapse to the
-same network, and re-runs and workers sharing the cache directory reuse each other's results.
+string, hqsearch's version and the converter's (alkaid) name and version. At high beta many trials
+collapse to the same network, and re-runs and workers sharing the cache directory reuse each other's
+results.
 Entries are written atomically (temp file + rename), so concurrent writers never leave half a file.
 """
 

@@ -13,24 +13,19 @@ def rtl_model(comb, cfg: SynthesisSection, out_dir: Path, name: str = "model"):
     Everything that decides the design is passed, not left to alkaid's defaults (a 5 ns clock among them)."""
     from alkaid.codegen import RTLModel
 
+    from . import get_backend
+
     return RTLModel(
         comb,
         out_dir,
         prj_name=name,
-        ternary_fuse=fuses_adders(cfg),
+        ternary_fuse=get_backend(cfg.backend).fuses_adders,
         flavor="verilog",
         latency_cutoff=cfg.latency_cutoff,
         clock_period=cfg.clock_period,
         part_name=cfg.part,
         print_latency=False,
     )
-
-
-def fuses_adders(cfg: SynthesisSection) -> bool:
-    """Whether alkaid fuses pairs of adders into ternary adders. Vivado maps a ternary adder to one LUT
-    per bit; Yosys's `synth_xilinx` does not, and a digits 64-16-10 MLP took 8,752 LUTs fused against
-    8,092 unfused (and 8,114 from da4ml), so the Yosys backend builds them unfused."""
-    return cfg.backend != "yosys"
 
 
 def write_rtl(comb, cfg: SynthesisSection, out_dir: Path, name: str = "model") -> Path:
