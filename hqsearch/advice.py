@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from .config import FloatRange, StudyConfig
+from .config import FloatRange, StudyConfig, hls4ml_choices
 from .synth import uses_hls4ml
 
 
@@ -34,17 +34,17 @@ def advise(cfg: StudyConfig) -> list[Advice]:
     syn, space = cfg.synthesis, cfg.search_space
     het = space.heterogeneity
     out: list[Advice] = []
-    ebops_meaningful = syn.strategy == "latency" and syn.reuse_factor == 1 and syn.io_type == "io_parallel"
+    # every value a trial can take, the search space's choices where it searches them
+    choices = hls4ml_choices(cfg)
+    strategies, reuses, io_types = choices["strategy"], choices["reuse_factor"], choices["io_type"]
     uses_ebops = "ebops" in cfg.study.objectives or any(c.metric == "ebops" for c in cfg.study.constraints)
 
-    if uses_ebops and not ebops_meaningful:
-        why = []
-        if syn.strategy != "latency":
-            why.append(f"strategy is {syn.strategy!r}")
-        if syn.reuse_factor != 1:
-            why.append(f"reuse_factor is {syn.reuse_factor}")
-        if syn.io_type == "io_stream":
-            why.append("io_stream adds FIFOs that EBOPs cannot see")
+    can = lambda values: "can be" if len(values) > 1 else "is"  # noqa: E731
+    why = [f"strategy {can(strategies)} {s!r}" for s in strategies if s != "latency"]
+    why += [f"reuse_factor {can(reuses)} {r}" for r in reuses if r != 1]
+    if "io_stream" in io_types:
+        why.append("io_stream adds FIFOs that EBOPs cannot see")
+    if uses_ebops and why:
         out.append(
             Advice(
                 "warning",
@@ -56,7 +56,7 @@ def advise(cfg: StudyConfig) -> list[Advice]:
             )
         )
 
-    if uses_hls4ml(syn) and syn.io_type == "io_parallel" and syn.strategy == "latency":
+    if uses_hls4ml(syn) and "io_parallel" in io_types and "latency" in strategies:
         if cfg.model.kind == "conv":
             out.append(
                 Advice(
@@ -75,7 +75,7 @@ def advise(cfg: StudyConfig) -> list[Advice]:
             )
         )
 
-    if uses_hls4ml(syn) and syn.io_type == "io_stream" and "intra" in het.activations:
+    if uses_hls4ml(syn) and io_types == ["io_stream"] and "intra" in het.activations:
         out.append(
             Advice(
                 "warning",
@@ -85,7 +85,7 @@ def advise(cfg: StudyConfig) -> list[Advice]:
             )
         )
 
-    if syn.strategy == "latency":
+    if "latency" in strategies:
         if "intra" not in het.weights:
             out.append(
                 Advice(
@@ -106,20 +106,20 @@ def advise(cfg: StudyConfig) -> list[Advice]:
             )
 
     inter_only = "inter" in het.weights and "inter" in het.activations
-    if inter_only and syn.strategy != "resource":
+    if inter_only and "resource" not in strategies:
         out.append(
             Advice(
                 "warning",
                 5,
                 "the search space allows inter-layer-only heterogeneity (weights and "
-                f"activations 'inter') with the {syn.strategy!r} strategy; inter-layer-only is "
+                f"activations 'inter') with the {' or '.join(map(repr, strategies))} strategy; inter-layer-only is "
                 "recommended only for the resource strategy.",
             )
         )
     if (
         inter_only
         and _beta_can_be_positive(cfg)
-        and (syn.strategy != "resource" or not space.zero_beta_for_inter_resource)
+        and ("resource" not in strategies or not space.zero_beta_for_inter_resource)
     ):
         out.append(
             Advice(
@@ -129,7 +129,7 @@ def advise(cfg: StudyConfig) -> list[Advice]:
                 "not relevant for inter-layer designs: use L1/L2 only (beta = 0).",
             )
         )
-    if syn.strategy == "resource" and (set(het.weights) | set(het.activations)) - {"inter"}:
+    if strategies == ["resource"] and (set(het.weights) | set(het.activations)) - {"inter"}:
         out.append(
             Advice(
                 "tip",

@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from .exceptions import ConfigError
-from .metrics import BACKENDS, not_produced, selectable
+from .metrics import BACKENDS, HLS, not_produced, selectable
 
 _DIRECTIONS = {"max": "maximize", "maximize": "maximize", "min": "minimize", "minimize": "minimize"}
 _CONSTRAINT_RE = re.compile(r"^\s*([a-z_]+)\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
@@ -292,6 +292,33 @@ class RampSpace(_Section):
     hold: FractionRange | Fraction = 0.0
 
 
+HLS4ML_SETTINGS = ("strategy", "reuse_factor", "io_type")  # synthesis fields the search space may search
+Strategy = Literal["latency", "resource", "distributed_arithmetic"]
+IOType = Literal["io_parallel", "io_stream"]
+
+
+class HLS4MLSpace(_Section):
+    """hls4ml's own settings as search dimensions, for the backends vivado and vitis: a list gives the
+    choices, unset keeps the `synthesis` section's value. HGQ's rules shape the space (see `space.suggest`):
+    inter-layer-only heterogeneity gets the resource strategy, every other mode latency or
+    distributed_arithmetic; distributed_arithmetic runs at reuse factor 1; io_stream needs inter-layer
+    activations."""
+
+    strategy: list[Strategy] | None = Field(default=None, min_length=1)
+    reuse_factor: list[Annotated[int, Field(ge=1)]] | None = Field(default=None, min_length=1)
+    io_type: list[IOType] | None = Field(default=None, min_length=1)
+
+    @field_validator("strategy", "reuse_factor", "io_type", mode="before")
+    @classmethod
+    def _one(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str | int) else v
+
+    @property
+    def searched(self) -> list[str]:
+        """The settings given more than one choice."""
+        return [k for k in HLS4ML_SETTINGS if len(set(getattr(self, k) or ())) > 1]
+
+
 class SearchSpace(_Section):
     beta: FloatRange | Annotated[float, Field(ge=0)] = FloatRange(low=1e-7, high=1e-4, log=True)  # ramps' end
     epochs: IntRange | Annotated[int, Field(ge=1)] | None = None  # a training's length; default training.epochs
@@ -303,6 +330,7 @@ class SearchSpace(_Section):
     init_weight_bits: IntRange | Annotated[int, Field(ge=1)] | None = None
     init_act_bits: IntRange | Annotated[int, Field(ge=0)] | None = None
     widths: list[list[Annotated[int, Field(ge=1)]]] | None = None  # choices of hidden widths
+    hls4ml: HLS4MLSpace = HLS4MLSpace()  # strategy, reuse_factor, io_type searched (vivado, vitis)
     zero_beta_for_inter_resource: bool = True  # HGQ rule 5: inter-only + resource strategy => beta = 0
 
     @field_validator("epochs")
@@ -337,8 +365,8 @@ class SynthesisSection(_Section):
     clock_period: float = Field(default=5.0, gt=0)  # ns
     latency_cutoff: float = 5.0  # alkaid pipeline cut in its delay units; <= 0: combinational
     hard_dc: int = Field(default=2, ge=-1)  # alkaid solver delay constraint
-    io_type: Literal["io_parallel", "io_stream"] = "io_parallel"
-    strategy: Literal["latency", "resource", "distributed_arithmetic"] = "latency"
+    io_type: IOType = "io_parallel"
+    strategy: Strategy = "latency"
     reuse_factor: int = Field(default=1, ge=1)
     yosys: Literal["auto", "native", "yowasp"] = "auto"  # auto: native yosys on PATH, else yowasp
     vsynth: bool = True  # vivado/vitis: run Vivado logic synthesis after HLS for post-synthesis numbers
@@ -437,6 +465,14 @@ class StudyConfig(_Section):
         line = _line_of(self._raw, loc) if self._raw is not None else None
         return ConfigError(f"{source}:{line}: {key}: {message}" if line else f"{source}: {key}: {message}")
 
+    def with_synthesis(self, **settings: Any) -> StudyConfig:
+        """A copy whose synthesis section has these fields replaced: a trial's own hls4ml settings."""
+        if not settings:
+            return self
+        copy = self.model_copy(update={"synthesis": self.synthesis.model_copy(update=settings)})
+        copy._source, copy._raw = self._source, self._raw
+        return copy
+
     def with_overrides(self, **study: Any) -> StudyConfig:
         """A copy with study-level fields replaced (CLI `--n-trials`, `--storage`)."""
         set_ = {k: v for k, v in study.items() if v is not None}
@@ -527,12 +563,66 @@ def _backend_errors(cfg: StudyConfig) -> list[tuple[str, str]]:
     for i, c in enumerate(cfg.study.constraints):
         if why := not_produced(c.metric, backend):
             errors.append((f"study.constraints.{i}", why))
+    errors += _hls4ml_space_errors(cfg)
     for m in cfg.report.hypervolume.reference:
         if m not in cfg.study.objectives:
             errors.append(
                 (
                     f"report.hypervolume.reference.{m}",
                     f"not an objective (objectives: {', '.join(cfg.study.objectives)})",
+                )
+            )
+    return errors
+
+
+def hls4ml_choices(cfg: StudyConfig) -> dict[str, list]:
+    """Each hls4ml setting's choices: the search space's where given, else the synthesis section's value."""
+    space, syn = cfg.search_space.hls4ml, cfg.synthesis
+    return {k: list(dict.fromkeys(getattr(space, k) or [getattr(syn, k)])) for k in HLS4ML_SETTINGS}
+
+
+def _hls4ml_space_errors(cfg: StudyConfig) -> list[tuple[str, str]]:
+    """Searched hls4ml settings that cannot work: with a backend without hls4ml, set twice, or a strategy
+    choice HGQ's rule 5 never lets a trial take (or a heterogeneity mode it leaves without a strategy)."""
+    space, key = cfg.search_space.hls4ml, "search_space.hls4ml"
+    given = [k for k in HLS4ML_SETTINGS if getattr(space, k) is not None]
+    if not given:
+        return []
+    if cfg.synthesis.backend not in HLS:
+        why = f"hls4ml settings are searched only for the backends vivado and vitis, not {cfg.synthesis.backend!r}"
+        return [(key, why)]
+    errors = [
+        (f"{key}.{k}", f"searched here and fixed as synthesis.{k}: keep one of the two")
+        for k in given
+        if k in cfg.synthesis.model_fields_set
+    ]
+    if "strategy" in space.searched:
+        het = cfg.search_space.heterogeneity
+        inter_only = "inter" in het.weights and "inter" in het.activations
+        others = len(het.weights) * len(het.activations) > 1 or not inter_only
+        if inter_only and "resource" not in space.strategy:
+            errors.append(
+                (
+                    f"{key}.strategy",
+                    "inter-layer-only heterogeneity (weights and activations 'inter') goes with the resource strategy "
+                    "(HGQ rule 5): add resource, or take 'inter' out of search_space.heterogeneity",
+                )
+            )
+        if "resource" in space.strategy and not inter_only:
+            errors.append(
+                (
+                    f"{key}.strategy",
+                    "resource is the strategy of inter-layer-only heterogeneity (HGQ rule 5), which "
+                    "search_space.heterogeneity does not allow: add 'inter' to weights and activations, "
+                    "or drop resource",
+                )
+            )
+        if not others and set(space.strategy) != {"resource"}:
+            errors.append(
+                (
+                    f"{key}.strategy",
+                    "every trial is inter-layer-only, which takes the resource strategy (HGQ rule 5): "
+                    "the other choices are never used",
                 )
             )
     return errors

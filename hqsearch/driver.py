@@ -53,7 +53,7 @@ from .points import (
     add_point,
     trainings_done,
 )
-from .space import suggest
+from .space import hls4ml_settings, suggest
 from .study import artifact_store, open_study, set_user_attrs
 from .trial import TrialOutcome
 
@@ -300,7 +300,8 @@ class Driver:
                 artifact_store=self.store, file_path=str(path), artifact_id=point.user_attrs[MODEL_ARTIFACT_ATTR]
             )
             ebops = float(point.user_attrs["metrics"]["ebops"])
-            self.executor.submit(SynthJob(number, path, ebops, folder))
+            settings = hls4ml_settings(point.user_attrs.get("params") or {})
+            self.executor.submit(SynthJob(number, path, ebops, folder, settings))
         except Exception as err:
             log.warning("point %d: its later synthesis could not start: %s", number, error_text(err))
             self.later_failed.add(number)

@@ -8,8 +8,11 @@ freedom, so a line from few designs is wide. A design cannot reach the measured 
 optimistic end of its interval is dominated by a measured, feasible point, or no value in it meets a
 constraint; it is then not synthesised.
 
+Where the search chooses hls4ml's strategy, reuse factor or I/O type, each combination is a design
+family with lines of its own: the estimate does not change with them, the measurement does.
+
 A design that could reach the front is measured at once only while the lines are being learned (until
-`synthesis.fidelity_after` designs are measured). After that it is deferred: while the search goes on,
+`synthesis.fidelity_after` designs of its family are measured). After that it is deferred: while the search goes on,
 the front moves, and most of today's front is dominated by tomorrow's designs. Once the study's
 trainings are done, the driver measures the deferred designs that can still reach the front, one
 judgment per measurement, those whose measurement rules the most others out first (`Gate.order`).
@@ -35,6 +38,7 @@ NOT_SYNTHESISED = frozenset(
 )
 SKIPPED_ATTR_KEY = "synth_skipped"  # in a point's `info`: why the backend did not measure it
 ESTIMATE_KEY = "estimate"  # in a point's `info`: the estimate backend's numbers for its design
+FAMILY_KEY = "hls4ml"  # in such an estimate: the design's hls4ml settings, for the HLS backends
 DEFERRED = "deferred: it could reach the measured front; measured once the study's trainings are done, if it still can"
 
 
@@ -90,16 +94,22 @@ class Gate:
     after: int
     pairs: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # metric -> (estimate, measured)
     front: list[tuple[list[float], str]] = field(default_factory=list)  # measured feasible points, labelled
-    measured: int = 0  # designs measured with an estimate beside them
+    counts: dict[str, int] = field(default_factory=dict)  # designs measured with an estimate, per family
     _lines: dict[str, Line] = field(default_factory=dict, repr=False)  # fitted on demand, dropped by `add`
 
-    def add(self, metrics: dict[str, float], estimate: dict[str, float] | None, label: str) -> None:
-        """A measured design: its numbers join the lines, and the front when it is feasible."""
+    @property
+    def measured(self) -> int:
+        """Designs measured with an estimate beside them."""
+        return sum(self.counts.values())
+
+    def add(self, metrics: dict[str, float], estimate: dict | None, label: str) -> None:
+        """A measured design: its numbers join its family's lines, and the front when it is feasible."""
         if estimate:
-            self.measured += 1
+            family = _family(estimate)
+            self.counts[family] = self.counts.get(family, 0) + 1
             for m, est in estimate.items():
                 if m in metrics and _finite(est) and _finite(metrics[m]):
-                    self.pairs.setdefault(m, []).append((float(est), float(metrics[m])))
+                    self.pairs.setdefault(_line_key(m, family), []).append((float(est), float(metrics[m])))
             self._lines.clear()
         if all(_finite(metrics.get(m)) for m in self.needed) and all(c.value(metrics) <= 0 for c in self.constraints):
             self.front.append(([float(metrics[m]) for m in self.objectives], label))
@@ -107,17 +117,19 @@ class Gate:
     def bounds(self, metrics: dict[str, float], estimate: dict[str, float]) -> tuple[dict, dict] | None:
         """The design's metrics at the optimistic and the pessimistic end of their prediction intervals
         (exact where synthesis does not change them); None while there are too few measurements."""
-        if self.measured < self.after:
+        family = _family(estimate)
+        if self.counts.get(family, 0) < self.after:
             return None
         low, high = dict(metrics), dict(metrics)
         for m in self.needed:
+            key = _line_key(m, family)
             if m in NOT_SYNTHESISED:
                 if not _finite(metrics.get(m)):
                     return None
-            elif m in estimate and len(self.pairs.get(m, ())) >= 3:  # a line with a spread
-                if m not in self._lines:
-                    self._lines[m] = fit_line(self.pairs[m])
-                lo, hi = self._lines[m].interval(estimate[m], self.margin)
+            elif m in estimate and len(self.pairs.get(key, ())) >= 3:  # a line with a spread
+                if key not in self._lines:
+                    self._lines[key] = fit_line(self.pairs[key])
+                lo, hi = self._lines[key].interval(estimate[m], self.margin)
                 low[m], high[m] = min(lo, estimate[m]), max(hi, estimate[m])
             else:  # nothing predicts it (BRAMs, II, the HLS clock): it could be anything
                 low[m], high[m] = 0.0, math.inf
@@ -151,7 +163,7 @@ class Gate:
         are being learned), else why not: it cannot reach the measured front, or it is deferred."""
         if (why := self.verdict(metrics, estimate)) is not None:
             return why
-        return DEFERRED if self.measured >= self.after else None
+        return DEFERRED if self.counts.get(_family(estimate), 0) >= self.after else None
 
     def order(self, designs: list[tuple[dict[str, float], dict[str, float]]]) -> list[int]:
         """Deferred designs, most worth measuring first: those whose pessimistic numbers dominate the most
@@ -170,6 +182,16 @@ class Gate:
             )
 
         return sorted(range(len(designs)), key=lambda i: (-rules_out(i), designs[i][1].get("luts", math.inf)))
+
+
+def _family(estimate: dict) -> str:
+    """The design family an estimate belongs to: its hls4ml settings, whose measurements follow lines of
+    their own (the estimate is the same whatever the strategy); "" for the RTL backends."""
+    return str(estimate.get(FAMILY_KEY) or "")
+
+
+def _line_key(metric: str, family: str) -> str:
+    return f"{metric} ({family})" if family else metric
 
 
 def _finite(v: object) -> bool:

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 import optuna
 
-from .config import FloatRange, IntRange, StudyConfig
+from .config import HLS4ML_SETTINGS, FloatRange, IntRange, StudyConfig, hls4ml_choices
 
 
 @dataclass(frozen=True)
@@ -29,13 +29,28 @@ class TrialParams:
     epochs: int | None = None  # None: training.epochs
     beta_start: float | None = None  # where the `ramp` schedule starts; None: beta from the first epoch
     hold: int = 0  # epochs at beta_start before the ramp
+    # hls4ml settings the search chose (vivado, vitis); None: the synthesis section's
+    strategy: str | None = None
+    reuse_factor: int | None = None
+    io_type: str | None = None
     notes: tuple[str, ...] = field(default=())
+
+    @property
+    def hls4ml(self) -> dict:
+        """The hls4ml settings this trial chose, as `synthesis` section fields."""
+        return hls4ml_settings(asdict(self))
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["widths"] = list(self.widths)
         d["notes"] = list(self.notes)
         return d
+
+
+def hls4ml_settings(params: dict) -> dict:
+    """The hls4ml settings a trial chose (from its parameters, or its `params` user attribute), as
+    `synthesis` section fields; empty where the search space does not search them."""
+    return {k: params[k] for k in HLS4ML_SETTINGS if params.get(k) is not None}
 
 
 def _float(trial: optuna.Trial, name: str, spec: FloatRange | float) -> float:
@@ -75,6 +90,33 @@ def _ramp_start(trial: optuna.Trial, cfg: StudyConfig, beta: float, start_from: 
     return low * (beta / low) ** f if low < beta else beta
 
 
+def _hls4ml(trial: optuna.Trial, cfg: StudyConfig, inter_only: bool, activations: str, notes: list[str]) -> dict:
+    """The trial's hls4ml settings where the search space names them, chosen within HGQ's rules: the resource
+    strategy for inter-layer-only heterogeneity and for nothing else (rule 5); reuse factor 1 for
+    distributed arithmetic; io_stream only with inter-layer activations (hls4ml streams one bitwidth per
+    tensor). Each rule fixes a setting instead of sampling it, so every sampled parameter keeps one set
+    of choices across trials."""
+    space = cfg.search_space.hls4ml
+    if space.strategy is None and space.reuse_factor is None and space.io_type is None:
+        return {}
+    choices = hls4ml_choices(cfg)
+    strategies = choices["strategy"]
+    if len(strategies) > 1:  # config validation made sure each branch has one
+        strategies = ["resource"] if inter_only else [s for s in strategies if s != "resource"]
+    strategy = _choice(trial, "strategy", strategies)
+    if strategy == "distributed_arithmetic":
+        reuse = 1
+        if choices["reuse_factor"] != [1]:
+            notes.append("reuse_factor 1: distributed_arithmetic runs fully parallel in hls4ml")
+    else:
+        reuse = _choice(trial, "reuse_factor", choices["reuse_factor"])
+    io_types = choices["io_type"]
+    if activations != "inter" and len(io_types) > 1:
+        io_types = ["io_parallel"]
+        notes.append("io_parallel: hls4ml streams (io_stream) only inter-layer activations")
+    return {"strategy": strategy, "reuse_factor": reuse, "io_type": _choice(trial, "io_type", io_types)}
+
+
 def suggest(
     trial: optuna.Trial, cfg: StudyConfig, start_beta: float | None = None, max_epochs: int | None = None
 ) -> TrialParams:
@@ -86,7 +128,9 @@ def suggest(
     activations = _choice(trial, "activations", list(space.heterogeneity.activations))
 
     inter_only = weights == "inter" and activations == "inter"
-    if inter_only and cfg.synthesis.strategy == "resource" and space.zero_beta_for_inter_resource:
+    hls = _hls4ml(trial, cfg, inter_only, activations, notes)
+    strategy = hls.get("strategy", cfg.synthesis.strategy)
+    if inter_only and strategy == "resource" and space.zero_beta_for_inter_resource:
         beta = 0.0  # conditional space: beta is not sampled at all for this branch
         notes.append("beta fixed to 0: inter-layer heterogeneity with the resource strategy (HGQ rule 5)")
     elif start_beta and isinstance(space.beta, FloatRange) and start_beta < space.beta.high:
@@ -123,5 +167,6 @@ def suggest(
         epochs=epochs,
         beta_start=start,
         hold=min(hold, epochs - 1),
+        **hls,
         notes=tuple(notes),
     )

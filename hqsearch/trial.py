@@ -152,6 +152,7 @@ def train_stage(
     from .model import build_model
     from .train import StopWhenCollapsed, calibrate, train
 
+    cfg = cfg.with_synthesis(**params.hls4ml)
     trial_dir.mkdir(parents=True, exist_ok=True)
     stage = _timed(timings := {}, on_stage)
     if seed is not None:
@@ -184,6 +185,7 @@ def train_stage(
             beta = params.beta if c.beta is None else c.beta
             cand.outcome.info.update(epoch=c.epoch, beta=beta, val_accuracy=c.val_accuracy, training_ebops=c.ebops)
             trained.candidates.append(cand)
+
 
     out = trained.outcome
     out.timings.update(timings)
@@ -283,6 +285,7 @@ def synth_stage(
     estimate, measure where `gate` lets it (see `fidelity`), pack the build folders, write the metrics
     file. A design measured here joins the gate, so a later candidate is judged against it too. A
     candidate that fails is dropped and named."""
+    cfg = cfg.with_synthesis(**params.hls4ml)
     out = synth_one(cfg, params, trained, trial_dir, on_stage, "metrics.json", gate=gate)
     _into(gate, out, "this training's final model")
     for cand in trained.candidates:
@@ -363,11 +366,13 @@ def synth_later(
     folder: Path,
     on_stage: Callable[[str], None] = lambda stage: None,
     model_bytes: bytes | None = None,
+    settings: dict | None = None,
 ) -> TrialOutcome:
     """Stage `synth` alone, for a point told with its estimate that could now reach the measured front:
-    its design rebuilt from the saved model (tracing is deterministic), then measured by the backend."""
+    its design rebuilt from the saved model (tracing is deterministic) with the hls4ml `settings` its
+    trial chose, then measured by the backend."""
     trained = Trained(TrialOutcome(), Path(model_path), ebops, model_bytes=model_bytes)
-    return synth_one(cfg, None, trained, Path(folder), on_stage, "metrics.json")
+    return synth_one(cfg.with_synthesis(**(settings or {})), None, trained, Path(folder), on_stage, "metrics.json")
 
 
 def _rebuild_design(cfg: StudyConfig, trained: Trained, folder: Path):

@@ -13,6 +13,7 @@ import json
 import os
 import stat
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,13 @@ if spec.get("stdout_file"):
 sys.stdout.write(spec.get("stdout", ""))
 sys.exit(spec.get("exit", 0))
 """
+
+
+# where the real tools put what the backends read
+TOOLS = {"vivado": "vivado_hls", "vitis": "vitis-run"}
+APP = {"vivado": "{name}_prj/vivado_hls.app", "vitis": "{name}_prj/hls.app"}
+CSYNTH_XML = "{name}_prj/solution1/syn/report/{name}_csynth.xml"
+APP_FIXTURE = "vivado_hls_2020_1_hls4ml_test_report/vivado_hls.app"  # same format for hls.app
 
 
 def fixture(relative: str) -> Path:
@@ -167,3 +175,20 @@ def util_expected(rpt: Path) -> dict:
     """The hand-transcribed numbers of one fixture utilization report (see UTILIZATION)."""
     version, luts, ffs, dsps, brams = UTILIZATION[rpt.relative_to(FIXTURES).as_posix()]
     return {"luts": float(luts), "ffs": float(ffs), "dsps": float(dsps), "brams": float(brams), "version": version}
+
+
+def csynth_expected(xml: Path) -> dict:
+    root = ET.parse(xml).getroot()
+    lat = root.find("PerformanceEstimates/SummaryOfOverallLatency")
+    res = root.find("AreaEstimates/Resources")
+    dsp = res.findtext("DSP") if res.find("DSP") is not None else res.findtext("DSP48E")
+    return {
+        "luts": float(res.findtext("LUT")),
+        "ffs": float(res.findtext("FF")),
+        "dsps": float(dsp),
+        "brams": float(res.findtext("BRAM_18K")),
+        "latency_cycles": float(lat.findtext("Worst-caseLatency")),
+        "ii": float(lat.findtext("Interval-max")),
+        "estimated_clock_ns": float(root.findtext("PerformanceEstimates/SummaryOfTimingAnalysis/EstimatedClockPeriod")),
+        "version": root.findtext("ReportVersion/Version").strip(),
+    }

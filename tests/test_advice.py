@@ -59,3 +59,22 @@ def test_pragma_tips_apply_to_hls_backends_only():
 def test_io_stream_with_intra_activations_on_hls_warns():
     c = cfg(synthesis={"backend": "vitis", "io_type": "io_stream"})
     assert any("only with io_parallel" in str(a) for a in advise(c))
+
+
+def test_ebops_objective_with_searched_hls4ml_settings_names_what_a_trial_can_take():
+    het = {"weights": ["intra", "inter"], "activations": ["inter"]}
+    objectives = {"accuracy": "max", "ebops": "min"}
+    c = cfg(
+        study={"name": "a", "objectives": objectives},
+        synthesis={"backend": "vitis"},
+        search_space={"heterogeneity": het, "hls4ml": {"strategy": ["latency", "resource"], "reuse_factor": [1, 2]}},
+    )
+    (ebops,) = [str(a) for a in advise(c) if a.rule == 1]
+    assert "strategy can be 'resource'" in ebops and "reuse_factor can be 2" in ebops and "io_stream" not in ebops
+    assert not any(a.rule == 5 for a in advise(c))  # the space itself gives inter-only trials resource and beta 0
+    latency_only = {
+        "heterogeneity": het,
+        "hls4ml": {"strategy": "latency", "reuse_factor": 1, "io_type": "io_parallel"},
+    }
+    c = cfg(study={"name": "a", "objectives": objectives}, synthesis={"backend": "vitis"}, search_space=latency_only)
+    assert ("warning", 1) not in rules(c)

@@ -1,6 +1,8 @@
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hqsearch.cli import main
 from hqsearch.config import ConfigError, load_config, parse_config
@@ -166,3 +168,52 @@ def test_gp_sampler_needs_pytorch(tmp_path):
         assert "sampler 'gp' is Optuna's GPSampler, which needs PyTorch" in error_of(tmp_path, text)
     else:
         assert load_config(write(tmp_path, text)).study.sampler == "gp"
+
+
+def _hls_config(search: dict, synthesis: dict | None = None, heterogeneity: dict | None = None) -> str:
+    het = heterogeneity or {"weights": ["intra", "inter"], "activations": ["inter"]}
+    return yaml.safe_dump(
+        {
+            "study": {"name": "x"},
+            "search_space": {"heterogeneity": het, "hls4ml": search},
+            "synthesis": {"backend": "vitis", **(synthesis or {})},
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("search", "synthesis", "heterogeneity", "message"),
+    [
+        ({"strategy": ["latency", "resource"]}, {"backend": "yosys"}, None, "searched only for the backends vivado"),
+        ({"reuse_factor": [1, 2]}, {"reuse_factor": 2}, None, "hls4ml.reuse_factor: searched here and fixed"),
+        ({"strategy": ["latency", "distributed_arithmetic"]}, None, None, "goes with the resource strategy"),
+        (
+            {"strategy": ["latency", "resource"]},
+            None,
+            {"weights": ["intra"], "activations": ["intra", "inter"]},
+            "resource is the strategy of inter-layer-only",
+        ),
+        (
+            {"strategy": ["latency", "resource"]},
+            None,
+            {"weights": ["inter"], "activations": ["inter"]},
+            "the other choices are never used",
+        ),
+        ({"io_type": ["io_serial"]}, None, None, "hls4ml.io_type.0: Input should be"),
+        ({"reuse_factor": [0]}, None, None, "hls4ml.reuse_factor.0: Input should be greater than or equal to 1"),
+    ],
+)
+def test_hls4ml_search_space_errors_name_the_key(tmp_path, search, synthesis, heterogeneity, message):
+    path = tmp_path / "s.yaml"
+    path.write_text(_hls_config(search, synthesis, heterogeneity))
+    with pytest.raises(ConfigError, match=re.escape(message)) as err:
+        load_config(path)
+    assert f"{path}:" in str(err.value)
+
+
+def test_hls4ml_search_space_within_the_rules_loads(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(_hls_config({"strategy": ["latency", "resource"], "reuse_factor": 4, "io_type": "io_parallel"}))
+    cfg = load_config(path)
+    assert cfg.search_space.hls4ml.strategy == ["latency", "resource"] and cfg.search_space.hls4ml.reuse_factor == [4]
+    assert cfg.search_space.hls4ml.searched == ["strategy"]

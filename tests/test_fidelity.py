@@ -9,7 +9,16 @@ import pytest
 from conftest import tiny_raw
 
 from hqsearch.config import parse_config
-from hqsearch.fidelity import DEFERRED, ESTIMATE_KEY, SKIPPED_ATTR_KEY, empty_gate, fit_line, gate, syntheses
+from hqsearch.fidelity import (
+    DEFERRED,
+    ESTIMATE_KEY,
+    FAMILY_KEY,
+    SKIPPED_ATTR_KEY,
+    empty_gate,
+    fit_line,
+    gate,
+    syntheses,
+)
 from hqsearch.trial import Trained, TrialOutcome, synth_one
 
 OBJECTIVES = {"accuracy": "max", "luts": "min"}
@@ -57,6 +66,26 @@ def test_everything_is_synthesised_until_enough_designs_are_measured(tmp_path):
     g.add({"accuracy": 0.1, "luts": 30000.0}, estimate(31000), "#8")
     assert g.verdict({"accuracy": 0.5}, estimate(30000)) is not None
     assert g.decide({"accuracy": 0.99}, estimate(300)) == DEFERRED  # it could reach the front: measured at the end
+
+
+def test_each_hls4ml_setting_learns_its_own_line(tmp_path):
+    """A searched strategy changes the measurement, not the estimate: the resource strategy's designs are
+    judged by their own measurements, not by the latency strategy's line."""
+    g = line_of(empty_gate(config(tmp_path)))  # designs without settings, at 0.95 x the estimate
+    latency, resource = "latency, reuse 1, io_parallel", "resource, reuse 4, io_parallel"
+    for i in range(8):  # latency designs measured at 0.95 x, resource designs at 0.25 x the estimate
+        est = 500 * 1.4**i
+        for family, ratio in ((latency, 0.95), (resource, 0.25)):
+            measured = {"accuracy": 0.5, "luts": est * ratio * (1 + 0.03 * (-1) ** i)}
+            g.add(measured, {**estimate(est), FAMILY_KEY: family}, "#")
+    g.add({"accuracy": 0.9, "luts": 1000.0}, estimate(1050), "#best")
+    assert g.counts == {"": 9, latency: 8, resource: 8} and g.measured == 25
+    design = {"accuracy": 0.85}
+    verdict = g.verdict(design, {**estimate(3000), FAMILY_KEY: latency})  # about 2,850 LUTs
+    assert verdict == "dominated by the measured front (#best)"
+    assert g.verdict(design, {**estimate(3000), FAMILY_KEY: resource}) is None  # about 750: it could beat #best
+    new = {**estimate(3000), FAMILY_KEY: "distributed_arithmetic, reuse 1, io_parallel"}
+    assert g.decide({"accuracy": 0.85}, new) is None  # no line for it yet: measured now
 
 
 def test_a_design_that_cannot_meet_a_constraint_is_skipped(tmp_path):

@@ -38,3 +38,49 @@ def test_fixed_values_and_width_choices():
     draws = sample({"beta": 0, "l2": 1e-5, "widths": [[8], [16, 8]], "init_weight_bits": {"low": 3, "high": 6}})
     assert {p.widths for p, _ in draws} == {(8,), (16, 8)}
     assert all(p.beta == 0 and p.l2 == 1e-5 and 3 <= p.init_weight_bits <= 6 for p, _ in draws)
+
+
+HLS_SPACE = {
+    "heterogeneity": {"weights": ["intra", "per_channel", "inter"], "activations": ["intra", "inter"]},
+    "hls4ml": {
+        "strategy": ["latency", "resource", "distributed_arithmetic"],
+        "reuse_factor": [1, 2, 4],
+        "io_type": ["io_parallel", "io_stream"],
+    },
+}
+
+
+def test_hls4ml_settings_are_searched_within_hgqs_rules():
+    draws = sample(HLS_SPACE, {"backend": "vitis"}, n=80)
+    seen = set()
+    for p, raw in draws:
+        inter_only = p.weights == "inter" and p.activations == "inter"
+        seen.add((p.strategy, p.reuse_factor, p.io_type))
+        # rule 5: the resource strategy for inter-layer-only heterogeneity, and beta 0 with it; nothing else
+        assert (p.strategy == "resource") == inter_only
+        assert (p.beta == 0) == inter_only and ("beta" in raw) == (not inter_only)
+        if p.weights == "intra":
+            assert p.strategy in ("latency", "distributed_arithmetic")  # rule 4
+        if p.strategy == "distributed_arithmetic":
+            assert p.reuse_factor == 1 and "reuse_factor" not in raw  # fully parallel in hls4ml
+        if p.activations == "intra":
+            assert p.io_type == "io_parallel" and "io_type" not in raw  # hls4ml streams one bitwidth per tensor
+        assert p.hls4ml == {"strategy": p.strategy, "reuse_factor": p.reuse_factor, "io_type": p.io_type}
+        assert p.to_dict()["strategy"] == p.strategy
+    assert {s for s, _, _ in seen} == {"latency", "resource", "distributed_arithmetic"}
+    assert {r for _, r, _ in seen} == {1, 2, 4} and {io for _, _, io in seen} == {"io_parallel", "io_stream"}
+
+
+def test_without_hls4ml_choices_a_trial_keeps_the_synthesis_settings():
+    for p, raw in sample({}, {"backend": "vivado", "strategy": "latency"}, n=3):
+        assert p.hls4ml == {} and p.strategy is None and not {"strategy", "reuse_factor", "io_type"} & set(raw)
+
+
+def test_a_trial_builds_and_measures_with_the_settings_it_chose():
+    from hqsearch.space import TrialParams
+
+    cfg = parse_config({"study": {"name": "s"}, "synthesis": {"backend": "vitis"}, "search_space": HLS_SPACE})
+    p = TrialParams(1e-5, 0, 0, "inter", "inter", 1e-3, (8,), strategy="resource", reuse_factor=4, io_type="io_stream")
+    syn = cfg.with_synthesis(**p.hls4ml).synthesis
+    assert (syn.strategy, syn.reuse_factor, syn.io_type, syn.backend) == ("resource", 4, "io_stream", "vitis")
+    assert cfg.synthesis.strategy == "latency"  # the study's own section is unchanged

@@ -9,12 +9,11 @@ cache. Expected numbers are read from the fixture files here, independently of t
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 import pytest
-from synth_standins import StandIn, fixture, util_expected
+from synth_standins import APP, APP_FIXTURE, CSYNTH_XML, TOOLS, StandIn, csynth_expected, fixture, util_expected
 
 from hqsearch.config import SynthesisSection
 from hqsearch.exceptions import FirmwareError
@@ -24,10 +23,6 @@ from hqsearch.synth.hls_project import hls_write
 from hqsearch.synth.tools import SynthError
 
 BACKENDS = {"vivado": VivadoHLSBackend, "vitis": VitisHLSBackend}
-TOOLS = {"vivado": "vivado_hls", "vitis": "vitis-run"}
-APP = {"vivado": "{name}_prj/vivado_hls.app", "vitis": "{name}_prj/hls.app"}
-CSYNTH_XML = "{name}_prj/solution1/syn/report/{name}_csynth.xml"
-APP_FIXTURE = "vivado_hls_2020_1_hls4ml_test_report/vivado_hls.app"  # same format for hls.app
 
 # (backend, vsynth, csynth xml, vivado_synth.rpt or None, tool log or None)
 CASES = {
@@ -77,23 +72,6 @@ CASES = {
 
 
 # ---- expected values, read straight from the fixture files ----
-
-
-def csynth_expected(xml: Path) -> dict:
-    root = ET.parse(xml).getroot()
-    lat = root.find("PerformanceEstimates/SummaryOfOverallLatency")
-    res = root.find("AreaEstimates/Resources")
-    dsp = res.findtext("DSP") if res.find("DSP") is not None else res.findtext("DSP48E")
-    return {
-        "luts": float(res.findtext("LUT")),
-        "ffs": float(res.findtext("FF")),
-        "dsps": float(dsp),
-        "brams": float(res.findtext("BRAM_18K")),
-        "latency_cycles": float(lat.findtext("Worst-caseLatency")),
-        "ii": float(lat.findtext("Interval-max")),
-        "estimated_clock_ns": float(root.findtext("PerformanceEstimates/SummaryOfTimingAnalysis/EstimatedClockPeriod")),
-        "version": root.findtext("ReportVersion/Version").strip(),
-    }
 
 
 # ---- a real written hls4ml project of a tiny HGQ2 model ----

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -37,6 +37,7 @@ class SynthJob:
     model_path: Path  # its model, downloaded by the driver
     ebops: float
     trial_dir: Path  # where the build goes
+    settings: dict = field(default_factory=dict)  # the hls4ml settings its trial chose, if the search chose them
 
 
 Job = TrialJob | SynthJob
@@ -84,7 +85,7 @@ def run_job(cfg: StudyConfig, job: Job, on_stage: Callable[[str], None], model_b
     from ..trial import run_trial, synth_later
 
     if isinstance(job, SynthJob):
-        return synth_later(cfg, job.model_path, job.ebops, job.trial_dir, on_stage, model_bytes)
+        return synth_later(cfg, job.model_path, job.ebops, job.trial_dir, on_stage, model_bytes, job.settings)
     return run_trial(cfg, job.params, job.trial_dir, job.seed, on_stage, job.start_from, job.gate)
 
 

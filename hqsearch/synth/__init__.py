@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..config import SynthesisSection
+from ..fidelity import FAMILY_KEY
 from .base import Backend, Design, SynthResult
 from .estimate import ESTIMATED, EstimateBackend
 from .estimate import SOURCE as ESTIMATE_SOURCE
@@ -40,6 +41,11 @@ def uses_hls4ml(cfg: SynthesisSection) -> bool:
     return get_backend(cfg.backend).emulation == "hls4ml"
 
 
+def hls4ml_family(cfg: SynthesisSection) -> str:
+    """An HLS design's settings in a few words: designs alike in them are measured alike."""
+    return f"{cfg.strategy}, reuse {cfg.reuse_factor}, {cfg.io_type}"
+
+
 def measure(
     design: Design,
     cfg: SynthesisSection,
@@ -49,9 +55,10 @@ def measure(
 ) -> SynthResult:
     """The design's estimate, then the configured backend unless `skip(estimate)` gives a reason not to."""
     cheap = EstimateBackend().synthesize(design, cfg, workdir)
+    family = {FAMILY_KEY: hls4ml_family(cfg)} if uses_hls4ml(cfg) else {}
     if cfg.backend == "estimate":
         result = cheap
-    elif (why := skip(cheap.metrics)) is not None:
+    elif (why := skip({**cheap.metrics, **family})) is not None:
         label = f"{ESTIMATE_SOURCE} (not synthesised: {why})"
         result = replace(cheap, sources=dict.fromkeys(cheap.sources, label), tool=label, skipped=why)
     else:
@@ -63,7 +70,7 @@ def measure(
     for k in ("latency_cycles", "latency_ns"):  # RTL backends without a timing model use alkaid's pipeline
         if k not in metrics:
             metrics[k], sources[k] = cheap.metrics[k], ESTIMATE_SOURCE
-    estimate = {k: cheap.metrics[k] for k in ESTIMATED}
+    estimate = {**{k: cheap.metrics[k] for k in ESTIMATED}, **family}
     return replace(result, metrics=metrics, sources=sources, estimate=estimate)
 
 
