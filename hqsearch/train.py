@@ -10,7 +10,7 @@ HGQ2's `BetaPID`, starting from the trial's beta.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import keras
 import numpy as np
@@ -28,6 +28,7 @@ class TrainResult:
     training_ebops: float | None  # as logged in the last epoch; not for ranking
     final_beta: float | None
     first_val_accuracy: float | None  # after the first epoch: a continuation's is near its checkpoint's
+    history: dict[str, list[float]] = field(default_factory=dict)  # Keras's per-epoch logs (loss, ebops, beta, ...)
 
 
 def _optimizer(cfg: TrainingSection, lr: float) -> keras.optimizers.Optimizer:
@@ -95,6 +96,7 @@ def train(
         training_ebops=last("ebops"),
         final_beta=last("beta"),
         first_val_accuracy=float(h["val_accuracy"][0]) if "val_accuracy" in h else None,
+        history={k: [float(v) for v in values] for k, values in h.items()},
     )
 
 

@@ -171,7 +171,7 @@ def train_stage(
     with stage("firmware"):
         trained = evaluate(cfg, model, ebops, data, trial_dir / "model.keras", trial_dir)
         picked = thin(front.front, cfg.training.harvest.max_candidates, exclude_epoch=fit.epochs)
-        errors = []
+        errors, built = [], set()
         for c in picked:  # each candidate goes the final model's way: calibrate, save, design, emulate
             folder = trial_dir / "harvest" / f"epoch_{c.epoch:04d}"
             try:
@@ -185,7 +185,10 @@ def train_stage(
             beta = params.beta if c.beta is None else c.beta
             cand.outcome.info.update(epoch=c.epoch, beta=beta, val_accuracy=c.val_accuracy, training_ebops=c.ebops)
             trained.candidates.append(cand)
+            built.add(c.epoch)
 
+        taken = [(c.epoch, c.val_accuracy, c.ebops) for c in picked if c.epoch in built]
+        trained.outcome.files += _training_record(fit.history, taken, params, started, trial_dir)
 
     out = trained.outcome
     out.timings.update(timings)
@@ -203,6 +206,24 @@ def train_stage(
         train_pid=os.getpid(),
     )
     return trained
+
+
+def _training_record(history: dict, harvested: list, params: TrialParams, started: dict, folder: Path) -> list[str]:
+    """`training.csv` and `training.png`: the training's epochs, and where its candidates were taken."""
+    from .training_plot import plot_training, write_history
+
+    ramp = f", ramp from {params.beta_start:.3g}" if params.beta_start is not None else ""
+    hold = f" after {params.hold} epochs" if params.hold else ""
+    start = f"continued (val accuracy {started['start_val_accuracy']:.3f} at the start)" if started else "fresh"
+    title = (
+        f"{folder.name}: beta {params.beta:.3g}{ramp}{hold}; {'-'.join(map(str, params.widths))} units, "
+        f"weights {params.weights}, activations {params.activations}; {start}; {len(harvested)} harvested"
+    )
+    files = [
+        write_history(history, folder / "training.csv"),
+        plot_training(history, harvested, title, folder / "training.png"),
+    ]
+    return [str(f) for f in files]
 
 
 def accuracy_floor(cfg: StudyConfig) -> float | None:

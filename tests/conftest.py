@@ -73,6 +73,23 @@ def finished_study(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def yosys_study(tmp_path_factory):
+    """One training measured by Yosys, with its harvested candidates (each measured too), run once. Its beta
+    ramps hard, so accuracy peaks before the last epoch and there are earlier epochs to harvest; its
+    bitwidths start at 3, so each design is a few hundred LUTs and Yosys takes seconds."""
+    cfg, summary = run_tiny(
+        tmp_path_factory,
+        "yosys",
+        study={"n_trials": 1},
+        synthesis={"backend": "yosys"},
+        training={"epochs": 10, "harvest": {"max_candidates": 2}},
+        search_space={"beta": {"low": 3e-4, "high": 1e-3, "log": True}, "init_weight_bits": 3, "init_act_bits": 3},
+    )
+    assert summary.complete == 1
+    return cfg
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     """A trained, calibrated 64-4-10 HGQ2 model on digits, saved as .keras: (model, path, ebops)."""
     import keras

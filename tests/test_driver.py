@@ -5,6 +5,7 @@ from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
 from hqsearch.driver import run_study
+from hqsearch.points import Origin, origin
 from hqsearch.study import StudyError, load_existing, open_study
 
 
@@ -30,7 +31,7 @@ def test_study_runs_end_to_end(finished_study):
         assert t.user_attrs["executor"] == "local"
         assert t.constraints == {"luts<=1e+06": luts - 1e6}
         names = {a.filename for a in get_all_artifact_meta(t, storage=study._storage)}
-        assert {"model.keras", "metrics.json", "trial.log"} <= names
+        assert {"model.keras", "metrics.json", "trial.log", "training.png", "training.csv"} <= names
 
 
 def test_resume_adds_up_and_never_duplicates(tiny_config):
@@ -102,19 +103,20 @@ def test_stage_timeout_kills_the_worker(tiny_config):
     assert summary.complete == 0
 
 
-def test_yosys_study_measures_every_trial(tiny_config):
-    cfg = tiny_config("yosys", synthesis={"backend": "yosys"}, study={"n_trials": 2})
-    summary = run_study(cfg)
-    assert summary.complete == 2
+def test_yosys_study_measures_every_point(yosys_study):
+    cfg = yosys_study
     study = load_existing(cfg.study.storage_url, "yosys")
-    for t in study.trials:
+    points = study.get_trials(states=(TrialState.COMPLETE,))
+    assert [origin(t) for t in points].count(Origin.TRAINING) == 1 and len(points) >= 2  # and its candidates
+    for t in points:
         src = t.user_attrs["sources"]
         assert src["luts"].startswith("yosys ") and src["estimated_luts"] == "alkaid estimate"
         assert t.user_attrs["metrics"]["luts"] > 0 and t.user_attrs["metrics"]["estimated_luts"] > 0
-        names = {a.filename for a in get_all_artifact_meta(t, storage=study._storage)}
-        assert {"yosys.log", "stat.json", "rtl.tar.gz"} <= names
-        trial_dir = cfg.study.run_dir / "trials" / f"{t.number:05d}"
-        assert (trial_dir / "rtl.tar.gz").exists() and not (trial_dir / "rtl").exists()
+    (training,) = [t for t in points if origin(t) is Origin.TRAINING]
+    names = {a.filename for a in get_all_artifact_meta(training, storage=study._storage)}
+    assert {"yosys.log", "stat.json", "rtl.tar.gz", "training.png", "training.csv"} <= names
+    trial_dir = cfg.study.run_dir / "trials" / f"{training.number:05d}"
+    assert (trial_dir / "rtl.tar.gz").exists() and not (trial_dir / "rtl").exists()
 
 
 def test_a_second_live_driver_shares_the_budget(tiny_config):

@@ -32,6 +32,7 @@ PRELOAD = [
     "keras",
     "hgq",
     "alkaid.converter",
+    "matplotlib.figure",
     "sklearn.datasets",
 ]
 
