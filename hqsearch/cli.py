@@ -1,4 +1,4 @@
-"""`hqsearch run | check | status | report | synth | dashboard`: the command line."""
+"""`hqsearch run | check | status | report | compare | import | export | synth | dashboard`: the command line."""
 
 from __future__ import annotations
 
@@ -71,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import", help="evaluate existing HGQ2 checkpoints into a study, as points of its own")
     _study_args(p, config_required=True)
     p.add_argument("models", nargs="+", type=Path, metavar="MODEL_OR_FOLDER", help=".keras files or folders of them")
+
+    p = sub.add_parser("export", help="write one point as a project: model, firmware, metrics.json, README")
+    _study_args(p, config_required=False)
+    p.add_argument("--trial", type=int, required=True, help="the point's trial number (report and dashboard show it)")
+    p.add_argument("--out", type=Path, help="a new or empty folder (default: <output_dir>/export/trial_<N>)")
 
     p = sub.add_parser("dashboard", help="serve optuna-dashboard on the study's storage, with its artifacts")
     p.add_argument("config", type=Path)
@@ -417,6 +422,25 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_point
+    from .preflight import import_keras_quietly
+    from .study import stored_config
+
+    study, run_dir, cfg = _open(args)
+    cfg = cfg if cfg is not None else stored_config(study)
+    import_keras_quietly()
+    out = args.out or run_dir / "export" / f"trial_{args.trial:05d}"
+    done = export_point(study, cfg, args.trial, out)
+    console.print(f"exported trial {args.trial} of study {study.study_name} to {out}", highlight=False)
+    style = "yellow" if done.rebuilt else "green"
+    console.print(f"[{style}]firmware {done.firmware.name}/: {done.firmware_from}[/{style}]", highlight=False)
+    if done.estimate_check:
+        console.print(done.estimate_check, highlight=False)
+    console.print("wrote " + ", ".join(f.name for f in done.files) + f", {done.firmware.name}/", highlight=False)
+    return 0
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from optuna_dashboard import run_server
 
@@ -450,6 +474,7 @@ _COMMANDS = {
     "synth": cmd_synth,
     "compare": cmd_compare,
     "import": cmd_import,
+    "export": cmd_export,
     "dashboard": cmd_dashboard,
 }
 

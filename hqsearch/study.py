@@ -164,6 +164,16 @@ def study_config(study: optuna.Study) -> dict:
     return study.user_attrs.get(CONFIG_ATTR, {})
 
 
+def stored_config(study: optuna.Study) -> StudyConfig:
+    """The config a study was last run with, validated again: for commands given a storage, not a file."""
+    from .config import parse_config
+
+    raw = study_config(study)
+    if not raw:
+        raise StudyError(f"study {study.study_name!r} stores no hqsearch config: give the study's config file")
+    return parse_config(raw, f"study {study.study_name}'s stored config")
+
+
 def artifact_store(cfg: StudyConfig) -> FileSystemArtifactStore:
     cfg.study.artifact_path.mkdir(parents=True, exist_ok=True)
     return FileSystemArtifactStore(str(cfg.study.artifact_path))
