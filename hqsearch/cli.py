@@ -13,7 +13,7 @@ from typing import get_args
 from rich.console import Console
 from rich.table import Table
 
-from .config import Backend, StudyConfig, SynthesisSection, load_config
+from .config import Backend, StudyConfig, SynthesisSection, hls4ml_choices, load_config
 from .exceptions import ConfigError, DataNotHere, HQSearchError
 from .metrics import METRICS
 
@@ -222,7 +222,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         console.print("constraints: " + ", ".join(f"{c.metric} {c.op} {c.bound:g}" for c in s.constraints))
     console.print(
         f"storage {s.storage_url}; data {cfg.data.source}; model {cfg.model.kind}; "
-        f"backend {cfg.synthesis.backend} ({cfg.synthesis.strategy}, {cfg.synthesis.io_type})"
+        f"backend {cfg.synthesis.backend} ({_hls4ml_settings(cfg)})"
         + ("" if cfg.synthesis.backend == "estimate" else f", fidelity {cfg.synthesis.fidelity}")
     )
     _print_advice(cfg)
@@ -230,6 +230,14 @@ def cmd_check(args: argparse.Namespace) -> int:
         console.print("no HGQ advice applies")
     console.print(checked)
     return 0
+
+
+def _hls4ml_settings(cfg: StudyConfig) -> str:
+    """The hls4ml settings a trial can take, searched ones as `a | b`."""
+    c = hls4ml_choices(cfg)
+    return ", ".join(" | ".join(map(str, c[k])) for k in ("strategy", "io_type")) + (
+        f", reuse factor {' | '.join(map(str, c['reuse_factor']))}" if c["reuse_factor"] != [1] else ""
+    )
 
 
 def _epochs(cfg) -> str:

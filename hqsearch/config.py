@@ -299,10 +299,10 @@ IOType = Literal["io_parallel", "io_stream"]
 
 class HLS4MLSpace(_Section):
     """hls4ml's own settings as search dimensions, for the backends vivado and vitis: a list gives the
-    choices, unset keeps the `synthesis` section's value. HGQ's rules shape the space (see `space.suggest`):
-    inter-layer-only heterogeneity gets the resource strategy, every other mode latency or
-    distributed_arithmetic; distributed_arithmetic runs at reuse factor 1; io_stream needs inter-layer
-    activations."""
+    choices and overrides the `synthesis` section's value, unset keeps it. HGQ's rules shape the space
+    (see `space.suggest`): inter-layer-only heterogeneity gets the resource strategy, every other mode
+    latency or distributed_arithmetic; distributed_arithmetic runs at reuse factor 1; io_stream needs
+    inter-layer activations."""
 
     strategy: list[Strategy] | None = Field(default=None, min_length=1)
     reuse_factor: list[Annotated[int, Field(ge=1)]] | None = Field(default=None, min_length=1)
@@ -582,8 +582,8 @@ def hls4ml_choices(cfg: StudyConfig) -> dict[str, list]:
 
 
 def _hls4ml_space_errors(cfg: StudyConfig) -> list[tuple[str, str]]:
-    """Searched hls4ml settings that cannot work: with a backend without hls4ml, set twice, or a strategy
-    choice HGQ's rule 5 never lets a trial take (or a heterogeneity mode it leaves without a strategy)."""
+    """Searched hls4ml settings that cannot work: with a backend without hls4ml, or a strategy choice HGQ's
+    rule 5 never lets a trial take (or a heterogeneity mode it leaves without a strategy)."""
     space, key = cfg.search_space.hls4ml, "search_space.hls4ml"
     given = [k for k in HLS4ML_SETTINGS if getattr(space, k) is not None]
     if not given:
@@ -591,11 +591,7 @@ def _hls4ml_space_errors(cfg: StudyConfig) -> list[tuple[str, str]]:
     if cfg.synthesis.backend not in HLS:
         why = f"hls4ml settings are searched only for the backends vivado and vitis, not {cfg.synthesis.backend!r}"
         return [(key, why)]
-    errors = [
-        (f"{key}.{k}", f"searched here and fixed as synthesis.{k}: keep one of the two")
-        for k in given
-        if k in cfg.synthesis.model_fields_set
-    ]
+    errors = []
     if "strategy" in space.searched:
         het = cfg.search_space.heterogeneity
         inter_only = "inter" in het.weights and "inter" in het.activations

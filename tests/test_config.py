@@ -185,7 +185,6 @@ def _hls_config(search: dict, synthesis: dict | None = None, heterogeneity: dict
     ("search", "synthesis", "heterogeneity", "message"),
     [
         ({"strategy": ["latency", "resource"]}, {"backend": "yosys"}, None, "searched only for the backends vivado"),
-        ({"reuse_factor": [1, 2]}, {"reuse_factor": 2}, None, "hls4ml.reuse_factor: searched here and fixed"),
         ({"strategy": ["latency", "distributed_arithmetic"]}, None, None, "goes with the resource strategy"),
         (
             {"strategy": ["latency", "resource"]},

@@ -83,3 +83,48 @@ def test_export_refuses_what_it_cannot_do_and_writes_nothing(finished_study, tmp
     assert main([*where, "--trial", "99", "--out", str(tmp_path / "new")]) == 2
     assert "--trial 99: study 'finished' has trials 0 to 2" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()
+
+
+def test_an_hls_point_exports_the_hls4ml_project_with_the_settings_its_trial_chose(tiny_model, tmp_path, capsys):
+    """An imported checkpoint on a Vitis study whose search chose the resource strategy at reuse 2: its
+    hls4ml project is written from the stored model with those settings (hls4ml writes it; nothing builds)."""
+    from optuna.artifacts import upload_artifact
+
+    from hqsearch.config import parse_config
+    from hqsearch.points import MODEL_ARTIFACT_ATTR, ORIGIN_ATTR, add_point
+    from hqsearch.study import artifact_store, open_study
+
+    _, model_path, ebops = tiny_model
+    cfg = parse_config(
+        {
+            "study": {"name": "hls", "output_dir": str(tmp_path / "hls")},
+            "synthesis": {"backend": "vitis"},
+            "search_space": {
+                "heterogeneity": {"weights": ["intra", "inter"], "activations": ["inter"]},
+                "hls4ml": {"strategy": ["latency", "resource"], "reuse_factor": [1, 2]},
+            },
+        }
+    )
+    study = open_study(cfg)
+    model = upload_artifact(artifact_store=artifact_store(cfg), file_path=str(model_path), study_or_trial=study)
+    metrics = {"accuracy": 0.5, "luts": 1234.0, "ebops": ebops}
+    attrs = {
+        ORIGIN_ATTR: "import",
+        MODEL_ARTIFACT_ATTR: model,
+        "params": {"weights": "inter", "activations": "inter", "strategy": "resource", "reuse_factor": 2},
+        "metrics": metrics,
+        "sources": {"accuracy": "hls4ml C++ emulation, validation split", "luts": "vitis_hls 2024.1 csynth estimate"},
+    }
+    add_point(study, [0.5, 1234.0], attrs, {})
+    out = tmp_path / "point"
+    assert (
+        main(["export", "--storage", cfg.study.storage_url, "--study", "hls", "--trial", "0", "--out", str(out)]) == 0
+    )
+    said = capsys.readouterr().out
+    assert "firmware hls4ml_prj/: rebuilt from the stored model: an imported checkpoint stores its model" in said
+    defines = (out / "hls4ml_prj" / "firmware" / "parameters.h").read_text()
+    assert "reuse_factor = 2;" in defines and "nnet::resource" in defines
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["synthesis"]["strategy"] == "resource" and doc["synthesis"]["reuse_factor"] == 2
+    assert doc["metrics"]["luts"]["source"] == "vitis_hls 2024.1 csynth estimate"
+    assert "vitis-run --tcl build_prj.tcl --mode hls" in (out / "README.md").read_text()
