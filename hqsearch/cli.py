@@ -445,6 +445,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     console.print(f"[{style}]firmware {done.firmware.name}/: {done.firmware_from}[/{style}]", highlight=False)
     if done.estimate_check:
         console.print(done.estimate_check, highlight=False)
+    if done.estimated:
+        console.print(f"[yellow]note: {done.estimated}[/yellow]", highlight=False)
     console.print("wrote " + ", ".join(f.name for f in done.files) + f", {done.firmware.name}/", highlight=False)
     return 0
 

@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from .config import StudyConfig, SynthesisSection
 from .exceptions import ConfigError, StudyError
 from .fidelity import ESTIMATE_KEY, SKIPPED_ATTR_KEY
-from .points import ARTIFACTS_ATTR, MODEL_ARTIFACT_ATTR, PARENT_ATTR, Origin, lineage, origin
+from .points import ARTIFACTS_ATTR, MEASURES_ATTR, MODEL_ARTIFACT_ATTR, PARENT_ATTR, Origin, lineage, origin
 from .space import hls4ml_settings
 from .trial import BUILD_DIRS
 
@@ -38,6 +38,7 @@ class Exported:
     firmware_from: str  # where the firmware came from, in words
     rebuilt: bool
     estimate_check: str | None = None  # a rebuilt design's estimate against the recorded one
+    estimated: str | None = None  # said when the recorded numbers are the estimate's, not a tool's
     files: list[Path] = field(default_factory=list)
 
 
@@ -65,12 +66,23 @@ def export_point(study: optuna.Study, cfg: StudyConfig, number: int, out: Path) 
             result = _rebuild(point_cfg.synthesis, t, model, out)
         if result.firmware.name == "rtl":
             _yosys_script(result.firmware, point_cfg.synthesis)
+        result.estimated = _estimated(trials, t)
         result.files = [model, *_training_files(study, store, trials, t, out)]
         result.files += [_metrics_file(study, t, point_cfg.synthesis, result), _readme(study, t, point_cfg, result)]
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)  # half a project is worse than none
         raise
     return result
+
+
+def _estimated(trials: list[FrozenTrial], t: FrozenTrial) -> str | None:
+    """For a point told with its estimate: that its numbers are alkaid's, and which trial measured it later."""
+    skipped = t.user_attrs.get("info", {}).get(SKIPPED_ATTR_KEY)
+    if skipped is None:
+        return None
+    later = [x.number for x in trials if x.user_attrs.get(MEASURES_ATTR) == t.number and x.state == TrialState.COMPLETE]
+    after = f"; trial {later[0]} is its later measurement: export that one for measured numbers" if later else ""
+    return f"its resource numbers are alkaid's estimate, not a synthesis (not synthesised: {skipped}){after}"
 
 
 def _fetch(store: FileSystemArtifactStore, artifact_id: str | None, path: Path, what: str) -> Path:
@@ -204,6 +216,7 @@ def _metrics_file(study: optuna.Study, t: FrozenTrial, syn: SynthesisSection, re
             "rebuilt": result.rebuilt,
             "check": result.estimate_check,
         },
+        "estimated": result.estimated,
         "info": {k: info[k] for k in _INFO if k in info},
     }
     path = result.folder / "metrics.json"
@@ -229,6 +242,7 @@ def _readme(study: optuna.Study, t: FrozenTrial, cfg: StudyConfig, result: Expor
     fw = result.firmware.name
     build = _build_steps(fw, syn)
     check = f"\n{result.estimate_check}.\n" if result.estimate_check else ""
+    note = f"**Note:** {result.estimated}.\n\n" if result.estimated else ""
     text = f"""# Trial {t.number} of study `{study.study_name}`
 
 {what[0].upper() + what[1:]}; lineage `{_chain(study, t)}`.
@@ -237,7 +251,7 @@ def _readme(study: optuna.Study, t: FrozenTrial, cfg: StudyConfig, result: Expor
 |---|---|---|
 {rows}
 
-Every number says where it came from. `accuracy` is the firmware's on the validation split, on which the
+{note}Every number says where it came from. `accuracy` is the firmware's on the validation split, on which the
 study chose its front; `test_accuracy` is the same firmware on the held-out test split.
 
 ## Trained

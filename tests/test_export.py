@@ -128,3 +128,19 @@ def test_an_hls_point_exports_the_hls4ml_project_with_the_settings_its_trial_cho
     assert doc["synthesis"]["strategy"] == "resource" and doc["synthesis"]["reuse_factor"] == 2
     assert doc["metrics"]["luts"]["source"] == "vitis_hls 2024.1 csynth estimate"
     assert "vitis-run --tcl build_prj.tcl --mode hls" in (out / "README.md").read_text()
+
+
+def test_a_point_told_with_its_estimate_says_so_and_names_its_later_measurement():
+    import optuna
+
+    from hqsearch.export import _estimated
+
+    told = optuna.trial.create_trial(value=1.0, user_attrs={"info": {"synth_skipped": "deferred"}})
+    told.number = 3
+    later = optuna.trial.create_trial(value=1.0, user_attrs={"origin": "synthesis", "measures": 3})
+    later.number = 9
+    measured = optuna.trial.create_trial(value=1.0, user_attrs={"info": {"synth_skipped": None}})
+    said = _estimated([told, later], told)
+    assert said.startswith("its resource numbers are alkaid's estimate, not a synthesis (not synthesised: deferred)")
+    assert said.endswith("trial 9 is its later measurement: export that one for measured numbers")
+    assert _estimated([measured], measured) is None
