@@ -43,7 +43,7 @@ def plot_training(
         if values:
             ax.plot(epochs[: len(values)], values, label=label, **style)
 
-    line(loss_ax, "loss", "training loss", color="tab:blue")
+    line(loss_ax, "loss", "training loss (with the EBOPs and L1/L2 penalties)", color="tab:blue")
     line(loss_ax, "val_loss", "validation loss", color="tab:orange")
     loss_ax.set_ylabel("loss")
     line(acc_ax, "accuracy", "training accuracy", color="tab:blue", alpha=0.5)
