@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write one point as a project: model, firmware, metrics.json, README")
     _study_args(p, config_required=False)
     p.add_argument("--trial", type=int, required=True, help="the point's trial number (report and dashboard show it)")
-    p.add_argument("--out", type=Path, help="a new or empty folder (default: <output_dir>/export/trial_<N>)")
+    p.add_argument("--out", type=Path, help="a new or empty folder (default: <output_dir>/export/trial_NNNNN)")
 
     p = sub.add_parser("dashboard", help="serve optuna-dashboard on the study's storage, with its artifacts")
     p.add_argument("config", type=Path)
@@ -222,7 +222,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         console.print("constraints: " + ", ".join(f"{c.metric} {c.op} {c.bound:g}" for c in s.constraints))
     console.print(
         f"storage {s.storage_url}; data {cfg.data.source}; model {cfg.model.kind}; "
-        f"backend {cfg.synthesis.backend} ({_hls4ml_settings(cfg)})"
+        f"backend {cfg.synthesis.backend} ({_hls4ml_shown(cfg)})"
         + ("" if cfg.synthesis.backend == "estimate" else f", fidelity {cfg.synthesis.fidelity}")
     )
     _print_advice(cfg)
@@ -232,7 +232,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _hls4ml_settings(cfg: StudyConfig) -> str:
+def _hls4ml_shown(cfg: StudyConfig) -> str:
     """The hls4ml settings a trial can take, searched ones as `a | b`."""
     c = hls4ml_choices(cfg)
     return ", ".join(" | ".join(map(str, c[k])) for k in ("strategy", "io_type")) + (
@@ -435,10 +435,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .preflight import import_keras_quietly
     from .study import stored_config
 
-    study, run_dir, cfg = _open(args)
+    study, _, cfg = _open(args)
     cfg = cfg if cfg is not None else stored_config(study)
     import_keras_quietly()
-    out = args.out or run_dir / "export" / f"trial_{args.trial:05d}"
+    out = args.out or cfg.study.run_dir / "export" / f"trial_{args.trial:05d}"
     done = export_point(study, cfg, args.trial, out)
     console.print(f"exported trial {args.trial} of study {study.study_name} to {out}", highlight=False)
     style = "yellow" if done.rebuilt else "green"

@@ -592,8 +592,15 @@ def _hls4ml_space_errors(cfg: StudyConfig) -> list[tuple[str, str]]:
         why = f"hls4ml settings are searched only for the backends vivado and vitis, not {cfg.synthesis.backend!r}"
         return [(key, why)]
     errors = []
+    het = cfg.search_space.heterogeneity
+    strategies = space.strategy or [cfg.synthesis.strategy]
+    if "reuse_factor" in space.searched and set(strategies) == {"distributed_arithmetic"}:
+        why = "distributed_arithmetic runs at reuse factor 1 in hls4ml: the other choices are never used"
+        errors.append((f"{key}.reuse_factor", why))
+    if "io_type" in space.searched and "inter" not in het.activations:
+        why = "hls4ml streams (io_stream) only inter-layer activations, which search_space.heterogeneity does not allow"
+        errors.append((f"{key}.io_type", why))
     if "strategy" in space.searched:
-        het = cfg.search_space.heterogeneity
         inter_only = "inter" in het.weights and "inter" in het.activations
         others = len(het.weights) * len(het.activations) > 1 or not inter_only
         if inter_only and "resource" not in space.strategy:

@@ -23,8 +23,20 @@ from optuna.trial import FrozenTrial, TrialState
 from .config import StudyConfig, SynthesisSection
 from .exceptions import ConfigError, StudyError
 from .fidelity import ESTIMATE_KEY, SKIPPED_ATTR_KEY
-from .points import ARTIFACTS_ATTR, MEASURES_ATTR, MODEL_ARTIFACT_ATTR, PARENT_ATTR, Origin, lineage, origin
+from .points import (
+    ARTIFACTS_ATTR,
+    BETA_ATTR,
+    CONTINUES_ATTR,
+    EPOCH_ATTR,
+    MEASURES_ATTR,
+    MODEL_ARTIFACT_ATTR,
+    PARENT_ATTR,
+    Origin,
+    lineage,
+    origin,
+)
 from .space import hls4ml_settings
+from .synth.hls import vivado_hls_options, write_vitis_options
 from .trial import BUILD_DIRS
 
 MODEL = "model.keras"
@@ -39,6 +51,7 @@ class Exported:
     rebuilt: bool
     estimate_check: str | None = None  # a rebuilt design's estimate against the recorded one
     estimated: str | None = None  # said when the recorded numbers are the estimate's, not a tool's
+    notes: list[str] = field(default_factory=list)  # what else the user should know (a build script left out)
     files: list[Path] = field(default_factory=list)
 
 
@@ -56,6 +69,7 @@ def export_point(study: optuna.Study, cfg: StudyConfig, number: int, out: Path) 
     point_cfg = cfg.with_synthesis(**hls4ml_settings(t.user_attrs.get("params") or {}))
     store = FileSystemArtifactStore(str(cfg.study.artifact_path))
 
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
         model = _fetch(store, t.user_attrs.get(MODEL_ARTIFACT_ATTR), out / MODEL, f"trial {number}'s model")
@@ -64,15 +78,29 @@ def export_point(study: optuna.Study, cfg: StudyConfig, number: int, out: Path) 
             result = Exported(out, firmware, f"the study's own build ({archive.filename})", rebuilt=False)
         else:
             result = _rebuild(point_cfg.synthesis, t, model, out)
-        if result.firmware.name == "rtl":
-            _yosys_script(result.firmware, point_cfg.synthesis)
+        result.notes += _build_scripts(result.firmware, point_cfg.synthesis)
         result.estimated = _estimated(trials, t)
-        result.files = [model, *_training_files(study, store, trials, t, out)]
-        result.files += [_metrics_file(study, t, point_cfg.synthesis, result), _readme(study, t, point_cfg, result)]
+        source = _source_point(trials, t)
+        result.files = [model, *_training_files(study, store, trials, source, out)]
+        result.files += [
+            _metrics_file(study, trials, t, point_cfg.synthesis, result),
+            _readme(study, trials, t, source, point_cfg, result),
+        ]
     except BaseException:
-        shutil.rmtree(out, ignore_errors=True)  # half a project is worse than none
+        if created:
+            shutil.rmtree(out, ignore_errors=True)  # half a project is worse than none
+        else:
+            for child in out.iterdir():  # the folder was the user's, and empty: empty it again
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
         raise
     return result
+
+
+def _source_point(trials: list[FrozenTrial], t: FrozenTrial) -> FrozenTrial:
+    """The point whose training a later measurement measured: the same design, trained as that point was."""
+    if origin(t) is Origin.SYNTHESIS and (measured := t.user_attrs.get(MEASURES_ATTR)) is not None:
+        return trials[measured]
+    return t
 
 
 def _estimated(trials: list[FrozenTrial], t: FrozenTrial) -> str | None:
@@ -117,8 +145,13 @@ def _stored_build(study: optuna.Study, t: FrozenTrial) -> ArtifactMeta | None:
 def _unpack(store: FileSystemArtifactStore, archive: ArtifactMeta, out: Path) -> Path:
     path = out / archive.filename
     _fetch(store, archive.artifact_id, path, archive.filename)
-    with tarfile.open(path) as tar:
-        tar.extractall(out, filter="data")  # the archive holds one folder, named as in BUILD_DIRS
+    try:
+        with tarfile.open(path) as tar:
+            tar.extractall(out, filter="data")  # the archive holds one folder, named as in BUILD_DIRS
+    except (tarfile.TarError, OSError) as err:
+        raise StudyError(
+            f"the study's build {archive.filename} (artifact {archive.artifact_id}) cannot be unpacked: {err}"
+        ) from None
     path.unlink()
     return out / archive.filename.removesuffix(".tar.gz")
 
@@ -130,7 +163,7 @@ def _why_rebuilt(t: FrozenTrial, syn: SynthesisSection) -> str:
     if (skipped := t.user_attrs.get("info", {}).get(SKIPPED_ATTR_KEY)) is not None:
         return f"the study did not synthesise this point ({skipped})"
     if kind is Origin.HARVEST:
-        parent = t.user_attrs[PARENT_ATTR]
+        parent = t.user_attrs.get(PARENT_ATTR)
         return f"a harvested candidate stores its model, not its build folder (that stays in trial {parent}'s folder)"
     if kind is Origin.IMPORT:
         return "an imported checkpoint stores its model, not its build folder"
@@ -144,7 +177,10 @@ def _rebuild(syn: SynthesisSection, t: FrozenTrial, model_path: Path, out: Path)
     from .synth.estimate import estimate
     from .synth.rtl import write_rtl
 
-    model = load_model(model_path)
+    try:
+        model = load_model(model_path)
+    except Exception as err:  # Keras raises many types for a file it cannot read
+        raise StudyError(f"trial {t.number}'s stored model cannot be loaded ({type(err).__name__}: {err})") from None
     comb = trace(model, syn)
     if uses_hls4ml(syn):
         from .synth.hls_project import hls_write
@@ -167,19 +203,37 @@ def _rebuild(syn: SynthesisSection, t: FrozenTrial, model_path: Path, out: Path)
     return Exported(out, firmware, f"rebuilt from the stored model: {_why_rebuilt(t, syn)}", True, check)
 
 
-def _yosys_script(rtl: Path, syn: SynthesisSection) -> None:
-    """`synth.ys` as the yosys backend runs it: `yosys -s synth.ys` in the folder writes `stat.json`."""
+def _build_scripts(firmware: Path, syn: SynthesisSection) -> list[str]:
+    """The scripts that build the firmware as the study's backend did: `synth.ys` for an RTL project
+    (`yosys -s synth.ys` writes `stat.json`), hls4ml's build options for a Vitis project."""
+    if firmware.name == "hls4ml_prj":
+        if syn.backend == "vitis":
+            write_vitis_options(firmware, syn.vsynth)
+        return []
+    from .synth.tools import SynthError
     from .synth.yosys import YosysBackend
 
-    (rtl / "synth.ys").write_text(YosysBackend.script(rtl, syn))
+    try:
+        (firmware / "synth.ys").write_text(YosysBackend.script(firmware, syn))
+    except SynthError as err:  # a part Yosys has no family for: Vivado's script is still there
+        return [f"no synth.ys for Yosys: {err}"]
+    return []
+
+
+def _trainer(trials: list[FrozenTrial], point: FrozenTrial) -> FrozenTrial | None:
+    """The training that produced a point: itself, or a harvested candidate's parent; None for an import."""
+    if origin(point) is Origin.HARVEST:
+        parent = point.user_attrs.get(PARENT_ATTR)
+        return trials[parent] if parent is not None and 0 <= parent < len(trials) else None
+    return point if origin(point) is Origin.TRAINING else None
 
 
 def _training_files(
-    study: optuna.Study, store: FileSystemArtifactStore, trials: list[FrozenTrial], t: FrozenTrial, out: Path
+    study: optuna.Study, store: FileSystemArtifactStore, trials: list[FrozenTrial], source: FrozenTrial, out: Path
 ) -> list[Path]:
     """The training curve of the training that produced the point (a harvested candidate's parent)."""
-    trainer = trials[t.user_attrs[PARENT_ATTR]] if origin(t) is Origin.HARVEST else t
-    if origin(trainer) is not Origin.TRAINING:
+    trainer = _trainer(trials, source)
+    if trainer is None:
         return []
     files = []
     for meta in _metas(study, trainer):
@@ -192,12 +246,13 @@ _INFO = ("epochs", "mismatches", "emulated_outputs", "n_val", "n_test", "synth_t
 _SETTINGS = ("backend", "part", "clock_period", "latency_cutoff", "hard_dc", "strategy", "reuse_factor", "io_type")
 
 
-def _chain(study: optuna.Study, t: FrozenTrial) -> str:
-    by_number = {x.number: x for x in study.get_trials(deepcopy=False)}
-    return " ← ".join(lineage(by_number, t.number))
+def _chain(trials: list[FrozenTrial], t: FrozenTrial) -> str:
+    return " ← ".join(lineage({x.number: x for x in trials}, t.number))
 
 
-def _metrics_file(study: optuna.Study, t: FrozenTrial, syn: SynthesisSection, result: Exported) -> Path:
+def _metrics_file(
+    study: optuna.Study, trials: list[FrozenTrial], t: FrozenTrial, syn: SynthesisSection, result: Exported
+) -> Path:
     attrs = t.user_attrs
     sources = attrs.get("sources", {})
     info = attrs.get("info", {})
@@ -205,7 +260,7 @@ def _metrics_file(study: optuna.Study, t: FrozenTrial, syn: SynthesisSection, re
         "study": study.study_name,
         "trial": t.number,
         "origin": origin(t).value,
-        "lineage": _chain(study, t),
+        "lineage": _chain(trials, t),
         "objectives": dict(zip(study.metric_names or [], t.values or [], strict=False)),
         "metrics": {m: {"value": v, "source": sources.get(m, "unknown")} for m, v in attrs.get("metrics", {}).items()},
         "params": attrs.get("params"),
@@ -215,6 +270,7 @@ def _metrics_file(study: optuna.Study, t: FrozenTrial, syn: SynthesisSection, re
             "from": result.firmware_from,
             "rebuilt": result.rebuilt,
             "check": result.estimate_check,
+            "notes": result.notes,
         },
         "estimated": result.estimated,
         "info": {k: info[k] for k in _INFO if k in info},
@@ -224,28 +280,41 @@ def _metrics_file(study: optuna.Study, t: FrozenTrial, syn: SynthesisSection, re
     return path
 
 
-def _readme(study: optuna.Study, t: FrozenTrial, cfg: StudyConfig, result: Exported) -> Path:
+def _what(t: FrozenTrial) -> str:
+    attrs = t.user_attrs
+    return {
+        Origin.TRAINING: "the final model of a training",
+        Origin.HARVEST: f"epoch {attrs.get(EPOCH_ATTR)} of training {attrs.get(PARENT_ATTR)}, harvested from its front",
+        Origin.IMPORT: f"an imported checkpoint ({attrs.get('source')})",
+        Origin.SYNTHESIS: f"the later measurement of point {attrs.get(MEASURES_ATTR)}",
+    }[origin(t)]
+
+
+def _readme(
+    study: optuna.Study,
+    trials: list[FrozenTrial],
+    t: FrozenTrial,
+    source: FrozenTrial,
+    cfg: StudyConfig,
+    result: Exported,
+) -> Path:
+    """`source` is the point whose training made the design: `t` itself, or the one a later measurement measured."""
     attrs, syn = t.user_attrs, cfg.synthesis
     metrics, sources, info = attrs.get("metrics", {}), attrs.get("sources", {}), attrs.get("info", {})
-    p = attrs.get("params") or {}
     rows = "\n".join(f"| {m} | {v:,.6g} | {sources.get(m, 'unknown')} |" for m, v in metrics.items())
-    kind = origin(t)
-    parent = attrs.get(PARENT_ATTR)
-    what = {
-        Origin.TRAINING: "the final model of a training",
-        Origin.HARVEST: f"epoch {attrs.get('epoch')} of training {parent}, harvested from its in-run front",
-        Origin.IMPORT: f"an imported checkpoint ({attrs.get('source')})",
-        Origin.SYNTHESIS: f"the later measurement of point {attrs.get('measures')}",
-    }[kind]
-    training = _training_lines(p, info, cfg) if kind is not Origin.IMPORT else "- trained outside this study\n"
+    what = _what(t) + (f" ({_what(source)})" if source is not t else "")
+    if origin(source) is Origin.IMPORT:
+        training = "- trained outside this study\n"
+    else:
+        training = _training_lines(source, trials, cfg)
     curve = "\n![training](training.png)\n" if (result.folder / "training.png").is_file() else ""
     fw = result.firmware.name
-    build = _build_steps(fw, syn)
     check = f"\n{result.estimate_check}.\n" if result.estimate_check else ""
+    check += "".join(f"\nNote: {n}.\n" for n in result.notes)
     note = f"**Note:** {result.estimated}.\n\n" if result.estimated else ""
     text = f"""# Trial {t.number} of study `{study.study_name}`
 
-{what[0].upper() + what[1:]}; lineage `{_chain(study, t)}`.
+{what[0].upper() + what[1:]}; lineage `{_chain(trials, t)}`.
 
 | metric | value | source |
 |---|---|---|
@@ -273,7 +342,7 @@ of its activations; `ebops` ({metrics.get("ebops", float("nan")):,.0f}) is the c
 
 Where it comes from: {result.firmware_from}.
 {check}
-{build}
+{_build_steps(fw, syn)}
 
 `metrics.json` holds the same numbers, their sources, the trial's parameters and the synthesis settings.
 """
@@ -282,18 +351,27 @@ Where it comes from: {result.firmware_from}.
     return path
 
 
-def _training_lines(p: dict, info: dict, cfg: StudyConfig) -> str:
+def _training_lines(source: FrozenTrial, trials: list[FrozenTrial], cfg: StudyConfig) -> str:
+    """How the training that made the point ran; a harvested point was taken from it at an earlier epoch."""
+    trainer = _trainer(trials, source) or source
+    p, info = trainer.user_attrs.get("params") or {}, trainer.user_attrs.get("info", {})
     ramp = f", ramped log-linearly from {p['beta_start']:.3g}" if p.get("beta_start") else ""
     hold = f" after {p['hold']} epochs at the start" if p.get("hold") else ""
     t = cfg.training
     lines = [
-        f"beta {p.get('beta', 0):.3g}{ramp}{hold}",
+        f"beta {p.get('beta', 0):.3g} at the last epoch{ramp}{hold}",
         f"L1 {p.get('l1', 0):g}, L2 {p.get('l2', 0):g}; learning rate {p.get('learning_rate', 0):g}",
         f"hidden units {p.get('widths')}; heterogeneity: weights {p.get('weights')}, "
         f"activations {p.get('activations')}",
         f"{info.get('epochs', p.get('epochs'))} epochs, `{t.beta_schedule}` beta schedule, batch size {t.batch_size}, "
         f"{t.optimizer}",
     ]
+    if (continued := trainer.user_attrs.get(CONTINUES_ATTR)) is not None:
+        lines.append(f"continued the weights of point {continued}")
+    if origin(source) is Origin.HARVEST:
+        beta = source.user_attrs.get(BETA_ATTR)
+        shown = f" (beta {beta:.3g} then)" if beta is not None else ""
+        lines.append(f"this point is epoch {source.user_attrs.get(EPOCH_ATTR)}{shown} of training {trainer.number}")
     return "".join(f"- {line}\n" for line in lines)
 
 
@@ -302,8 +380,10 @@ def _build_steps(folder: str, syn: SynthesisSection) -> str:
         if syn.backend == "vitis":
             tool = "vitis-run --tcl build_prj.tcl --mode hls   # options in build_opt.tcl"
         else:
-            tool = 'vivado_hls -f build_prj.tcl "csim=0 synth=1 vsynth=1"'
-        return f"""hls4ml project ({syn.strategy} strategy, reuse factor {syn.reuse_factor}, {syn.io_type}):
+            tool = f'vivado_hls -f build_prj.tcl "{vivado_hls_options(syn.vsynth)}"'
+        steps = "C synthesis, then Vivado logic synthesis" if syn.vsynth else "C synthesis"
+        return f"""hls4ml project ({syn.strategy} strategy, reuse factor {syn.reuse_factor}, {syn.io_type}), built as
+the study built it ({steps}):
 
 ```bash
 cd {folder} && {tool}

@@ -15,7 +15,7 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore
 
 from .config import StudyConfig, StudySection
-from .exceptions import StudyError
+from .exceptions import ConfigError, StudyError
 
 CONFIG_ATTR = "hqsearch_config"
 
@@ -171,7 +171,12 @@ def stored_config(study: optuna.Study) -> StudyConfig:
     raw = study_config(study)
     if not raw:
         raise StudyError(f"study {study.study_name!r} stores no hqsearch config: give the study's config file")
-    return parse_config(raw, f"study {study.study_name}'s stored config")
+    try:
+        return parse_config(raw, f"study {study.study_name}'s stored config")
+    except ConfigError as err:  # stored by another hqsearch version, or needs what is not installed here
+        raise ConfigError(
+            f"{err}\n(the config stored in the study does not load here: give the study's config file)"
+        ) from None
 
 
 def artifact_store(cfg: StudyConfig) -> FileSystemArtifactStore:

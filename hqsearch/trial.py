@@ -188,7 +188,10 @@ def train_stage(
             built.add(c.epoch)
 
         taken = [(c.epoch, c.val_accuracy, c.ebops) for c in picked if c.epoch in built]
-        trained.outcome.files += _training_record(fit.history, taken, params, started, trial_dir)
+        try:
+            trained.outcome.files += _training_record(fit.history, taken, params, started, trial_dir)
+        except Exception as err:  # the picture of a good training is not worth the training
+            errors.append(f"training.png: {type(err).__name__}: {err}")
 
     out = trained.outcome
     out.timings.update(timings)
@@ -356,7 +359,8 @@ def synth_one(
         left = None if limit is None else limit - (time.monotonic() - started)
         emulated = {**out.metrics, "ebops": design.ebops}
         skip = partial(gate.decide, emulated) if gate is not None else (lambda estimate: None)
-        synth = measure(design, cfg.synthesis, folder, timeout=left, skip=skip)
+        searched = bool(cfg.search_space.hls4ml.searched)
+        synth = measure(design, cfg.synthesis, folder, timeout=left, skip=skip, family=searched)
 
     out.metrics.update(synth.metrics)
     out.sources.update(synth.sources)

@@ -198,6 +198,18 @@ def _hls_config(search: dict, synthesis: dict | None = None, heterogeneity: dict
             {"weights": ["inter"], "activations": ["inter"]},
             "the other choices are never used",
         ),
+        (
+            {"strategy": "distributed_arithmetic", "reuse_factor": [1, 2]},
+            None,
+            None,
+            "distributed_arithmetic runs at reuse factor 1",
+        ),
+        (
+            {"io_type": ["io_parallel", "io_stream"]},
+            None,
+            {"weights": ["intra"], "activations": ["intra"]},
+            "io_type: hls4ml streams (io_stream) only inter-layer activations",
+        ),
         ({"io_type": ["io_serial"]}, None, None, "hls4ml.io_type.0: Input should be"),
         ({"reuse_factor": [0]}, None, None, "hls4ml.reuse_factor.0: Input should be greater than or equal to 1"),
     ],

@@ -240,6 +240,12 @@ def test_a_skipped_point_the_front_later_lets_in_is_synthesised_then(executor, t
 
     if executor == "local":  # (the same driver code either way)
         assert run_study(cfg).measured_later == 0  # measured once: the next run leaves it
+        where = ["export", "--storage", cfg.study.storage_url, "--study", cfg.study.name]
+        assert main([*where, "--trial", str(later.number), "--out", str(tmp_path / "later")]) == 0
+        assert "firmware rtl/: the study's own build (rtl.tar.gz)" in capsys.readouterr().out  # its stored build
+        assert (tmp_path / "later" / "rtl" / "synth.ys").is_file()
+        assert main([*where, "--trial", str(skipped.number), "--out", str(tmp_path / "told")]) == 0
+        assert f"trial {later.number} is its later measurement" in capsys.readouterr().out
     counts = syntheses(study.get_trials(deepcopy=False))
     assert (counts.skipped, counts.later) == (3, 2)
     report = write_report(study, tmp_path / "report", cfg=cfg)

@@ -52,10 +52,13 @@ def measure(
     workdir: Path,
     timeout: float | None = None,
     skip: Callable[[dict[str, float]], str | None] = lambda estimate: None,
+    family: bool = False,
 ) -> SynthResult:
-    """The design's estimate, then the configured backend unless `skip(estimate)` gives a reason not to."""
+    """The design's estimate, then the configured backend unless `skip(estimate)` gives a reason not to.
+    With `family` (the search chooses hls4ml settings), the estimate carries the design's settings, whose
+    measurements follow lines of their own (see `fidelity`)."""
     cheap = EstimateBackend().synthesize(design, cfg, workdir)
-    family = {FAMILY_KEY: hls4ml_family(cfg)} if uses_hls4ml(cfg) else {}
+    family = {FAMILY_KEY: hls4ml_family(cfg)} if family and uses_hls4ml(cfg) else {}
     if cfg.backend == "estimate":
         result = cheap
     elif (why := skip({**cheap.metrics, **family})) is not None:

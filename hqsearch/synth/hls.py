@@ -36,7 +36,7 @@ _FATAL = re.compile(
 _LOG_VERSION = re.compile(r"High-Level Synthesis from .*? v(\d{4}\.\d+(?:\.\d+)?)")
 
 
-def _build_options(vsynth: bool) -> dict[str, int]:
+def build_options(vsynth: bool) -> dict[str, int]:
     """hls4ml's build options in its order (the Tcl matches `synth=` before `vsynth=`)."""
     return {
         "reset": 0,
@@ -48,6 +48,17 @@ def _build_options(vsynth: bool) -> dict[str, int]:
         "vsynth": int(vsynth),
         "fifo_opt": 0,
     }
+
+
+def vivado_hls_options(vsynth: bool) -> str:
+    """`vivado_hls -f build_prj.tcl "<this>"`: the options are ONE argument, the Tcl script splits it."""
+    return " ".join(f"{k}={v}" for k, v in build_options(vsynth).items())
+
+
+def write_vitis_options(project: Path, vsynth: bool) -> None:
+    """Vitis reads its build options from the project's build_opt.tcl."""
+    lines = "".join(f"    {k:<10} {v}\n" for k, v in build_options(vsynth).items())
+    (project / "build_opt.tcl").write_text(f"array set opt {{\n{lines}}}\n")
 
 
 def design_files(project: Path) -> list[Path]:
@@ -254,8 +265,7 @@ class VivadoHLSBackend(HLSBackend):
     hls_tool = "vivado_hls"
 
     def argv(self, exe: str, project: Path, cfg: SynthesisSection) -> list[str]:
-        opts = " ".join(f"{k}={v}" for k, v in _build_options(cfg.vsynth).items())
-        return [exe, "-f", "build_prj.tcl", opts]  # the options are ONE argument, the Tcl script splits it
+        return [exe, "-f", "build_prj.tcl", vivado_hls_options(cfg.vsynth)]
 
 
 class VitisHLSBackend(HLSBackend):
@@ -267,6 +277,5 @@ class VitisHLSBackend(HLSBackend):
     hls_tool = "vitis_hls"
 
     def argv(self, exe: str, project: Path, cfg: SynthesisSection) -> list[str]:
-        lines = "".join(f"    {k:<10} {v}\n" for k, v in _build_options(cfg.vsynth).items())
-        (project / "build_opt.tcl").write_text(f"array set opt {{\n{lines}}}\n")
+        write_vitis_options(project, cfg.vsynth)
         return [exe, "--tcl", "build_prj.tcl", "--mode", "hls"]
