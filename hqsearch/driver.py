@@ -49,8 +49,10 @@ from .points import (
     MODEL_ARTIFACT_ATTR,
     ORIGIN_ATTR,
     PARENT_ATTR,
+    TRAINING_FILES,
     Origin,
     add_point,
+    copy_artifacts,
     trainings_done,
 )
 from .space import hls4ml_settings, suggest
@@ -247,6 +249,15 @@ class Driver:
         ids = {f: self._upload(parent, f) for f in cand.files}
         return next((a for f, a in ids.items() if str(f).endswith(".keras")), None)
 
+    def _training_copies(self, owner: optuna.Trial | FrozenTrial) -> dict[str, str]:
+        """The training curve for a point being added, copied from the training or point it comes from; a
+        point whose copy fails is added without one."""
+        try:
+            return copy_artifacts(self.store, self.study._storage, owner, TRAINING_FILES)
+        except Exception as err:
+            log.warning("trial %d: its training curve could not be copied: %s", owner.number, error_text(err))
+            return {}
+
     def _harvest(self, parent: optuna.Trial, done: Finished, models: list[str | None]) -> None:
         """Each measured candidate of a COMPLETE training becomes a point of the study. The parent is told
         already, so a candidate that cannot be added is logged and skipped, never a failure of the parent."""
@@ -268,7 +279,8 @@ class Driver:
             study = self.cfg.study
             try:
                 values, constraints = study.values(cand.metrics), study.constraint_values(cand.metrics)
-                add_point(self.study, values, attrs, constraints, parent.params, parent.distributions)
+                curve = self._training_copies(parent)
+                add_point(self.study, values, attrs, constraints, parent.params, parent.distributions, curve)
             except Exception:
                 log.exception("trial %d, epoch %s: could not add the candidate", parent.number, epoch)
                 continue
@@ -335,7 +347,8 @@ class Driver:
         study = self.cfg.study
         try:
             values, constraints = study.values(metrics), study.constraint_values(metrics)
-            add_point(self.study, values, new, constraints, point.params, point.distributions)
+            curve = self._training_copies(point)
+            add_point(self.study, values, new, constraints, point.params, point.distributions, curve)
         except Exception:
             log.exception("point %d: could not add its later measurement", point.number)
             self.later_failed.add(point.number)

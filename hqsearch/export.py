@@ -31,6 +31,7 @@ from .points import (
     MEASURES_ATTR,
     MODEL_ARTIFACT_ATTR,
     PARENT_ATTR,
+    TRAINING_FILES,
     Origin,
     lineage,
     origin,
@@ -40,7 +41,6 @@ from .synth.hls import vivado_hls_options, write_vitis_options
 from .trial import BUILD_DIRS
 
 MODEL = "model.keras"
-TRAINING_FILES = ("training.png", "training.csv")  # of the training that produced the point
 
 
 @dataclass

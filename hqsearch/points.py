@@ -10,11 +10,17 @@ so every point has a lineage back to a fresh training.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import uuid
 from enum import StrEnum
 from typing import Any
 
 import optuna
+from optuna.artifacts import get_all_artifact_meta
+from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX  # the key `upload_artifact` files a record under
 from optuna.distributions import BaseDistribution
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 ORIGIN_ATTR = "origin"
@@ -27,6 +33,7 @@ MODEL_ARTIFACT_ATTR = "model_artifact"  # artifact id of the point's model (on t
 CONTINUES_ATTR = "continues"  # on a training that continued a point: that point's trial number
 MEASURES_ATTR = "measures"  # on a later synthesis: the trial number of the point told with its estimate
 ARTIFACTS_ATTR = "artifacts"  # on a later synthesis: its reports' artifact ids (stored with the study)
+TRAINING_FILES = ("training.png", "training.csv")  # a training's curve; every point it produced has a copy
 
 
 class Origin(StrEnum):
@@ -54,8 +61,10 @@ def add_point(
     constraints: dict[str, float],
     params: dict[str, Any] | None = None,
     distributions: dict[str, BaseDistribution] | None = None,
+    artifacts: dict[str, str] | None = None,
 ) -> None:
-    """One measured point as a COMPLETE trial; `user_attrs` must name its `origin`."""
+    """One measured point as a COMPLETE trial; `user_attrs` must name its `origin`, `artifacts` are records
+    from `copy_artifacts`."""
     assert ORIGIN_ATTR in user_attrs
     study.add_trial(
         optuna.trial.create_trial(
@@ -63,9 +72,31 @@ def add_point(
             params=params or {},
             distributions=distributions or {},
             user_attrs=user_attrs,
+            system_attrs=artifacts,
             constraints=constraints or None,
         )
     )
+
+
+def copy_artifacts(
+    store: Any, storage: BaseStorage, owner: optuna.Study | optuna.Trial | FrozenTrial, names: tuple[str, ...]
+) -> dict[str, str]:
+    """Copies of `owner`'s artifacts with these file names, as the records of a point not yet added.
+
+    A finished trial takes no `upload_artifact` (Optuna refuses to change it), so a point is added with
+    the record `upload_artifact` would have written already among its system attributes; that is where
+    the dashboard and `get_all_artifact_meta` look. Each copy has an id of its own, so deleting the study
+    with its artifacts removes each file once.
+    """
+    records = {}
+    for meta in get_all_artifact_meta(owner, storage=storage):
+        if meta.filename not in names:
+            continue
+        copy = dataclasses.replace(meta, artifact_id=str(uuid.uuid4()))
+        with store.open_reader(meta.artifact_id) as f:
+            store.write(copy.artifact_id, f)
+        records[ARTIFACTS_ATTR_PREFIX + copy.artifact_id] = json.dumps(dataclasses.asdict(copy))
+    return records
 
 
 def lineage(by_number: dict[int, FrozenTrial], number: int) -> list[str]:

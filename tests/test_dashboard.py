@@ -56,10 +56,16 @@ def test_dashboard_lists_the_study_its_trials_and_artifacts(finished_study, tmp_
         assert len(trials) == 3
         for trial in trials:
             names = {a["filename"] for a in trial["artifacts"]}
-            assert {"model.keras", "metrics.json"} <= names
-        artifact = next(a for a in trials[0]["artifacts"] if a["filename"] == "metrics.json")
-        status, body = get(f"{base}/artifacts/{study['study_id']}/{trials[0]['trial_id']}/{artifact['artifact_id']}")
-        assert status == 200 and "accuracy" in json.loads(body)["metrics"]
+            assert {"model.keras", "metrics.json", "training.png"} <= names
+
+        def artifact(name: str) -> bytes:
+            meta = next(a for a in trials[0]["artifacts"] if a["filename"] == name)
+            status, body = get(f"{base}/artifacts/{study['study_id']}/{trials[0]['trial_id']}/{meta['artifact_id']}")
+            assert status == 200
+            return body
+
+        assert "accuracy" in json.loads(artifact("metrics.json"))["metrics"]
+        assert artifact("training.png").startswith(b"\x89PNG")
     finally:
         server.terminate()
         server.wait(timeout=30)

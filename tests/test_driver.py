@@ -6,7 +6,7 @@ from optuna.trial import TrialState
 
 from hqsearch.driver import run_study
 from hqsearch.points import Origin, origin
-from hqsearch.study import StudyError, load_existing, open_study
+from hqsearch.study import StudyError, artifact_store, load_existing, open_study
 
 
 def states(cfg) -> list[str]:
@@ -115,6 +115,13 @@ def test_yosys_study_measures_every_point(yosys_study):
     (training,) = [t for t in points if origin(t) is Origin.TRAINING]
     names = {a.filename for a in get_all_artifact_meta(training, storage=study._storage)}
     assert {"yosys.log", "stat.json", "rtl.tar.gz", "training.png", "training.csv"} <= names
+    store = artifact_store(cfg)
+    curves = {}  # every point carries its training's curve, each a file of its own
+    for t in points:
+        (png,) = [a for a in get_all_artifact_meta(t, storage=study._storage) if a.filename == "training.png"]
+        with store.open_reader(png.artifact_id) as f:
+            curves[png.artifact_id] = f.read()
+    assert len(curves) == len(points) and len(set(curves.values())) == 1
     trial_dir = cfg.study.run_dir / "trials" / f"{training.number:05d}"
     assert (trial_dir / "rtl.tar.gz").exists() and not (trial_dir / "rtl").exists()
 

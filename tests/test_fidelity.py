@@ -160,12 +160,20 @@ def test_a_skipped_point_the_front_later_lets_in_is_synthesised_then(executor, t
     resources with `ray`): the skipped point is dominated while the measurements fit one line; designs
     measured later spread the line, it could now enter the front, and the driver measures it (once) as a
     point of its own."""
-    from optuna.artifacts import upload_artifact
+    from optuna.artifacts import get_all_artifact_meta, upload_artifact
     from optuna.trial import TrialState
 
     from hqsearch.cli import main
     from hqsearch.driver import run_study
-    from hqsearch.points import MEASURES_ATTR, MODEL_ARTIFACT_ATTR, ORIGIN_ATTR, Origin, add_point
+    from hqsearch.points import (
+        MEASURES_ATTR,
+        MODEL_ARTIFACT_ATTR,
+        ORIGIN_ATTR,
+        TRAINING_FILES,
+        Origin,
+        add_point,
+        copy_artifacts,
+    )
     from hqsearch.report import write_report
     from hqsearch.study import artifact_store, open_study
     from hqsearch.synth.estimate import EstimateBackend
@@ -190,7 +198,10 @@ def test_a_skipped_point_the_front_later_lets_in_is_synthesised_then(executor, t
         point(0.2, e * (1.01 if i % 2 else 0.99), e)
     point(0.7, 0.8 * own["luts"], 0.8 * own["luts"])  # better than the skipped design on both
     skipped_metrics = {"accuracy": 0.6, "luts": own["luts"], "ebops": ebops}
-    artifact = upload_artifact(artifact_store=artifact_store(cfg), file_path=str(path), study_or_trial=study)
+    store = artifact_store(cfg)
+    artifact = upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study)
+    (tmp_path / "training.png").write_bytes(b"the curve of the training that saved the skipped design")
+    upload_artifact(artifact_store=store, file_path=str(tmp_path / "training.png"), study_or_trial=study)
     why = "dominated by the measured front (trial #8)"
     add_point(
         study,
@@ -203,6 +214,7 @@ def test_a_skipped_point_the_front_later_lets_in_is_synthesised_then(executor, t
             "info": {ESTIMATE_KEY: own, SKIPPED_ATTR_KEY: why},
         },
         {},
+        artifacts=copy_artifacts(store, study._storage, study, TRAINING_FILES),
     )
     skipped = study.get_trials(deepcopy=False)[-1]
     assert gate(cfg, study.get_trials(deepcopy=False)).verdict(skipped_metrics, own) == why
@@ -237,6 +249,10 @@ def test_a_skipped_point_the_front_later_lets_in_is_synthesised_then(executor, t
     assert later.user_attrs["info"]["synth_pid"] != os.getpid()  # in a worker
     assert ("synth_host" in later.user_attrs["info"]) == (executor == "ray")  # the Ray synthesis task's record
     assert study.get_trials(deepcopy=False)[skipped.number].values == [0.6, own["luts"]]  # told values stay
+    (curve,) = [a for a in get_all_artifact_meta(later, storage=study._storage) if a.filename == "training.png"]
+    (told,) = [a for a in get_all_artifact_meta(skipped, storage=study._storage) if a.filename == "training.png"]
+    with store.open_reader(curve.artifact_id) as f, store.open_reader(told.artifact_id) as g:
+        assert curve.artifact_id != told.artifact_id and f.read() == g.read()  # a copy of the measured point's
 
     if executor == "local":  # (the same driver code either way)
         assert run_study(cfg).measured_later == 0  # measured once: the next run leaves it
