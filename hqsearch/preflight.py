@@ -72,8 +72,8 @@ def load_data(cfg: StudyConfig) -> Dataset:
 
 
 def preflight(cfg: StudyConfig, data: Dataset | None = None) -> Ready:
-    """Load the data (unless the caller has it already) and build one model; a failure is a `ConfigError`
-    at the key that caused it."""
+    """Load the data (unless the caller has it already), build one model and find the Yosys a study
+    synthesises with; a failure is one error naming the key that caused it."""
     import optuna
 
     import_keras_quietly()
@@ -88,6 +88,12 @@ def preflight(cfg: StudyConfig, data: Dataset | None = None) -> Ready:
     data = data if data is not None else load_data(cfg)
     with _located(cfg):
         model = build_model(cfg.model, params, data.input_shape, data.n_classes)
+    if cfg.synthesis.backend == "yosys":
+        # a missing Yosys is one error now, not a failure in every trial; and yowasp's first run, which
+        # compiles Yosys (half a minute on 2 cores, once per machine), is not charged to a trial's synth timeout
+        from .synth.yosys import find_yosys
+
+        find_yosys(cfg.synthesis.yosys)
     return Ready(
         len(data.y_train), len(data.y_val), len(data.y_test), data.input_shape, data.n_classes, model.count_params()
     )

@@ -9,7 +9,7 @@ import yaml
 from conftest import tiny_raw
 
 from hqsearch.config import parse_config
-from hqsearch.exceptions import ConfigError, DataNotHere
+from hqsearch.exceptions import ConfigError, DataNotHere, SynthError
 from hqsearch.preflight import preflight
 
 ROOT = Path(__file__).parents[1]
@@ -81,3 +81,10 @@ def test_ready_says_what_was_checked(tmp_path):
     ready = preflight(parse_config(tiny_raw(tmp_path, "ok")))
     assert (ready.n_train, ready.n_val, ready.n_test) == (1168, 180, 449)
     assert ready.input_shape == (64,) and ready.n_classes == 10 and ready.n_params > 0
+
+
+def test_a_study_that_asks_for_a_yosys_not_here_is_refused_before_any_trial(tmp_path, monkeypatch):
+    raw = tiny_raw(tmp_path, "noyosys", synthesis={"backend": "yosys", "yosys": "native"})
+    monkeypatch.setenv("PATH", str(tmp_path))  # no yosys on it
+    with pytest.raises(SynthError, match=r"^synthesis\.yosys is 'native' but no yosys is on PATH"):
+        preflight(parse_config(raw, tmp_path / "y.yaml"))
