@@ -41,7 +41,8 @@ from tables import markdown
 
 from hqsearch.config import StudyConfig, parse_config
 from hqsearch.driver import run_study
-from hqsearch.fidelity import SKIPPED_ATTR_KEY, Gate, empty_gate
+from hqsearch.fidelity import Gate, empty_gate
+from hqsearch.front import SKIPPED_ATTR_KEY
 from hqsearch.hypervolume import resolve, scores
 from hqsearch.points import PARENT_ATTR, Origin, origin
 from hqsearch.study import load_existing

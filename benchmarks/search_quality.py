@@ -41,7 +41,8 @@ from provenance import ROOT, provenance
 from provenance import write as write_provenance
 
 from hqsearch.config import StudyConfig, parse_config
-from hqsearch.hypervolume import complete, front_mask, history, resolve, score
+from hqsearch.front import nondominated
+from hqsearch.hypervolume import complete, history, resolve, score
 from hqsearch.pareto import trials_frame
 from hqsearch.study import load_existing
 
@@ -163,7 +164,7 @@ def run(bench: str, method: str, seed: int, work: Path) -> tuple[dict, pd.DataFr
         "wall_s": wall,
     }
     points = complete(frame).dropna(subset=list(scale.metrics))
-    on_front = front_mask(points[list(scale.metrics)].to_numpy(dtype=float), scale.maximise)
+    on_front = nondominated(points[list(scale.metrics)].to_numpy(dtype=float), scale.maximise)
     front = points[on_front][["trial", "accuracy", "test_accuracy", "luts", "origin", "epoch"]]
     tag = {"study": bench, "method": method, "seed": seed}
     return row, hist.assign(**tag), front.assign(**tag)

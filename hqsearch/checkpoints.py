@@ -22,6 +22,7 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from .config import StudyConfig
 from .data import Dataset
 from .exceptions import ConfigError
+from .front import constraint_values
 from .metrics import unusable
 from .points import EPOCH_ATTR, MODEL_ARTIFACT_ATTR, ORIGIN_ATTR, SHA_ATTR, SOURCE_ATTR, Origin, add_point, origin
 from .study import artifact_store, open_study
@@ -122,7 +123,8 @@ def _import_one(
     }
     if m := _EPOCH.search(path.name):
         attrs[EPOCH_ATTR] = int(m[1])
-    add_point(study, cfg.study.values(out.metrics), attrs, cfg.study.constraint_values(out.metrics))
+    constraints = constraint_values(cfg.study, out.metrics, out.info)
+    add_point(study, cfg.study.values(out.metrics), attrs, constraints)
     number = study.get_trials(deepcopy=False)[-1].number  # for the message only
     shown = ", ".join(f"{m} {out.metrics[m]:,.4g}" for m in cfg.study.metric_names)
     return Imported(path, "added", shown, number)

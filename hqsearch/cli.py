@@ -246,16 +246,20 @@ def _epochs(cfg) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    import optuna
     from optuna.trial import TrialState
 
     from .fidelity import syntheses
+    from .front import measured_front
     from .points import Origin, origin, trainings_done
     from .study import study_config
 
     study, _, cfg = _open(args)
     counts = {s.name: 0 for s in TrialState}
     points = {o: 0 for o in Origin}
-    for t in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    maximise = [d == optuna.study.StudyDirection.MAXIMIZE for d in study.directions]
+    for t in trials:
         counts[t.state.name] += 1
         if t.state == TrialState.COMPLETE:
             points[origin(t)] += 1
@@ -269,9 +273,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     console.print(
         f"study {study.study_name}: {trainings} trainings COMPLETE{others}, {epochs} training epochs, "
         f"{counts['RUNNING']} running, {counts['FAIL']} failed, {counts['WAITING']} waiting; "
-        f"front {len(study.best_trials) if counts['COMPLETE'] else 0} points"
+        f"front {len(measured_front(trials, maximise))} points"
     )
-    if (done := syntheses(study.get_trials(deepcopy=False))).run or done.skipped:
+    if (done := syntheses(trials)).run or done.skipped:
         console.print(str(done))
     return 0
 

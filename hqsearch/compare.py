@@ -14,7 +14,8 @@ import pandas as pd
 
 from .config import StudyConfig, load_config
 from .exceptions import ConfigError
-from .hypervolume import Scale, Score, complete, front_mask, resolve, score
+from .front import nondominated
+from .hypervolume import Scale, Score, complete, resolve, score
 from .pareto import trials_frame
 from .report import study_section
 from .study import load_existing, make_storage, shown_url, storage_errors
@@ -99,7 +100,7 @@ def _plot(labels: list[str], frames: list[pd.DataFrame], scale: Scale, path: Pat
         pts = complete(frame).dropna(subset=list(scale.metrics)) if not frame.empty else frame
         if pts.empty:
             continue
-        front = pts[front_mask(pts[list(scale.metrics)].to_numpy(dtype=float), scale.maximise)].sort_values(x)
+        front = pts[nondominated(pts[list(scale.metrics)].to_numpy(dtype=float), scale.maximise)].sort_values(x)
         line = ax.step(front[x], front[y].cummax(), where="post", alpha=0.7, lw=1)[0]
         ax.scatter(front[x], front[y], s=22, color=line.get_color(), label=f"{label} ({len(front)})")
     if scale.log[scale.metrics.index(x)]:

@@ -20,8 +20,9 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from .config import StudyConfig
-from .hypervolume import Front, front_mask, in_box, resolve
-from .points import BETA_ATTR, CONTINUES_ATTR, MODEL_ARTIFACT_ATTR, Origin, origin
+from .front import Front, meets_constraints, nondominated
+from .hypervolume import in_box, resolve
+from .points import BETA_ATTR, CONTINUES_ATTR, MEASURES_ATTR, MODEL_ARTIFACT_ATTR, Origin, origin
 from .space import ARCHITECTURE
 
 
@@ -75,7 +76,7 @@ def _gains(frame: pd.DataFrame, cfg: StudyConfig, step: float) -> dict[int, floa
     v, numbers = v[inside], frame["trial"].to_numpy()[inside]
     if not len(v):
         return {}
-    on_front = front_mask(v, scale.maximise)
+    on_front = nondominated(v, scale.maximise)
     v, numbers = v[on_front], numbers[on_front]
     best = np.where(mx, v.max(axis=0), v.min(axis=0))
     delta = sign * step * np.abs(best - ref)
@@ -91,7 +92,9 @@ class Starts:
 
     Only a front point can gain, so the feasible starts are kept as their front (in the hypervolume's
     metrics) beside the worst value seen of each metric: the reference `resolve` defaults to. A start
-    without every one of those metrics is never scored.
+    without every one of those metrics is never scored. A design told with its estimate counts with it
+    until its measurement (`origin: synthesis`) replaces it: then the front is rebuilt without the
+    estimate, and the continuations started from it count for the measured point.
     """
 
     def __init__(self, cfg: StudyConfig) -> None:
@@ -102,6 +105,8 @@ class Starts:
         self.worst: np.ndarray | None = None  # per metric, in its own direction
         self.started = 0  # COMPLETE trainings
         self.children: Counter[int] = Counter()  # COMPLETE trainings per continued point
+        self.rows: dict[int, tuple[np.ndarray, Start, dict]] = {}  # every scored start, for a rebuild
+        self.measured_as: dict[int, int] = {}  # a design told with its estimate -> the point measuring it
 
     def add(self, t: FrozenTrial) -> None:
         """A trial that just finished."""
@@ -110,19 +115,35 @@ class Starts:
         if origin(t) is Origin.TRAINING:
             self.started += 1
             if (parent := t.user_attrs.get(CONTINUES_ATTR)) is not None:
-                self.children[parent] += 1
+                self.children[self.measured_as.get(parent, parent)] += 1
+        if origin(t) is Origin.SYNTHESIS and (estimated := t.user_attrs.get(MEASURES_ATTR)) is not None:
+            self._replace(estimated, t.number)
         start = start_of(t)
-        if start is None or any(c > 0 for c in t.constraints.values()):
+        if start is None or not meets_constraints(t.constraints, estimates=True):
             return
         metrics = t.user_attrs.get("metrics", {})
         row = np.array([metrics.get(m, np.nan) for m in self.metrics], dtype=float)
         if np.isnan(row).any():
             return
+        self.rows[t.number] = (row, start, metrics)
+        self._take(row, start, metrics)
+
+    def _take(self, row: np.ndarray, start: Start, metrics: dict) -> None:
         if self.worst is None:
             self.worst = row
         else:
             self.worst = np.where(np.array(self.maximise), np.minimum(self.worst, row), np.maximum(self.worst, row))
         self.front.add(row, (start, metrics))
+
+    def _replace(self, estimated: int, measured: int) -> None:
+        """A measurement replaces the estimate it was told with: the front is rebuilt without it."""
+        self.measured_as[estimated] = measured
+        self.children[measured] += self.children.pop(estimated, 0)
+        if self.rows.pop(estimated, None) is None:
+            return
+        self.front, self.worst = Front(self.maximise), None
+        for row, start, metrics in self.rows.values():
+            self._take(row, start, metrics)
 
     def gains(self, step: float = 0.05) -> dict[int, float]:
         """`gains` of every feasible start, from the front and a row of the worst values alone."""
@@ -141,7 +162,8 @@ class Starts:
         if policy.share <= 0 or self.started + len(running) < policy.startup or rng.random() >= policy.share:
             return None
         gain = self.gains()
-        children = self.children + Counter(t.user_attrs.get(CONTINUES_ATTR) for t in running)
+        continued = (t.user_attrs.get(CONTINUES_ATTR) for t in running)
+        children = self.children + Counter(self.measured_as.get(n, n) for n in continued)
         scored = {n: g / (1 + children[n]) for n, g in gain.items() if g > 0}
         if not scored:
             return None

@@ -36,7 +36,8 @@ from .config import StudyConfig, StudySection
 from .continuation import Start, start_of
 from .executors import Executor, Finished, SynthJob, TrialJob, make_executor
 from .executors.base import error_text
-from .fidelity import ESTIMATE_KEY, SKIPPED_ATTR_KEY
+from .fidelity import ESTIMATE_KEY
+from .front import SKIPPED_ATTR_KEY, constraint_values
 from .ledger import Ledger
 from .metrics import unusable
 from .orphans import DRIVER_ATTR, HEARTBEAT_ATTR, DriverId, recover_orphans
@@ -232,7 +233,7 @@ class Driver:
             return self._fail(trial, error)
         if out.info.get("synth_cache_hit"):
             self.progress.cache_hits += 1
-        for key, value in self.cfg.study.constraint_values(out.metrics).items():
+        for key, value in constraint_values(self.cfg.study, out.metrics, out.info).items():
             trial.set_constraint(key, value)
         self.study.tell(trial, self.cfg.study.values(out.metrics))
         self._harvest(trial, done, models)
@@ -278,7 +279,7 @@ class Driver:
             }
             study = self.cfg.study
             try:
-                values, constraints = study.values(cand.metrics), study.constraint_values(cand.metrics)
+                values, constraints = study.values(cand.metrics), constraint_values(study, cand.metrics, cand.info)
                 curve = self._training_copies(parent)
                 add_point(self.study, values, attrs, constraints, parent.params, parent.distributions, curve)
             except Exception:
@@ -346,7 +347,7 @@ class Driver:
         }
         study = self.cfg.study
         try:
-            values, constraints = study.values(metrics), study.constraint_values(metrics)
+            values, constraints = study.values(metrics), constraint_values(study, metrics, info)
             curve = self._training_copies(point)
             add_point(self.study, values, new, constraints, point.params, point.distributions, curve)
         except Exception:

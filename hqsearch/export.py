@@ -22,7 +22,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .config import StudyConfig, SynthesisSection
 from .exceptions import ConfigError, StudyError
-from .fidelity import ESTIMATE_KEY, SKIPPED_ATTR_KEY
+from .fidelity import ESTIMATE_KEY
+from .front import SKIPPED_ATTR_KEY
 from .points import (
     ARTIFACTS_ATTR,
     BETA_ATTR,

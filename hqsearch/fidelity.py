@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .config import Constraint, StudyConfig
+from .front import dominates, is_skipped, signed
 
 if TYPE_CHECKING:  # the gate itself travels to workers that need no Optuna
     from optuna.trial import FrozenTrial
@@ -36,7 +37,6 @@ if TYPE_CHECKING:  # the gate itself travels to workers that need no Optuna
 NOT_SYNTHESISED = frozenset(
     {"accuracy", "float_accuracy", "test_accuracy", "test_float_accuracy", "ebops", "estimated_luts", "estimated_ffs"}
 )
-SKIPPED_ATTR_KEY = "synth_skipped"  # in a point's `info`: why the backend did not measure it
 ESTIMATE_KEY = "estimate"  # in a point's `info`: the estimate backend's numbers for its design
 FAMILY_KEY = "hls4ml"  # in such an estimate: the design's hls4ml settings, for the HLS backends
 DEFERRED = "deferred: it could reach the measured front; measured once the study's trainings are done, if it still can"
@@ -64,7 +64,7 @@ class Line:
         spread = self.s * math.sqrt(1 + 1 / self.n + ((x - self.x_mean) ** 2 / self.sxx if self.sxx > 0 else 0.0))
         k = float(stats.t.ppf(stats.norm.cdf(margin), self.dof))
         y = self.a + self.b * x
-        return max(math.expm1(y - k * spread), 0.0), math.expm1(y + k * spread)
+        return max(_expm1(y - k * spread), 0.0), _expm1(y + k * spread)
 
 
 def fit_line(pairs: list[tuple[float, float]]) -> Line:
@@ -135,12 +135,21 @@ class Gate:
                 low[m], high[m] = 0.0, math.inf
         return low, high
 
+    @property
+    def _maximise(self) -> list[bool]:
+        return [d == "maximize" for d in self.objectives.values()]
+
     def _best(self, low: dict, high: dict) -> np.ndarray:
         """The objective vector at the good end of each interval, signed so that larger is better."""
-        return np.array([high[m] if d == "maximize" else -low[m] for m, d in self.objectives.items()])
+        return signed([high[m] if d == "maximize" else low[m] for m, d in self.objectives.items()], self._maximise)
 
     def _worst(self, low: dict, high: dict) -> np.ndarray:
-        return np.array([low[m] if d == "maximize" else -high[m] for m, d in self.objectives.items()])
+        return signed([low[m] if d == "maximize" else high[m] for m, d in self.objectives.items()], self._maximise)
+
+    def unpredicted(self, estimate: dict[str, float]) -> list[str]:
+        """The metrics the study needs that only the backend can give (BRAMs, II, the HLS clock): neither
+        unchanged by synthesis nor in the estimate. A design is never told without them."""
+        return [m for m in self.needed if m not in NOT_SYNTHESISED and m not in estimate]
 
     def verdict(self, metrics: dict[str, float], estimate: dict[str, float]) -> str | None:
         """Why this design cannot reach the measured front, or None when it could (or it is too early to say)."""
@@ -152,15 +161,16 @@ class Gate:
                 return f"cannot meet {c.metric} {c.op} {c.bound:g}"
         if not self.front:
             return None
-        best = self._best(low, high)
-        sign = np.array([1.0 if d == "maximize" else -1.0 for d in self.objectives.values()])
-        front = sign * np.array([values for values, _ in self.front])  # larger is better in every column
-        dominating = np.flatnonzero((front >= best).all(axis=1) & (front > best).any(axis=1))
+        front = signed([values for values, _ in self.front], self._maximise)
+        dominating = np.flatnonzero(dominates(front, self._best(low, high)))
         return f"dominated by the measured front ({self.front[dominating[0]][1]})" if len(dominating) else None
 
     def decide(self, metrics: dict[str, float], estimate: dict[str, float]) -> str | None:
         """What a training's synthesis stage does with a design: None to measure it now (while the lines
-        are being learned), else why not: it cannot reach the measured front, or it is deferred."""
+        are being learned, or when the study needs a metric only the backend gives), else why not: it
+        cannot reach the measured front, or it is deferred."""
+        if self.unpredicted(estimate):
+            return None
         if (why := self.verdict(metrics, estimate)) is not None:
             return why
         return DEFERRED if self.counts.get(_family(estimate), 0) >= self.after else None
@@ -175,13 +185,14 @@ class Gate:
         def rules_out(i: int) -> int:
             if worst[i] is None:
                 return 0
-            return sum(
-                1
-                for j, b in enumerate(best)
-                if j != i and b is not None and (worst[i] >= b).all() and (worst[i] > b).any()
-            )
+            return sum(1 for j, b in enumerate(best) if j != i and b is not None and dominates(worst[i], b))
 
         return sorted(range(len(designs)), key=lambda i: (-rules_out(i), designs[i][1].get("luts", math.inf)))
+
+
+def _expm1(x: float) -> float:
+    """exp(x) - 1, infinite where it would overflow (a wide margin on a spread-out line)."""
+    return math.inf if x > 709 else math.expm1(x)
 
 
 def _family(estimate: dict) -> str:
@@ -196,10 +207,6 @@ def _line_key(metric: str, family: str) -> str:
 
 def _finite(v: object) -> bool:
     return isinstance(v, int | float) and math.isfinite(v)
-
-
-def is_skipped(t: FrozenTrial) -> bool:
-    return bool(t.user_attrs.get("info", {}).get(SKIPPED_ATTR_KEY))
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .config import HypervolumeSpec, StudySection
+from .front import nondominated
 from .metrics import METRICS, Direction
 from .points import Origin
 
@@ -89,46 +90,13 @@ def test_metrics(metrics: Sequence[str]) -> list[str]:
     return [f"test_{m}" if f"test_{m}" in METRICS else m for m in metrics]
 
 
-def front_mask(values: np.ndarray, maximise: Sequence[bool]) -> np.ndarray:
-    """Rows not dominated by another row (ties kept)."""
-    import moocore
-
-    if len(values) == 0:
-        return np.zeros(0, dtype=bool)
-    return np.asarray(moocore.is_nondominated(values, maximise=list(maximise), keep_weakly=True))
-
-
-class Front:
-    """The rows no other row dominates (ties kept), kept one row at a time, each with what it stands for:
-    `front_mask` over every row seen so far, without looking at them all again."""
-
-    def __init__(self, maximise: Sequence[bool]) -> None:
-        self.sign = np.where(np.array(maximise), 1.0, -1.0)
-        self.values = np.empty((0, len(self.sign)))  # signed: larger is better
-        self.items: list = []
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def add(self, row: Sequence[float], item: object) -> bool:
-        """Whether the row joined the front (rows it dominates leave it)."""
-        v = self.sign * np.asarray(row, dtype=float)
-        f = self.values
-        if np.any(np.all(f >= v, axis=1) & np.any(f > v, axis=1)):
-            return False
-        keep = ~(np.all(v >= f, axis=1) & np.any(v > f, axis=1))
-        self.values = np.vstack([f[keep], v])
-        self.items = [it for it, k in zip(self.items, keep, strict=True) if k] + [item]
-        return True
-
-
 def scores(points: pd.DataFrame, scale: Scale) -> tuple[float, float | None, int]:
     """(validation hypervolume, test hypervolume, front size) of feasible COMPLETE points, the front
     chosen on the validation values."""
     if points.empty:
         return 0.0, None, 0
     val = points[list(scale.metrics)].to_numpy(dtype=float)
-    front = front_mask(val, scale.maximise)
+    front = nondominated(val, scale.maximise)
     tests = test_metrics(scale.metrics)
     test = None
     if all(t in points for t in tests):
@@ -149,11 +117,11 @@ class Score:
 
 
 def complete(trials: pd.DataFrame) -> pd.DataFrame:
-    """COMPLETE, feasible points: what a front is made of."""
+    """The points that may stand on the measured front (`front.stands`, the `stands` column of
+    `pareto.trials_frame`): what a front is made of."""
     if trials.empty:
         return trials
-    done = trials[trials["state"] == "COMPLETE"]
-    return done[done["feasible"].fillna(True).astype(bool)] if "feasible" in done else done
+    return trials[trials["stands"].fillna(False).astype(bool)]
 
 
 def score(trials: pd.DataFrame, scale: Scale) -> Score:

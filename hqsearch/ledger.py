@@ -16,8 +16,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .config import StudyConfig
 from .continuation import Starts
-from .fidelity import ESTIMATE_KEY, Gate, empty_gate, is_skipped
-from .hypervolume import Front
+from .fidelity import ESTIMATE_KEY, Gate, empty_gate
+from .front import Front, is_skipped, stands
 from .points import MEASURES_ATTR, MODEL_ARTIFACT_ATTR, Origin, origin
 
 
@@ -28,7 +28,7 @@ class Ledger:
     epochs: int = 0  # spent by them
     unfinished: list[FrozenTrial] = field(default_factory=list)  # RUNNING and WAITING, as of the last refresh
     mine: list[FrozenTrial] = field(default_factory=list)  # trainings this driver asked for since then
-    front: Front = field(init=False)  # the feasible COMPLETE points no other dominates: `best_trials`
+    front: Front = field(init=False)  # the measured front (see `front`): `best_trials`
     gate: Gate | None = field(init=False)  # every measured design (see `fidelity`)
     starts: Starts = field(init=False)  # what a continuation may start from (see `continuation`)
     skipped: dict[int, FrozenTrial] = field(default_factory=dict)  # told with their estimate, with a model
@@ -76,7 +76,7 @@ class Ledger:
         if origin(t) is Origin.TRAINING:
             self.trainings += 1
             self.epochs += int(attrs.get("info", {}).get("epochs", 0))
-        if all(c <= 0 for c in t.constraints.values()):
+        if stands(t):
             self.front.add(t.values, t.number)
         if is_skipped(t):
             if attrs.get(MODEL_ARTIFACT_ATTR) is not None:  # something to rebuild it from

@@ -1,4 +1,4 @@
-"""The Pareto front as Optuna computes it (`study.best_trials`: feasible, non-dominated), ranked and tabulated.
+"""The measured Pareto front (see `front`: what `study.best_trials` holds), ranked and tabulated.
 
 Ranking is lexicographic over the objectives in config order, each in its own direction: with
 `{accuracy: max, luts: min}` the most accurate design comes first and ties go to the smaller one.
@@ -10,7 +10,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from .fidelity import SKIPPED_ATTR_KEY
+from .front import SKIPPED_ATTR_KEY, measured_front, meets_constraints, stands
 from .metrics import METRICS, Direction
 from .points import EPOCH_ATTR, MEASURES_ATTR, PARENT_ATTR, SOURCE_ATTR, Origin, lineage, origin
 
@@ -26,7 +26,9 @@ def _row(t: FrozenTrial, names: list[str]) -> dict:
         row.update(zip(names, t.values, strict=True))
     metrics = t.user_attrs.get("metrics", {})
     row.update({k: metrics[k] for k in METRICS if k in metrics and k not in row})  # in the registry's order
-    row["feasible"] = all(v <= 0 for v in t.constraints.values()) if t.state == TrialState.COMPLETE else None
+    done = t.state == TrialState.COMPLETE
+    row["feasible"] = meets_constraints(t.constraints, estimates=True) if done else None  # the study's constraints
+    row["stands"] = stands(t)  # may stand on the measured front: feasible and measured
     for k, v in t.user_attrs.get("params", {}).items():
         if k != "notes":
             row[f"param_{k}"] = "-".join(map(str, v)) if isinstance(v, list) else v
@@ -65,15 +67,18 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
 
 
 def rank_front(study: optuna.Study, sort: str | None = None) -> pd.DataFrame:
-    """`study.best_trials` as a table, best first, with a 1-based `rank` column.
+    """The measured front (`front.measured_front`, which is `study.best_trials`) as a table, best first,
+    with a 1-based `rank` column.
 
     `sort` ranks by one metric first (in its own direction, e.g. `luts` ascending), the objectives after.
     """
     names = objective_names(study)
-    front = pd.DataFrame([_row(t, names) for t in study.best_trials])
+    trials = study.get_trials(deepcopy=False)
+    maximise = [d == optuna.study.StudyDirection.MAXIMIZE for d in study.directions]
+    front = pd.DataFrame([_row(t, names) for t in measured_front(trials, maximise)])
     if front.empty:
         return front
-    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    by_number = {t.number: t for t in trials}
     front["lineage"] = [" ← ".join(lineage(by_number, n)) for n in front["trial"]]
     keys = names[:]
     ascending = [d == optuna.study.StudyDirection.MINIMIZE for d in study.directions]

@@ -135,7 +135,7 @@ def plot_front(trials: pd.DataFrame, front: pd.DataFrame, path: Path, x: str = "
                 facecolors="none",
                 edgecolors="tab:gray",
                 alpha=0.5,
-                label="dominated, not synthesised (alkaid estimate)",
+                label="not synthesised (alkaid estimate)",
             )
         if (~feasible).any():
             ax.scatter(

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import StudyConfig
-from .fidelity import ESTIMATE_KEY, SKIPPED_ATTR_KEY, Gate
+from .fidelity import ESTIMATE_KEY, Gate
+from .front import SKIPPED_ATTR_KEY
 from .space import TrialParams
 
 _PACKAGES = ("hqsearch", "hgq2", "alkaid", "keras", "tensorflow-cpu", "optuna")

@@ -13,12 +13,12 @@ from hqsearch.fidelity import (
     DEFERRED,
     ESTIMATE_KEY,
     FAMILY_KEY,
-    SKIPPED_ATTR_KEY,
     empty_gate,
     fit_line,
     gate,
     syntheses,
 )
+from hqsearch.front import SKIPPED_ATTR_KEY
 from hqsearch.trial import Trained, TrialOutcome, synth_one
 
 OBJECTIVES = {"accuracy": "max", "luts": "min"}
@@ -99,6 +99,28 @@ def test_a_design_that_cannot_meet_a_constraint_is_skipped(tmp_path):
 def test_no_gate_where_every_design_is_measured(tmp_path):
     assert empty_gate(config(tmp_path, fidelity="all")) is None
     assert empty_gate(config(tmp_path, backend="estimate")) is None
+
+
+def test_a_wide_margin_on_a_spread_out_line_is_an_infinite_interval_not_an_overflow():
+    line = fit_line([(100.0, 100.0), (200.0, 900.0), (400.0, 300.0), (800.0, 3000.0)])  # 2 degrees of freedom
+    low, high = line.interval(500.0, 8.0)
+    assert low == 0.0 and high == math.inf
+
+
+@pytest.mark.parametrize("needed", [{"objectives": {"accuracy": "max", "brams": "min"}}, {"constraints": ["ii <= 4"]}])
+def test_a_metric_only_the_backend_gives_is_measured_never_deferred_or_skipped(tmp_path, needed):
+    """BRAMs, II and the HLS clock are not in alkaid's estimate: a design told without them could not be
+    told at all (its training would fail), so every design is measured."""
+    raw = tiny_raw(tmp_path, "fid", study={"n_trials": 1, "objectives": OBJECTIVES, **needed})
+    raw["synthesis"].update({"backend": "vitis", "cache": False})
+    g = empty_gate(parse_config(raw))
+    metric = "brams" if "objectives" in needed else "ii"
+    for i in range(8):  # more than enough measured designs for the lines
+        est = 500 * 1.4**i
+        g.add({"accuracy": 0.9, "luts": est, metric: 2.0}, estimate(est), f"#{i}")
+    assert g.unpredicted(estimate(100)) == [metric]
+    assert g.decide({"accuracy": 0.99}, estimate(300)) is None  # would be deferred without the metric
+    assert g.decide({"accuracy": 0.1}, estimate(1e6)) is None  # would be ruled out
 
 
 def test_the_line_and_its_interval():

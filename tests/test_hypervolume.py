@@ -56,7 +56,7 @@ def test_history_adds_harvested_points_with_their_parent_and_counts_epochs():
         (4, "training", None, 30.0, 40, 0.99, 0.97, 100_000),  # on the reference: adds nothing
     ]
     cols = ["trial", "origin", "parent", "completed", "epochs", "accuracy", "test_accuracy", "luts"]
-    frame = pd.DataFrame(rows, columns=cols).assign(state="COMPLETE", feasible=True)
+    frame = pd.DataFrame(rows, columns=cols).assign(state="COMPLETE", stands=True)
     frame["training"] = frame["origin"] == "training"
 
     hist = history(frame, ACC_LUTS)

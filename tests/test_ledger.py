@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 from hqsearch.config import parse_config
 from hqsearch.continuation import Starts, choose, gains
 from hqsearch.fidelity import gate
+from hqsearch.front import constraint_values, measured_front
 from hqsearch.ledger import Ledger
 from hqsearch.points import trainings_done
 from hqsearch.study import open_study, set_user_attrs
@@ -33,13 +34,14 @@ def config(tmp_path, storage: str | None = None, reference: dict | None = None):
     )
 
 
-def tell(study: optuna.Study, trial: optuna.Trial, rng: np.random.Generator, **attrs) -> None:
+def tell(cfg, study: optuna.Study, trial: optuna.Trial, rng: np.random.Generator, **attrs) -> None:
     luts = float(rng.lognormal(7, 1))
     metrics = {"accuracy": float(rng.uniform(0.5, 1)), "luts": luts, "latency_cycles": float(rng.integers(1, 5))}
     estimate = {"luts": luts * float(rng.lognormal(0, 0.1))}
     info = {"epochs": int(rng.integers(1, 30)), "estimate": estimate, "synth_skipped": attrs.pop("skipped", None)}
     set_user_attrs(trial, {"metrics": metrics, "info": info, "model_artifact": f"m{trial.number}", **attrs})
-    trial.set_constraint("luts", luts - 5000)
+    for key, value in constraint_values(cfg.study, metrics, info).items():  # as the driver tells it
+        trial.set_constraint(key, value)
     study.tell(trial, [metrics["accuracy"], luts, metrics["latency_cycles"]])
 
 
@@ -58,12 +60,13 @@ def test_the_ledger_keeps_what_the_whole_study_says(tmp_path, reference):
                 study.tell(trial, state=TrialState.FAIL)
             else:
                 continues = int(rng.integers(trial.number)) if trial.number and rng.random() < 0.5 else None
-                tell(study, trial, rng, skipped="deferred" if rng.random() < 0.2 else None, continues=continues)
+                tell(cfg, study, trial, rng, skipped="deferred" if rng.random() < 0.2 else None, continues=continues)
         trials = study.get_trials(deepcopy=False)
         ledger.refresh(trials)
 
         assert (ledger.trainings, ledger.epochs) == trainings_done(study)
-        assert len(ledger.front) == len(study.best_trials)
+        measured = [t.number for t in measured_front(trials, [True, False, False])]
+        assert sorted(ledger.front.items) == measured == [t.number for t in study.best_trials]
         assert sorted(t.number for t in ledger.running()) == sorted(t.number for t in running)
         whole = gate(cfg, trials)
         assert ledger.gate.measured == whole.measured
@@ -71,7 +74,8 @@ def test_the_ledger_keeps_what_the_whole_study_says(tmp_path, reference):
         assert sorted(ledger.gate.front) == sorted(whole.front)
         skipped = [t.number for t in trials if t.state == TrialState.COMPLETE and t.user_attrs["info"]["synth_skipped"]]
         assert sorted(ledger.skipped) == skipped
-        feasible = [t for t in trials if t.state == TrialState.COMPLETE and t.constraints["luts"] <= 0]
+        # the search builds on designs told with their estimate too
+        feasible = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs["metrics"]["luts"] <= 5000]
         assert ledger.starts.gains() == pytest.approx(gains(feasible, cfg))
         seed = np.random.default_rng(step), np.random.default_rng(step)
         assert ledger.starts.choose(ledger.unfinished, seed[0]) == choose(trials, cfg, seed[1])
