@@ -132,11 +132,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from .driver import Progress as RunProgress
     from .driver import run_study
+    from .study import shown_url
 
     cfg = _config(args)
     _print_advice(cfg)
     console.print(
-        f"study [bold]{cfg.study.name}[/bold] in {cfg.study.storage_url}, target {_target(cfg)}, "
+        f"study [bold]{cfg.study.name}[/bold] in {shown_url(cfg.study.storage_url)}, target {_target(cfg)}, "
         f"backend {cfg.synthesis.backend}"
     )
     by_epochs = cfg.study.budget is not None  # the bar counts what ends the study
@@ -205,6 +206,7 @@ def _target(cfg) -> str:
 def cmd_check(args: argparse.Namespace) -> int:
     from .advice import advise
     from .preflight import preflight
+    from .study import shown_url
 
     cfg = load_config(args.config)
     try:
@@ -221,7 +223,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if s.constraints:
         console.print("constraints: " + ", ".join(f"{c.metric} {c.op} {c.bound:g}" for c in s.constraints))
     console.print(
-        f"storage {s.storage_url}; data {cfg.data.source}; model {cfg.model.kind}; "
+        f"storage {shown_url(s.storage_url)}; data {cfg.data.source}; model {cfg.model.kind}; "
         f"backend {cfg.synthesis.backend} ({_hls4ml_shown(cfg)})"
         + ("" if cfg.synthesis.backend == "estimate" else f", fidelity {cfg.synthesis.fidelity}")
     )
@@ -440,7 +442,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .study import stored_config
 
     study, _, cfg = _open(args)
-    cfg = cfg if cfg is not None else stored_config(study)
+    cfg = cfg if cfg is not None else stored_config(study, storage=args.storage)
     import_keras_quietly()
     out = args.out or cfg.study.run_dir / "export" / f"trial_{args.trial:05d}"
     done = export_point(study, cfg, args.trial, out)

@@ -37,17 +37,56 @@ def make_sampler(study: StudySection) -> optuna.samplers.BaseSampler:
 JOURNAL_PREFIX = "journal:///"
 
 
+# query parameters that carry a secret (libpq's `password`/`sslpassword`, tokens of other services)
+SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pwd", "sslpassword", "secret", "token", "access_token", "key"})
+HIDDEN = "***"
+
+
 def shown_url(url: str) -> str:
-    """The storage URL without its password, for messages."""
+    """The URL without its secrets (the password of its user part, secret query parameters): the one form of
+    a storage URL, or any URL of the config, that is shown, logged or stored. A string that is not a URL is
+    returned as it is."""
     if "://" not in url or url.startswith(JOURNAL_PREFIX):
         return url
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from urllib.parse import parse_qsl, urlencode, urlsplit
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")  # a password may hold an unescaped "@"
+    netloc = parts.netloc
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:{HIDDEN}@{hostport}"
+    query = parts.query
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(k.lower() in SECRET_QUERY_KEYS for k, _ in pairs):
+        query = urlencode([(k, HIDDEN if k.lower() in SECRET_QUERY_KEYS else v) for k, v in pairs], safe="*")
+    # replaced in place, not rebuilt: urlunsplit would drop the empty host of sqlite:///path
+    shown = url.replace(f"//{parts.netloc}", f"//{netloc}", 1) if netloc != parts.netloc else url
+    return shown.replace(f"?{parts.query}", f"?{query}", 1) if query != parts.query else shown
+
+
+def scrubbed(text: str, url: str) -> str:
+    """`text` (a driver's error message) with `url`, and its password, as `shown_url` shows them."""
+    text = text.replace(url, shown_url(url))
+    userinfo, at, _ = url.partition("://")[2].partition("/")[0].rpartition("@")
+    password = userinfo.split(":", 1)[1] if at and ":" in userinfo else ""
+    return text.replace(password, HIDDEN) if password else text
+
+
+def redacted(obj: Any) -> Any:
+    """`obj` (a dumped config: dicts, lists, scalars) with every URL in it as `shown_url` shows it: the storage
+    URL, a Ray cluster address, and any URL a later field holds."""
+    if isinstance(obj, dict):
+        return {k: redacted(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [redacted(v) for v in obj]
+    if isinstance(obj, str) and "://" in obj:
+        return shown_url(obj)
+    return obj
+
+
+def stored_form(cfg: StudyConfig) -> dict:
+    """The config as the study stores it (`CONFIG_ATTR`, which optuna-dashboard shows): without secrets."""
+    return redacted(cfg.model_dump(mode="json"))
 
 
 @contextmanager
@@ -58,12 +97,13 @@ def storage_errors(url: str) -> Iterator[None]:
     try:
         yield
     except SQLAlchemyError as err:
-        reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+        reason = scrubbed(str(getattr(err, "orig", None) or err).strip().splitlines()[0], url)
         raise StudyError(f"storage {shown_url(url)}: cannot open it ({reason})") from None
     except ImportError as err:
-        raise StudyError(f"storage {shown_url(url)}: its database driver is not installed ({err})") from None
+        reason = scrubbed(str(err), url)
+        raise StudyError(f"storage {shown_url(url)}: its database driver is not installed ({reason})") from None
     except OSError as err:
-        raise StudyError(f"storage {shown_url(url)}: {err.strerror or err}") from None
+        raise StudyError(f"storage {shown_url(url)}: {scrubbed(str(err.strerror or err), url)}") from None
 
 
 def make_storage(url: str) -> str | optuna.storages.BaseStorage:
@@ -102,14 +142,14 @@ def open_study(cfg: StudyConfig) -> optuna.Study:
     if (old is not None and list(old) != s.metric_names) or directions != s.directions:
         have = dict(zip(old or [], directions, strict=False))
         raise StudyError(
-            f"study {s.name!r} in {s.storage_url} has objectives {have}, the config asks for {s.objectives}; "
-            "use a new study name to change objectives"
+            f"study {s.name!r} in {shown_url(s.storage_url)} has objectives {have}, "
+            f"the config asks for {s.objectives}; use a new study name to change objectives"
         )
     if old is None:
         with warnings.catch_warnings():  # stable in practice; the dashboard labels axes with it
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(s.metric_names)
-    study.set_user_attr(CONFIG_ATTR, cfg.model_dump(mode="json"))
+    study.set_user_attr(CONFIG_ATTR, stored_form(cfg))
     return study
 
 
@@ -164,13 +204,18 @@ def study_config(study: optuna.Study) -> dict:
     return study.user_attrs.get(CONFIG_ATTR, {})
 
 
-def stored_config(study: optuna.Study) -> StudyConfig:
-    """The config a study was last run with, validated again: for commands given a storage, not a file."""
+def stored_config(study: optuna.Study, storage: str | None = None) -> StudyConfig:
+    """The config a study was last run with, validated again: for commands given a storage, not a file.
+
+    The stored storage URL has no password (`stored_form`): `storage`, the URL the study was opened with,
+    takes its place."""
     from .config import parse_config
 
     raw = study_config(study)
     if not raw:
         raise StudyError(f"study {study.study_name!r} stores no hqsearch config: give the study's config file")
+    if storage is not None and isinstance(raw.get("study"), dict):
+        raw = {**raw, "study": {**raw["study"], "storage": storage}}
     try:
         return parse_config(raw, f"study {study.study_name}'s stored config")
     except ConfigError as err:  # stored by another hqsearch version, or needs what is not installed here

@@ -94,7 +94,8 @@ def train(
         final_loss=loss,
         val_accuracy=last("val_accuracy"),
         training_ebops=last("ebops"),
-        final_beta=last("beta"),
+        # no beta callback (a constant schedule): the beta0 the layers were built with, all along
+        final_beta=last("beta") if "beta" in h else float(params.beta),
         first_val_accuracy=float(h["val_accuracy"][0]) if "val_accuracy" in h else None,
         history={k: [float(v) for v in values] for k, values in h.items()},
     )

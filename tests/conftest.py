@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -123,9 +124,20 @@ def postgres_url():
         yield url
         return
     if not postgres_server.installed():
-        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) are not installed; .ci/run installs them")
+        pytest.skip(
+            "needs PostgreSQL's server binaries (initdb, pg_ctl), which pip does not install "
+            "(apt-get install postgresql; .ci/run does)"
+        )
     with postgres_server.temporary_server() as url:
         yield url
+
+
+# Tools the README's setup (pip) does not install: a test that needs one skips where it is missing, and
+# fails under CI (below), whose .ci/run installs them from Debian.
+needs_native_yosys = pytest.mark.skipif(
+    shutil.which("yosys") is None,
+    reason="needs a native yosys on PATH, which pip does not install (apt-get install yosys; .ci/run does)",
+)
 
 
 # Skips CI may take: tools that cannot be installed on its machine. Any other skip fails a run where CI

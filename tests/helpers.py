@@ -85,3 +85,29 @@ def ended(pid: int, within: float) -> bool:
 def parent_of(pid: int) -> int:
     with open(f"/proc/{pid}/stat") as f:
         return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def brute_front(trials, directions) -> set[int]:
+    """The Pareto front by pairwise dominance, for tests to check the code's front against: the COMPLETE,
+    feasible trials (every constraint <= 0) that were measured (a point told with its estimate, with
+    `info.synth_skipped` set, never counts), none of which another such trial dominates."""
+    from optuna.study import StudyDirection
+    from optuna.trial import TrialState
+
+    sign = [1.0 if d == StudyDirection.MINIMIZE else -1.0 for d in directions]  # smaller is better, each
+    points = {
+        t.number: [s * v for s, v in zip(sign, t.values, strict=True)]
+        for t in trials
+        if t.state == TrialState.COMPLETE
+        and all(c <= 0 for c in _values(t.constraints))
+        and not (t.user_attrs.get("info") or {}).get("synth_skipped")
+    }
+
+    def dominates(a: list[float], b: list[float]) -> bool:
+        return all(x <= y for x, y in zip(a, b, strict=True)) and any(x < y for x, y in zip(a, b, strict=True))
+
+    return {n for n, p in points.items() if not any(dominates(q, p) for m, q in points.items() if m != n)}
+
+
+def _values(constraints) -> list[float]:
+    return list(constraints.values()) if isinstance(constraints, dict) else list(constraints or [])

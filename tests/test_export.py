@@ -67,6 +67,11 @@ def test_a_point_of_an_estimate_study_is_rebuilt_from_its_model(finished_study, 
     study = load_existing(cfg.study.storage_url, cfg.study.name)
     luts = study.trials[1].user_attrs["metrics"]["luts"]
     assert f"The rebuilt design is the study's: alkaid estimates {luts:,.0f} LUTs, as recorded" in said
+    # the rebuilt RTL against what the study recorded when the trial ran: alkaid's own metadata.json of the
+    # written project (its pipeline depth and registers), not another call of the estimate
+    recorded = study.trials[1].user_attrs["metrics"]
+    meta = json.loads((out / "rtl" / "metadata.json").read_text())
+    assert (float(meta["latency"]), float(meta["reg_bits"])) == (recorded["latency_cycles"], recorded["ffs"])
     assert {"model.keras", "metrics.json", "README.md", "rtl"} <= {f.name for f in out.iterdir()}
     assert (out / "rtl" / "synth.ys").is_file() and (out / "rtl" / "build_vivado_prj.tcl").is_file()
     assert json.loads((out / "metrics.json").read_text())["metrics"]["luts"]["source"] == "alkaid estimate"

@@ -30,6 +30,41 @@ def test_compose_has_the_stack():
         assert (ROOT / src).exists(), src
 
 
+def interpolated(value: str, env: dict[str, str]) -> str:
+    """Compose's `${VAR}`, `${VAR:-default}` and `${VAR-default}` with these environment variables."""
+
+    def one(m: re.Match) -> str:
+        name, op, default = m[1], m[2], m[3] or ""
+        given = env.get(name)
+        if op == ":-":
+            return given or default
+        if op == "-":
+            return default if given is None else given
+        return given or ""
+
+    return re.sub(r"\$\{(\w+)(?:(:?-)([^}]*))?\}", one, value)
+
+
+def published(env: dict[str, str]) -> list[tuple[str, str]]:
+    """(service, host address) of every published port, as compose reads the file with `env` set."""
+    found = []
+    for name, svc in COMPOSE["services"].items():
+        for port in svc.get("ports", []):
+            if isinstance(port, dict):  # long syntax
+                found.append((name, interpolated(str(port.get("host_ip", "")), env)))
+                continue
+            parts = interpolated(str(port), env).rsplit(":", 2)
+            found.append((name, parts[0] if len(parts) == 3 else ""))  # "" : every address
+    return found
+
+
+def test_compose_publishes_the_dashboards_on_loopback_unless_told():
+    ports = published({})
+    assert {name for name, _ in ports} == {"ray-head", "dashboard"}  # Ray's dashboard takes job submissions
+    assert all(address == "127.0.0.1" for _, address in ports), ports
+    assert all(address == "0.0.0.0" for _, address in published({"HQSEARCH_PUBLISH_ADDRESS": "0.0.0.0"}))
+
+
 @pytest.mark.parametrize("argv", [c for c in compose_commands() if c[0] == "hqsearch"], ids=lambda c: c[1])
 def test_compose_hqsearch_commands_parse(argv):
     args = _parser().parse_args(argv[1:])

@@ -3,6 +3,7 @@ import subprocess
 
 import pandas as pd
 import pytest
+from helpers import brute_front
 
 from hqsearch.cli import main
 from hqsearch.study import load_existing
@@ -22,7 +23,7 @@ def test_report_files_and_ranking(finished_study, tmp_path, capsys):
     assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
 
     study = load_existing(cfg.study.storage_url, cfg.study.name)
-    assert sorted(front["trial"]) == sorted(t.number for t in study.best_trials)
+    assert set(front["trial"]) == brute_front(study.trials, study.directions) and len(front) == len(set(front["trial"]))
     assert list(front["rank"]) == list(range(1, len(front) + 1))
     # best first: accuracy descending, ties by fewer LUTs
     keys = list(zip(-front["accuracy"], front["luts"], strict=True))
@@ -47,9 +48,10 @@ def test_optuna_cli_lists_the_same_front(finished_study, tmp_path):
         text=True,
         check=True,
     )
-    optuna_front = sorted(t["number"] for t in json.loads(res.stdout))
-    main(["report", "--storage", cfg.study.storage_url, "--study", cfg.study.name, "--out", str(tmp_path)])
-    assert optuna_front == sorted(pd.read_csv(tmp_path / "pareto.csv")["trial"])
+    optuna_front = [t["number"] for t in json.loads(res.stdout)]
+    study = load_existing(cfg.study.storage_url, cfg.study.name)
+    assert not any(t.user_attrs["info"].get("synth_skipped") for t in study.trials)  # an estimate study measures all
+    assert sorted(optuna_front) == sorted(brute_front(study.trials, study.directions))
 
 
 def test_status_and_missing_study(finished_study, capsys):
@@ -91,3 +93,42 @@ def test_sort_by_a_metric(finished_study, tmp_path, capsys):
     capsys.readouterr()
     assert main([*args, "--sort", "bogus"]) == 2
     assert "cannot sort by 'bogus'" in capsys.readouterr().err
+
+
+def test_rank_front_and_optuna_list_the_brute_force_front(tmp_path):
+    """Dominated, infeasible and failed trials around the front, each added as hqsearch adds a point: the
+    ranked front and `optuna best-trials` are exactly the brute-force front."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    from hqsearch.pareto import rank_front
+    from hqsearch.points import ORIGIN_ATTR, add_point
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="brute", storage=url, directions=["maximize", "minimize"])
+    points = [  # (accuracy, luts, constraint value: feasible when <= 0)
+        (0.90, 1000.0, -1.0),
+        (0.95, 3000.0, -1.0),
+        (0.85, 1500.0, -1.0),  # dominated by the first
+        (0.99, 500.0, 2.0),  # dominates everything, but infeasible
+        (0.80, 400.0, 0.0),  # feasible at the bound
+        (0.90, 1000.0, -1.0),  # a tie with the first: neither dominates
+        (0.95, 3500.0, -1.0),  # dominated by the second
+    ]
+    for accuracy, luts, c in points:
+        metrics = {"accuracy": accuracy, "luts": luts}
+        attrs = {ORIGIN_ATTR: "import", "metrics": metrics, "info": {"synth_skipped": None}}
+        add_point(study, [accuracy, luts], attrs, {"luts<=x": c})
+    study.add_trial(create_trial(state=TrialState.FAIL))
+    expected = brute_front(study.get_trials(deepcopy=False), study.directions)
+    assert expected == {0, 1, 4, 5}  # the brute force itself, checked by hand
+    front = rank_front(study)
+    assert set(front["trial"]) == expected and len(front) == len(expected)
+    assert list(front["trial"]) == [1, 0, 5, 4]  # accuracy descending, ties by fewer LUTs, then trial number
+    res = subprocess.run(
+        ["optuna", "best-trials", "--study-name", "brute", "--storage", url, "-f", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert sorted(t["number"] for t in json.loads(res.stdout)) == sorted(expected)

@@ -59,3 +59,38 @@ def test_key_follows_the_converter_version(tmp_path, monkeypatch):
     real = cache._version
     monkeypatch.setattr(cache, "_version", lambda p: "0.0.0" if p == "alkaid" else real(p))
     assert cache.design_key(tmp_path, [tmp_path / "model.v"], backend="yosys") != key
+
+
+def test_key_follows_the_sources_that_shape_the_number_and_the_tool(tmp_path, monkeypatch):
+    """A fix to a parser, a backend or the tracing makes every cached number stale; the tool's version too.
+    The package's own version (the same for every such fix) is no part of it."""
+    import shutil
+
+    from hqsearch.synth import cache
+
+    (tmp_path / "model.v").write_text("module model; endmodule\n")
+
+    def key_with(package: Path, tool: str = "yosys 0.23") -> str:
+        monkeypatch.setattr(cache, "PACKAGE", package)
+        return cache.design_key(tmp_path, [tmp_path / "model.v"], backend="yosys", tool=tool)
+
+    trees = {}
+    for name in ("same", "parser", "tracing", "elsewhere"):  # copies of the installed package
+        trees[name] = tmp_path / name / "hqsearch"
+        shutil.copytree(cache.PACKAGE, trees[name], ignore=shutil.ignore_patterns("__pycache__"))
+    base = key_with(cache.PACKAGE)
+    assert key_with(trees["same"]) == base == key_with(cache.PACKAGE)  # the same sources anywhere: one key
+
+    parser = trees["parser"] / "synth" / "yosys.py"
+    parser.write_text(parser.read_text().replace("LUT", "LUT ", 1))
+    tracing = trees["tracing"] / "firmware.py"
+    tracing.write_text(tracing.read_text() + "\n# a fix\n")
+    assert key_with(trees["parser"]) != base and key_with(trees["tracing"]) != base
+
+    (trees["elsewhere"] / "report.py").write_text("# a report change shapes no synthesised number\n")
+    assert key_with(trees["elsewhere"]) == base
+    real = cache._version
+    monkeypatch.setattr(cache, "_version", lambda p: "9.9.9" if p == "hqsearch" else real(p))
+    assert key_with(cache.PACKAGE) == base  # the package's version is not what produced the number
+
+    assert key_with(cache.PACKAGE, tool="yosys 0.47") != base

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import tiny_raw
+from conftest import needs_native_yosys, tiny_raw
 from helpers import parent_of, process_alive
 from optuna.trial import TrialState
 from test_faults import start_driver, wait_for
@@ -24,7 +24,7 @@ from hqsearch.config import parse_config
 from hqsearch.driver import run_study
 from hqsearch.study import load_existing
 
-YOSYS = ["native", "yowasp"]
+YOSYS = [pytest.param("native", marks=needs_native_yosys), "yowasp"]
 
 
 def busy_yosys_raw(out: Path, name: str, yosys: str, **sections) -> dict:
@@ -158,6 +158,7 @@ def submit_one(cfg, watcher: Watcher):
 
 # On Ray the same kill path ends either tool (the local tests above run both): each Ray way of ending a
 # trial runs with one tool, and both tools are covered.
+@needs_native_yosys
 def test_ray_task_cancelled_ends_the_tool(tmp_path, ray_instance, yosys="native"):
     watcher = Watcher(tmp_path)
     executor, _ = submit_one(ray_cfg(tmp_path, "ray_cancel", yosys), watcher)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import needs_native_yosys
 from helpers import ended
 
 from hqsearch.config import SynthesisSection
@@ -25,10 +26,8 @@ def design(tiny_model, tmp_path):
     return build_design(model, ebops, SynthesisSection(), tmp_path)
 
 
-@pytest.mark.parametrize("flavour", ["native", "yowasp"])
+@pytest.mark.parametrize("flavour", [pytest.param("native", marks=needs_native_yosys), "yowasp"])
 def test_yosys_measures_luts_near_the_estimate(tiny_model, tmp_path, flavour):
-    if flavour == "native" and not NATIVE:
-        pytest.skip("no native yosys on PATH (apt-get install yosys)")
     cfg = SynthesisSection(backend="yosys", yosys=flavour, cache=False)
     res = measure(design(tiny_model, tmp_path), cfg, tmp_path)
     m = res.metrics
