@@ -16,6 +16,8 @@ import optuna
 import pandas as pd
 import pytest
 from conftest import tiny_raw
+from helpers import brute_front
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from hqsearch.config import parse_config
@@ -39,22 +41,15 @@ sys.exit(code)
 """
 
 
-def brute_front(points: list[tuple[int, list[float]]], maximise: list[bool]) -> list[int]:
-    """The numbers of the points no other point dominates, pair by pair."""
-
-    def better_or_equal(a, b):
-        return all((x >= y) if mx else (x <= y) for x, y, mx in zip(a, b, maximise, strict=True))
-
-    return sorted(
-        n for n, v in points if not any(better_or_equal(w, v) and list(w) != list(v) for m, w in points if m != n)
-    )
-
-
 def test_nondominated_and_the_incremental_front_agree_with_pairwise_dominance():
     rng = np.random.default_rng(0)
     for maximise in ([True, False], [True, False, False], [False, False, True]):
         values = rng.integers(0, 6, size=(40, len(maximise))).astype(float)  # many ties
-        expected = brute_front(list(enumerate(values.tolist())), maximise)
+        directions = [StudyDirection.MAXIMIZE if mx else StudyDirection.MINIMIZE for mx in maximise]
+        trials = [optuna.trial.create_trial(values=list(row)) for row in values]
+        for i, trial in enumerate(trials):
+            trial.number = i
+        expected = sorted(brute_front(trials, directions))
         assert np.flatnonzero(nondominated(values, maximise)).tolist() == expected
         front = Front(maximise)
         for i, row in enumerate(values):
@@ -135,14 +130,7 @@ def test_every_view_shows_the_measured_front_not_the_estimates(worse_study, tmp_
         assert t.values[1] > told.values[1] and told.user_attrs["info"]["synth_skipped"]
 
     # the measured front by brute force: COMPLETE, measured (not told with an estimate), within the constraint
-    measured = [
-        (t.number, t.values)
-        for t in trials
-        if t.state == TrialState.COMPLETE
-        and not t.user_attrs["info"].get("synth_skipped")
-        and t.user_attrs["metrics"]["luts"] <= 100000
-    ]
-    expected = brute_front(measured, [True, False])
+    expected = sorted(brute_front(trials, study.directions))
     assert expected
 
     # Optuna's own view, the API and the command line (what the dashboard shows too)
