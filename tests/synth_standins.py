@@ -192,3 +192,47 @@ def csynth_expected(xml: Path) -> dict:
         "estimated_clock_ns": float(root.findtext("PerformanceEstimates/SummaryOfTimingAnalysis/EstimatedClockPeriod")),
         "version": root.findtext("ReportVersion/Version").strip(),
     }
+
+
+_YOSYS = r"""#!{python}
+import json, os, sys, time
+from pathlib import Path
+
+spec_path = Path(__file__).resolve().with_name("yosys_spec.json")
+spec = json.loads(spec_path.read_text()) if spec_path.is_file() else {{}}
+if sys.argv[1:] != ["-V"] and spec:
+    cwd = os.getcwd()
+    if spec["slow"] in cwd:  # the first design whose folder matches hangs until it is killed
+        try:
+            fd = os.open(spec["marker"], os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        except FileExistsError:
+            fd = None
+        if fd is not None:
+            os.write(fd, json.dumps({{"pid": os.getpid(), "cwd": cwd}}).encode())
+            os.close(fd)
+            time.sleep(3600)
+            sys.exit(1)
+    time.sleep(spec["delay"])
+os.execv({real!r}, [{real!r}, *sys.argv[1:]])  # the real Yosys, in this same process
+"""
+
+
+class YosysStandIn:
+    """A `yosys` first on PATH that runs the real native Yosys in its own process (exec, same pid), unless
+    told (`slow`) to hang on one design: the first whose folder contains a given string, recorded with its
+    pid in `marker`. The spec lives next to the executable, so processes started before it was written
+    (Ray workers) follow it too. Without a spec it is the real Yosys."""
+
+    def __init__(self, bin_dir: Path, real: str) -> None:
+        bin_dir.mkdir(parents=True, exist_ok=True)
+        self.bin_dir, self.spec_path = bin_dir, bin_dir / "yosys_spec.json"
+        exe = bin_dir / "yosys"
+        exe.write_text(_YOSYS.format(python=sys.executable, real=real))
+        exe.chmod(exe.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+
+    def slow(self, contains: str, marker: Path, delay: float = 0.0) -> None:
+        """The first design whose folder contains `contains` hangs; every other one waits `delay` s first."""
+        self.spec_path.write_text(json.dumps({"slow": contains, "marker": str(marker), "delay": delay}))
+
+    def clear(self) -> None:
+        self.spec_path.unlink(missing_ok=True)

@@ -8,7 +8,9 @@ left: neither the tool nor the guard that started it.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -18,6 +20,7 @@ import pytest
 from conftest import needs_native_yosys, tiny_raw
 from helpers import parent_of, process_alive
 from optuna.trial import TrialState
+from synth_standins import YosysStandIn
 from test_faults import start_driver, wait_for
 
 from hqsearch.config import parse_config
@@ -128,11 +131,17 @@ def test_second_ctrl_c_ends_the_tool(yosys, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def ray_instance():
+def ray_instance(tmp_path_factory):
+    """A local Ray instance whose workers find the Yosys stand-in first on PATH (the real Yosys unless a
+    test tells it otherwise); yields the stand-in, None without a native Yosys."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
+    real = shutil.which("yosys")
+    standin = YosysStandIn(tmp_path_factory.mktemp("standin_bin"), real) if real else None
+    path = os.pathsep.join([str(standin.bin_dir), os.environ["PATH"]]) if standin else os.environ["PATH"]
+    env = {"env_vars": {"PATH": path}}
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env=env)
+    yield standin
     ray.shutdown()
 
 
@@ -189,3 +198,49 @@ def test_ray_worker_killed_ends_the_tool(tmp_path, ray_instance, yosys="yowasp")
     executor.close()
     assert "synth task lost" in finished[0].outcome.error
     watcher.assert_all_gone()
+
+
+@needs_native_yosys
+def test_ray_a_design_over_its_timeout_fails_alone(tmp_path, ray_instance):
+    """As locally, each design of a synth task has the synth timeout of its own: the first candidate hangs
+    and is killed at the limit, while the final design and the next candidate, each slower than the
+    grace the whole task used to get beyond one limit, are measured and kept."""
+    marker = tmp_path / "slow.json"
+    ray_instance.slow("/harvest/", marker, delay=2.0)
+    raw = tiny_raw(
+        tmp_path,
+        "ray_slow_design",
+        study={"n_trials": 1},
+        training={"epochs": 10, "harvest": {"max_candidates": 2}},
+        search_space={"beta": {"low": 3e-4, "high": 1e-3, "log": True}, "init_weight_bits": 3, "init_act_bits": 3},
+        synthesis={"backend": "yosys", "yosys": "native", "cache": False, "fidelity": "all"},
+        execution={
+            "executor": "ray",
+            "max_concurrent": 1,
+            "max_failures": 1,
+            "ray": {"max_retries": 0},
+            "timeouts": {"synth": 15},
+        },
+    )
+    cfg = parse_config(raw)
+    watcher = Watcher(tmp_path)
+    try:
+        summary = run_study(cfg)
+    finally:
+        ray_instance.clear()
+    watcher.assert_all_gone()
+    slow = json.loads(marker.read_text())
+    assert slow["pid"] in watcher.seen  # the hung design's tool was seen, and is gone
+    study = load_existing(cfg.study.storage_url, "ray_slow_design")
+    (training,) = [t for t in study.trials if "parent" not in t.user_attrs]
+    assert training.state == TrialState.COMPLETE, training.user_attrs.get("error")
+    assert training.user_attrs["sources"]["luts"].startswith("yosys")
+    harvest = training.user_attrs["info"]["harvest"]
+    assert harvest["candidates"] == 2, "the training must harvest two candidates for this test"
+    epoch = int(Path(slow["cwd"]).parent.name.removeprefix("epoch_"))
+    (error,) = harvest["errors"]
+    assert error.startswith(f"epoch {epoch}: SynthError: yosys ran over its timeout of")
+    (kept,) = [t for t in study.trials if t.user_attrs.get("parent") == training.number]
+    assert kept.state == TrialState.COMPLETE and kept.user_attrs["epoch"] != epoch
+    assert kept.user_attrs["sources"]["luts"].startswith("yosys") and kept.user_attrs["metrics"]["luts"] > 0
+    assert summary.complete == 1 and summary.harvested == 1

@@ -10,6 +10,10 @@ paying the imports per task. A stage whose process or worker or node dies is ret
 times by Ray; an exception in the trial is not retried.
 
 On Ray a stage's timeout counts from the task's submission, time spent waiting for resources included.
+A synth task measures the final design and then each harvested candidate, and each design has
+`timeouts.synth` of its own, as locally: inside the task its tool is killed at that limit and that design
+alone fails. The cancel here is a backstop for a task that hangs outside its tools, sized to the task's
+designs, so a slow candidate never costs the training or the designs measured before it.
 """
 
 from __future__ import annotations
@@ -108,6 +112,7 @@ class _RayTrial:
     stage: str  # "train" (train + firmware) or "synth"
     ref: object
     submitted: float = field(default_factory=time.monotonic)
+    designs: int = 1  # what its synth task measures one after the other: the final model and its candidates
 
 
 class RayExecutor:
@@ -214,17 +219,28 @@ class RayExecutor:
                 synth = self.cfg.execution.ray.synth
                 r.ref = self.synth_fn.remote(self.cfg, r.job, result, self._threads(synth))
                 r.stage, r.submitted = "synth", time.monotonic()
+                r.designs = 1 + len(result.candidates)
             else:
                 del self.running[r.job.number]
                 finished.append(Finished(r.job, result))
         now = time.monotonic()
         for r in list(self.running.values()):
             limit = self.limits[r.stage]
-            grace = SYNTH_GRACE if r.stage == "synth" else 0.0
-            if limit is not None and now - r.submitted > limit + grace:
+            if limit is not None and now - r.submitted > self._backstop(r, limit):
                 ray.cancel(r.ref, force=True)
-                finished.append(self._fail(r, f"stage {r.stage!r} ran over its timeout of {limit:g} s; cancelled"))
+                each = f" for each of its {r.designs} designs" if r.designs > 1 else ""
+                error = f"stage {r.stage!r} ran over its timeout of {limit:g} s{each}; cancelled"
+                finished.append(self._fail(r, error))
         return finished
+
+    @staticmethod
+    def _backstop(r: _RayTrial, limit: float) -> float:
+        """Seconds after its submission that a task is cancelled. A synth task's designs each get the limit
+        inside the task, where a design's tool is killed at it and that design alone fails; this allows
+        them all, one after the other, each with the grace of a tool being killed."""
+        if r.stage != "synth":
+            return limit
+        return r.designs * (limit + SYNTH_GRACE)
 
     def _fail(self, r: _RayTrial, error: str, tb: str | None = None) -> Finished:
         self.running.pop(r.job.number, None)
