@@ -393,7 +393,8 @@ class SynthesisSection(_Section):
 
 
 class Timeouts(_Section):
-    """Seconds per stage; the stage's process is killed and the trial is a FAIL when one runs over."""
+    """Seconds per stage; the stage's process is killed and the trial is a FAIL when one runs over. `synth`
+    is per design: a harvested candidate over it is dropped alone (see `trial.synth_stage`)."""
 
     train: float | None = Field(default=3600, gt=0)
     firmware: float | None = Field(default=1800, gt=0)
