@@ -132,9 +132,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from .driver import Progress as RunProgress
     from .driver import run_study
+    from .preflight import check_folders
     from .study import shown_url
 
     cfg = _config(args)
+    check_folders(cfg)
     _print_advice(cfg)
     console.print(
         f"study [bold]{cfg.study.name}[/bold] in {shown_url(cfg.study.storage_url)}, target {_target(cfg)}, "
@@ -205,10 +207,11 @@ def _target(cfg) -> str:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from .advice import advise
-    from .preflight import preflight
+    from .preflight import check_folders, preflight
     from .study import shown_url
 
     cfg = load_config(args.config)
+    check_folders(cfg)
     try:
         checked = str(preflight(cfg))
     except DataNotHere as err:  # a valid config whose data lives elsewhere; `run` refuses until it is here
@@ -373,8 +376,10 @@ def _cell(col: str, v) -> str:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from .checkpoints import import_checkpoints
+    from .preflight import check_folders
 
     cfg = _config(args)
+    check_folders(cfg)
 
     def show(i) -> None:
         shown = {"added": f"trial {i.number}: {i.note}", "present": i.note, "failed": f"[red]failed:[/red] {i.note}"}

@@ -1,11 +1,17 @@
 """The installed `hqsearch` command, as a user runs it."""
 
+import contextlib
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import yaml
 from conftest import tiny_raw
+
+from hqsearch.config import load_config
+from hqsearch.study import open_study
 
 ROOT = Path(__file__).parents[1]
 
@@ -109,3 +115,68 @@ def test_synth_of_a_model_without_hgq2_layers_is_one_line(tmp_path):
     res = hq("synth", "mixed.keras", "--backend", "estimate", cwd=tmp_path)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().startswith("error: layer 'soft' (Activation) cannot be traced")
+
+
+def existing_study(config: Path) -> tuple[Path, str]:
+    """The config's study, created as `run` creates it in the config's folder, with one point in it: its
+    file and a digest of it."""
+    with contextlib.chdir(config.parent):
+        cfg = load_config(config)
+        study = open_study(cfg)
+        dist = optuna.distributions.FloatDistribution(0, 1)
+        study.add_trial(optuna.trial.create_trial(values=[0.9, 100.0], params={"x": 0.5}, distributions={"x": dist}))
+        db = Path(cfg.study.storage_url.removeprefix("sqlite:///")).resolve()
+    return db, hashlib.sha256(db.read_bytes()).hexdigest()
+
+
+def assert_untouched(db: Path, digest: str) -> None:
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == digest
+    (study,) = optuna.get_all_study_summaries(f"sqlite:///{db}")
+    assert study.n_trials == 1
+
+
+def test_data_that_cannot_be_features_is_one_line_before_the_study_is_touched(tmp_path):
+    rows = "".join(f"{i},{'high' if i == 5 else i / 40},{i % 2}\n" for i in range(40))
+    (tmp_path / "data.csv").write_text("a,b,label\n" + rows)
+    config = tmp_path / "csv.yaml"
+    config.write_text("study: {name: csv, n_trials: 1}\ndata:\n  source: csv\n  path: data.csv\n  label: label\n")
+    db, digest = existing_study(config)
+    res = hq("run", str(config), "--no-progress", cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.strip() == (
+        f"error: {config}:4: data.path: data.csv: feature column 'b' is not numeric (e.g. 'high'): "
+        "list the numeric columns in data.features, or make this one numbers"
+    )
+    assert_untouched(db, digest)
+    assert not (tmp_path / "runs" / "csv" / "trials").exists()
+
+    (tmp_path / "data.npz").write_text("x,y\n1,0\n")
+    config.write_text("study: {name: csv, n_trials: 1}\ndata:\n  source: npz\n  path: data.npz\n")
+    res = hq("check", str(config), cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.strip() == (
+        f"error: {config}:4: data.path: data.npz is not an npz file "
+        "(expected arrays saved with numpy.savez or savez_compressed)"
+    )
+
+
+def test_unwritable_folders_are_named_before_the_study_is_touched(tmp_path):
+    (tmp_path / "a_file").write_text("in the way")
+    config = tmp_path / "w.yaml"
+    base = f"study:\n  name: w\n  n_trials: 1\n  storage: sqlite:///{tmp_path / 'study.db'}\n"
+    config.write_text(base)
+    db, digest = existing_study(config)
+    cases = {  # /sys takes no new files, not even from root; a file where a folder should be stops anyone
+        "  output_dir: a_file/out\n": "5: study.output_dir: cannot write to a_file/out: a_file is a file, not a folder",
+        "  artifact_dir: /sys/hqsearch/artifacts\n": "5: study.artifact_dir: cannot write to /sys/hqsearch/artifacts: "
+        "/sys cannot be written (",
+    }
+    for line, expected in cases.items():
+        config.write_text(base + line)
+        for command in ("check", "run"):
+            res = hq(command, str(config), cwd=tmp_path)
+            assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+            assert len(res.stderr.strip().splitlines()) == 1
+            assert res.stderr.startswith(f"error: {config}:{expected}"), res.stderr
+    assert_untouched(db, digest)
+    assert not (tmp_path / "runs").exists()
