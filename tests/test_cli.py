@@ -2,8 +2,12 @@
 
 import contextlib
 import hashlib
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -180,3 +184,71 @@ def test_unwritable_folders_are_named_before_the_study_is_touched(tmp_path):
             assert res.stderr.startswith(f"error: {config}:{expected}"), res.stderr
     assert_untouched(db, digest)
     assert not (tmp_path / "runs").exists()
+
+
+def interrupt(proc: subprocess.Popen, ready, timeout: float = 120) -> tuple[str, str]:
+    """Ctrl-C at a terminal: SIGINT to the command's whole process group once `ready()`; its output."""
+    deadline = time.monotonic() + timeout
+    try:
+        while not ready():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the command did not get ready"
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)
+        return proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # the test failed: nothing of the command is left behind
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+
+
+def hq_started(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hqsearch.cli", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own group, as a terminal's foreground job
+    )
+
+
+def test_ctrl_c_before_the_trials_is_one_line_and_130(tmp_path):
+    """Ctrl-C while `run` checks the data (before the driver takes over Ctrl-C): the study is as it was."""
+    config = tmp_path / "held.yaml"
+    raw = {"study": {"name": "held", "n_trials": 1}, "data": {"source": "callable"}}
+    raw["data"]["function"] = "helpers:digits_held_in_preflight"
+    config.write_text(yaml.safe_dump(raw))
+    db, digest = existing_study(config)
+    marker = tmp_path / "in_preflight"
+    env = {**os.environ, "HQ_TEST_MARKER": str(marker)}
+    started = time.monotonic()
+    proc = hq_started("run", str(config), cwd=tmp_path, env=env)
+    _, err = interrupt(proc, marker.exists)
+    waited = time.monotonic() - started
+    assert proc.returncode == 130 and err == "interrupted\n", err
+    assert_untouched(db, digest)
+    assert not (tmp_path / "runs" / "held" / "trials").exists()
+    assert waited < 60  # the held preflight was ended, not waited for (it would hold Python's exit for 60 s)
+
+
+def test_ctrl_c_ends_the_dashboard_with_one_line_and_130(tmp_path):
+    config = tmp_path / "d.yaml"
+    config.write_text("study: {name: d, n_trials: 1}\n")
+    existing_study(config)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def listening() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    proc = hq_started("dashboard", str(config), "--port", str(port), cwd=tmp_path)
+    _, err = interrupt(proc, listening)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == "interrupted" and err.count("interrupted") == 1
