@@ -252,3 +252,15 @@ def test_ctrl_c_ends_the_dashboard_with_one_line_and_130(tmp_path):
     _, err = interrupt(proc, listening)
     assert proc.returncode == 130 and "Traceback" not in err, err
     assert err.strip().splitlines()[-1] == "interrupted" and err.count("interrupted") == 1
+
+
+def test_dashboard_on_an_artifact_dir_that_cannot_be_made_is_one_line(tmp_path):
+    (tmp_path / "a_file").write_text("in the way")
+    config = tmp_path / "d.yaml"
+    config.write_text("study:\n  name: d\n  artifact_dir: a_file/artifacts\n")
+    existing_study(config)
+    res = hq("dashboard", str(config), "--port", "1", cwd=tmp_path)  # refused before it binds
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.strip() == (
+        f"error: {config}:3: study.artifact_dir: cannot make the folder a_file/artifacts (Not a directory)"
+    )
