@@ -519,8 +519,8 @@ INTERRUPTED = 130  # what a shell reports for a command ended by SIGINT (128 + 2
 def main(argv: list[str] | None = None) -> int:
     """Run one command; a user's error is one line and exit code 2, Ctrl-C one line and 130.
 
-    `run` handles Ctrl-C itself while trials run (they finish, or a second Ctrl-C cancels them); a
-    KeyboardInterrupt that reaches here came before or after that, or from another command."""
+    `run` handles Ctrl-C itself while its trials run; a KeyboardInterrupt that reaches here came before
+    or after that, or from another command."""
     try:
         args = _parser().parse_args(argv)
         return _COMMANDS[args.command](args)

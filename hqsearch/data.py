@@ -84,8 +84,7 @@ def _frame_xy(df: pd.DataFrame, cfg: DataSection, source: str, label: str) -> tu
         raise DataError(f"{source} has no column {', '.join(map(repr, missing))}", "data.features")
     for c in features:  # a feature the network cannot take: one error naming it, not numpy's ValueError
         if not (pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])):
-            bad = df[c][pd.to_numeric(df[c], errors="coerce").isna() & df[c].notna()]
-            found = f" (e.g. {bad.iloc[0]!r})" if len(bad) else ""
+            found = _first_non_number(df[c])
             key = "data.features" if isinstance(cfg.features, list) else "data.path"
             raise DataError(
                 f"{source}: feature column {c!r} is not numeric{found}: "
@@ -93,6 +92,15 @@ def _frame_xy(df: pd.DataFrame, cfg: DataSection, source: str, label: str) -> tu
                 key,
             )
     return df[features].to_numpy(np.float32), df[label].to_numpy()
+
+
+def _first_non_number(column: pd.Series) -> str:
+    """` (e.g. 'abc')`: a value of a column that is not a number, for the error; "" when none is found."""
+    try:
+        bad = column[pd.to_numeric(column, errors="coerce").isna() & column.notna()]
+    except (TypeError, ValueError):  # values pandas cannot even try (lists, mappings)
+        bad = column.dropna()
+    return f" (e.g. {str(bad.iloc[0])[:40]!r})" if len(bad) else ""
 
 
 def _existing(path: Path) -> Path:
