@@ -139,7 +139,7 @@ def assert_untouched(db: Path, digest: str) -> None:
     assert study.n_trials == 1
 
 
-def test_data_that_cannot_be_features_is_one_line_before_the_study_is_touched(tmp_path):
+def test_run_names_a_feature_column_that_is_not_numeric_before_the_study_is_touched(tmp_path):
     rows = "".join(f"{i},{'high' if i == 5 else i / 40},{i % 2}\n" for i in range(40))
     (tmp_path / "data.csv").write_text("a,b,label\n" + rows)
     config = tmp_path / "csv.yaml"
@@ -154,8 +154,11 @@ def test_data_that_cannot_be_features_is_one_line_before_the_study_is_touched(tm
     assert_untouched(db, digest)
     assert not (tmp_path / "runs" / "csv" / "trials").exists()
 
+
+def test_check_names_a_data_file_that_is_not_an_npz(tmp_path):
     (tmp_path / "data.npz").write_text("x,y\n1,0\n")
-    config.write_text("study: {name: csv, n_trials: 1}\ndata:\n  source: npz\n  path: data.npz\n")
+    config = tmp_path / "npz.yaml"
+    config.write_text("study: {name: npz, n_trials: 1}\ndata:\n  source: npz\n  path: data.npz\n")
     res = hq("check", str(config), cwd=tmp_path)
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
     assert res.stderr.strip() == (
