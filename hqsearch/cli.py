@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
 from dataclasses import replace
@@ -132,9 +133,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from .driver import Progress as RunProgress
     from .driver import run_study
+    from .preflight import check_folders
     from .study import shown_url
 
     cfg = _config(args)
+    check_folders(cfg)
     _print_advice(cfg)
     console.print(
         f"study [bold]{cfg.study.name}[/bold] in {shown_url(cfg.study.storage_url)}, target {_target(cfg)}, "
@@ -205,10 +208,11 @@ def _target(cfg) -> str:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from .advice import advise
-    from .preflight import preflight
+    from .preflight import check_folders, preflight
     from .study import shown_url
 
     cfg = load_config(args.config)
+    check_folders(cfg)
     try:
         checked = str(preflight(cfg))
     except DataNotHere as err:  # a valid config whose data lives elsewhere; `run` refuses until it is here
@@ -373,8 +377,10 @@ def _cell(col: str, v) -> str:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from .checkpoints import import_checkpoints
+    from .preflight import check_folders
 
     cfg = _config(args)
+    check_folders(cfg)
 
     def show(i) -> None:
         shown = {"added": f"trial {i.number}: {i.note}", "present": i.note, "failed": f"[red]failed:[/red] {i.note}"}
@@ -467,7 +473,19 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     host = f"[{args.host}]" if ":" in args.host else args.host
     console.print(f"optuna-dashboard for {shown_url(cfg.study.storage_url)} (artifacts: {cfg.study.artifact_path})")
     console.print(f"open http://{host}:{args.port}/dashboard", highlight=False)
-    run_server(storage, host=args.host, port=args.port, artifact_store=artifact_store(cfg))
+    interrupted: list[int] = []
+
+    def on_sigint(signum: int, frame) -> None:  # noqa: ARG001
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        run_server(storage, host=args.host, port=args.port, artifact_store=artifact_store(cfg))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted:  # bottle ends its server on Ctrl-C and returns: the command ends as any command Ctrl-C stops
+        raise KeyboardInterrupt
     return 0
 
 
@@ -495,13 +513,23 @@ _COMMANDS = {
 }
 
 
+INTERRUPTED = 130  # what a shell reports for a command ended by SIGINT (128 + 2)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """Run one command; a user's error is one line and exit code 2, Ctrl-C one line and 130.
+
+    `run` handles Ctrl-C itself while its trials run; a KeyboardInterrupt that reaches here came before
+    or after that, or from another command."""
     try:
+        args = _parser().parse_args(argv)
         return _COMMANDS[args.command](args)
     except HQSearchError as err:
         err_console.print(f"[red]error:[/red] {err}", highlight=False)
         return 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted", highlight=False)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

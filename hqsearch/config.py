@@ -489,6 +489,9 @@ class _LineLoader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict:
+    # merge keys (`<<: *defaults`) first, as SafeLoader does: the merged keys become keys of this mapping
+    # (its own keys win), each at the line where its value is written
+    loader.flatten_mapping(node)
     lines = {}
     for key_node, _ in node.value:
         lines[loader.construct_object(key_node)] = key_node.start_mark.line + 1

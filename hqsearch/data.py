@@ -7,6 +7,7 @@ is trained and scored on the same samples and their accuracies are comparable.
 from __future__ import annotations
 
 import importlib
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,12 +82,32 @@ def _frame_xy(df: pd.DataFrame, cfg: DataSection, source: str, label: str) -> tu
     missing = [c for c in features if c not in df.columns]
     if missing:
         raise DataError(f"{source} has no column {', '.join(map(repr, missing))}", "data.features")
+    for c in features:  # a feature the network cannot take: one error naming it, not numpy's ValueError
+        if not (pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])):
+            found = _first_non_number(df[c])
+            key = "data.features" if isinstance(cfg.features, list) else "data.path"
+            raise DataError(
+                f"{source}: feature column {c!r} is not numeric{found}: "
+                "list the numeric columns in data.features, or make this one numbers",
+                key,
+            )
     return df[features].to_numpy(np.float32), df[label].to_numpy()
+
+
+def _first_non_number(column: pd.Series) -> str:
+    """` (e.g. 'abc')`: a value of a column that is not a number, for the error; "" when none is found."""
+    try:
+        bad = column[pd.to_numeric(column, errors="coerce").isna() & column.notna()]
+    except (TypeError, ValueError):  # values pandas cannot even try (lists, mappings)
+        bad = column.dropna()
+    return f" (e.g. {str(bad.iloc[0])[:40]!r})" if len(bad) else ""
 
 
 def _existing(path: Path) -> Path:
     if not path.exists():
         raise DataFileMissing(f"data file {path} does not exist", "data.path")
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not a data file", "data.path")
     return path
 
 
@@ -120,14 +141,37 @@ def _jet_hlf(cfg: DataSection) -> tuple[np.ndarray, np.ndarray]:
 
 def _npz(cfg: DataSection) -> tuple[np.ndarray, np.ndarray]:
     assert cfg.path is not None
-    arrays = np.load(_existing(cfg.path))
-    xk = cfg.features if isinstance(cfg.features, str) else "x"
-    yk = cfg.label or "y"
-    for k in (xk, yk):
-        if k not in arrays:
-            key = "data.features" if k == xk else "data.label"
-            raise DataError(f"{cfg.path} has no array {k!r} (arrays: {', '.join(arrays.files)})", key)
-    return arrays[xk].astype(np.float32), arrays[yk]
+    path = _existing(cfg.path)
+    not_npz = f"{path} is not an npz file (expected arrays saved with numpy.savez or savez_compressed)"
+    try:
+        with path.open("rb") as f:
+            magic = f.read(6)
+    except OSError as err:
+        raise DataError(f"{path} cannot be read ({err.strerror})", "data.path") from None
+    if magic == b"\x93NUMPY":
+        raise DataError(f"{not_npz}: it holds one array, as numpy.save writes", "data.path")
+    if not zipfile.is_zipfile(path):  # numpy would try it as a pickle and say so, which misleads
+        raise DataError(not_npz, "data.path")
+    try:
+        arrays = np.load(path)  # no pickles: object arrays are refused, never unpickled
+    except Exception as err:  # a damaged zip: numpy and zipfile raise many types
+        raise DataError(f"{not_npz}: {type(err).__name__}: {err}", "data.path") from None
+    with arrays:
+        xk = cfg.features if isinstance(cfg.features, str) else "x"
+        yk = cfg.label or "y"
+        for k in (xk, yk):
+            if k not in arrays:
+                key = "data.features" if k == xk else "data.label"
+                raise DataError(f"{path} has no array {k!r} (arrays: {', '.join(arrays.files)})", key)
+        try:
+            x, y = arrays[xk], arrays[yk]
+        except Exception as err:  # a damaged member, or an array of Python objects (pickled)
+            why = f"{type(err).__name__}: {err}"
+            raise DataError(f"{path}: arrays {xk!r} and {yk!r} cannot be read ({why})", "data.path") from None
+    try:
+        return x.astype(np.float32), y
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: array {xk!r} is not numeric (dtype {x.dtype})", "data.features") from None
 
 
 def _table(cfg: DataSection) -> tuple[np.ndarray, np.ndarray]:

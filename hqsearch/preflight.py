@@ -9,9 +9,11 @@ executor: in a worker forked from its warm server), so the driver never imports 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import StudyConfig
@@ -61,6 +63,33 @@ def _located(cfg: StudyConfig) -> Iterator[None]:
         raise DataNotHere(str(cfg.error(err.key, err.message))) from None
     except KeyedError as err:
         raise cfg.error(err.key, err.message) from None
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why nothing can be written at `path` (a folder, made if missing), or None. Nothing is created: the
+    nearest folder that exists is tried with an unnamed temporary file."""
+    try:
+        existing = path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            return "it is a file, not a folder" if existing == path else f"{existing} is a file, not a folder"
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        why = err.strerror or str(err)
+        return why if existing == path else f"{existing} cannot be written ({why})"
+    return None
+
+
+def check_folders(cfg: StudyConfig) -> None:
+    """The folders the driver writes (output_dir: the default storage and the trial folders; artifact_dir)
+    can be written: a wrong path is one error naming its field before anything is asked or written,
+    instead of a traceback once the study is open. Run where the driver runs, not where trials do."""
+    s = cfg.study
+    for key, path in (("study.output_dir", s.run_dir), ("study.artifact_dir", s.artifact_path)):
+        if why := _unwritable(path):
+            raise cfg.error(key, f"cannot write to {path}: {why}")
 
 
 def load_data(cfg: StudyConfig) -> Dataset:

@@ -225,5 +225,10 @@ def stored_config(study: optuna.Study, storage: str | None = None) -> StudyConfi
 
 
 def artifact_store(cfg: StudyConfig) -> FileSystemArtifactStore:
-    cfg.study.artifact_path.mkdir(parents=True, exist_ok=True)
-    return FileSystemArtifactStore(str(cfg.study.artifact_path))
+    """The study's artifact store; a folder that cannot be made is one error naming `study.artifact_dir`."""
+    path = cfg.study.artifact_path
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise cfg.error("study.artifact_dir", f"cannot make the folder {path} ({err.strerror or err})") from None
+    return FileSystemArtifactStore(str(path))

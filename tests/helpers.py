@@ -111,3 +111,12 @@ def brute_front(trials, directions) -> set[int]:
 
 def _values(constraints) -> list[float]:
     return list(constraints.values()) if isinstance(constraints, dict) else list(constraints or [])
+
+
+def digits_held_in_preflight():
+    """The digits data, after holding the preflight until a test interrupts it: the preflight marks the
+    file `HQ_TEST_MARKER` when it is waiting."""
+    if _in_preflight():
+        Path(os.environ["HQ_TEST_MARKER"]).write_text("in the preflight")
+        time.sleep(60)
+    return _digits()

@@ -1,11 +1,21 @@
 """The installed `hqsearch` command, as a user runs it."""
 
+import contextlib
+import hashlib
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import optuna
 import yaml
 from conftest import tiny_raw
+
+from hqsearch.config import load_config
+from hqsearch.study import open_study
 
 ROOT = Path(__file__).parents[1]
 
@@ -109,3 +119,151 @@ def test_synth_of_a_model_without_hgq2_layers_is_one_line(tmp_path):
     res = hq("synth", "mixed.keras", "--backend", "estimate", cwd=tmp_path)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().startswith("error: layer 'soft' (Activation) cannot be traced")
+
+
+def existing_study(config: Path) -> tuple[Path, str]:
+    """The config's study, created as `run` creates it in the config's folder, with one point in it: its
+    file and a digest of it."""
+    with contextlib.chdir(config.parent):
+        cfg = load_config(config)
+        study = open_study(cfg)
+        dist = optuna.distributions.FloatDistribution(0, 1)
+        study.add_trial(optuna.trial.create_trial(values=[0.9, 100.0], params={"x": 0.5}, distributions={"x": dist}))
+        db = Path(cfg.study.storage_url.removeprefix("sqlite:///")).resolve()
+    return db, hashlib.sha256(db.read_bytes()).hexdigest()
+
+
+def assert_untouched(db: Path, digest: str) -> None:
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == digest
+    (study,) = optuna.get_all_study_summaries(f"sqlite:///{db}")
+    assert study.n_trials == 1
+
+
+def test_run_names_a_feature_column_that_is_not_numeric_before_the_study_is_touched(tmp_path):
+    rows = "".join(f"{i},{'high' if i == 5 else i / 40},{i % 2}\n" for i in range(40))
+    (tmp_path / "data.csv").write_text("a,b,label\n" + rows)
+    config = tmp_path / "csv.yaml"
+    config.write_text("study: {name: csv, n_trials: 1}\ndata:\n  source: csv\n  path: data.csv\n  label: label\n")
+    db, digest = existing_study(config)
+    res = hq("run", str(config), "--no-progress", cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.strip() == (
+        f"error: {config}:4: data.path: data.csv: feature column 'b' is not numeric (e.g. 'high'): "
+        "list the numeric columns in data.features, or make this one numbers"
+    )
+    assert_untouched(db, digest)
+    assert not (tmp_path / "runs" / "csv" / "trials").exists()
+
+
+def test_check_names_a_data_file_that_is_not_an_npz(tmp_path):
+    (tmp_path / "data.npz").write_text("x,y\n1,0\n")
+    config = tmp_path / "npz.yaml"
+    config.write_text("study: {name: npz, n_trials: 1}\ndata:\n  source: npz\n  path: data.npz\n")
+    res = hq("check", str(config), cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.strip() == (
+        f"error: {config}:4: data.path: data.npz is not an npz file "
+        "(expected arrays saved with numpy.savez or savez_compressed)"
+    )
+
+
+def test_unwritable_folders_are_named_before_the_study_is_touched(tmp_path):
+    (tmp_path / "a_file").write_text("in the way")
+    config = tmp_path / "w.yaml"
+    base = f"study:\n  name: w\n  n_trials: 1\n  storage: sqlite:///{tmp_path / 'study.db'}\n"
+    config.write_text(base)
+    db, digest = existing_study(config)
+    cases = {  # /sys takes no new files, not even from root; a file where a folder should be stops anyone
+        "  output_dir: a_file/out\n": "5: study.output_dir: cannot write to a_file/out: a_file is a file, not a folder",
+        "  artifact_dir: /sys/hqsearch/artifacts\n": "5: study.artifact_dir: cannot write to /sys/hqsearch/artifacts: "
+        "/sys cannot be written (",
+    }
+    for line, expected in cases.items():
+        config.write_text(base + line)
+        for command in ("check", "run"):
+            res = hq(command, str(config), cwd=tmp_path)
+            assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+            assert len(res.stderr.strip().splitlines()) == 1
+            assert res.stderr.startswith(f"error: {config}:{expected}"), res.stderr
+    assert_untouched(db, digest)
+    assert not (tmp_path / "runs").exists()
+
+
+def interrupt(proc: subprocess.Popen, ready, timeout: float = 120) -> tuple[str, str]:
+    """Ctrl-C at a terminal: SIGINT to the command's whole process group once `ready()`; its output."""
+    deadline = time.monotonic() + timeout
+    try:
+        while not ready():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the command did not get ready"
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)
+        return proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # the test failed: nothing of the command is left behind
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+
+
+def hq_started(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hqsearch.cli", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own group, as a terminal's foreground job
+    )
+
+
+def test_ctrl_c_before_the_trials_is_one_line_and_130(tmp_path):
+    """Ctrl-C while `run` checks the data (before the driver takes over Ctrl-C): the study is as it was."""
+    config = tmp_path / "held.yaml"
+    raw = {"study": {"name": "held", "n_trials": 1}, "data": {"source": "callable"}}
+    raw["data"]["function"] = "helpers:digits_held_in_preflight"
+    config.write_text(yaml.safe_dump(raw))
+    db, digest = existing_study(config)
+    marker = tmp_path / "in_preflight"
+    env = {**os.environ, "HQ_TEST_MARKER": str(marker)}
+    started = time.monotonic()
+    proc = hq_started("run", str(config), cwd=tmp_path, env=env)
+    _, err = interrupt(proc, marker.exists)
+    waited = time.monotonic() - started
+    assert proc.returncode == 130 and err == "interrupted\n", err
+    assert_untouched(db, digest)
+    assert not (tmp_path / "runs" / "held" / "trials").exists()
+    assert waited < 60  # the held preflight was ended, not waited for (it would hold Python's exit for 60 s)
+
+
+def test_ctrl_c_ends_the_dashboard_with_one_line_and_130(tmp_path):
+    config = tmp_path / "d.yaml"
+    config.write_text("study: {name: d, n_trials: 1}\n")
+    existing_study(config)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def listening() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    proc = hq_started("dashboard", str(config), "--port", str(port), cwd=tmp_path)
+    _, err = interrupt(proc, listening)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == "interrupted" and err.count("interrupted") == 1
+
+
+def test_dashboard_on_an_artifact_dir_that_cannot_be_made_is_one_line(tmp_path):
+    (tmp_path / "a_file").write_text("in the way")
+    config = tmp_path / "d.yaml"
+    config.write_text("study:\n  name: d\n  artifact_dir: a_file/artifacts\n")
+    existing_study(config)
+    res = hq("dashboard", str(config), "--port", "1", cwd=tmp_path)  # refused before it binds
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.strip() == (
+        f"error: {config}:3: study.artifact_dir: cannot make the folder a_file/artifacts (Not a directory)"
+    )

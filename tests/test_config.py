@@ -104,6 +104,33 @@ def test_not_yaml_and_missing_file(tmp_path):
         load_config(tmp_path / "study.db")
 
 
+MERGED = """\
+study: {name: merged}
+execution:
+  ray:
+    train: &stage {num_cpus: 2, resources: {vivado: 1}}
+    synth:
+      <<: *stage
+      num_cpus: 1
+search_space:
+  l1: &range {low: 1.0e-7, high: 1.0e-5}
+  l2:
+    <<: [{log: true}, *range]
+    high: 1.0e-4
+"""
+
+
+def test_yaml_merge_keys_merge_as_in_yaml_1_1(tmp_path):
+    cfg = load_config(write(tmp_path, MERGED))
+    assert cfg.execution.ray.train.num_cpus == 2 and cfg.execution.ray.train.resources == {"vivado": 1}
+    assert cfg.execution.ray.synth.num_cpus == 1 and cfg.execution.ray.synth.resources == {"vivado": 1}  # own key wins
+    assert (cfg.search_space.l2.low, cfg.search_space.l2.high, cfg.search_space.l2.log) == (1e-7, 1e-4, True)
+    assert (cfg.search_space.l1.high, cfg.search_space.l1.log) == (1e-5, False)  # the anchor itself is unchanged
+    # an error in a merged key points at the line where its value is written
+    bad = MERGED.replace("resources: {vivado: 1}", "resources: {vivado: 1}, num_gpu: 1")
+    assert error_of(tmp_path, bad).endswith(":4: execution.ray.synth.num_gpu: unknown key")
+
+
 def test_ramp_epochs_and_budget(tmp_path):
     base = "study:\n  name: ok\n"
     cfg = load_config(write(tmp_path, base))

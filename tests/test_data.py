@@ -54,3 +54,40 @@ def test_npz_csv_and_parquet(tmp_path):
 def test_callable_source_errors_are_clear():
     with pytest.raises(DataError, match="cannot be imported"):
         load_dataset(DataSection(source="callable", function="no_such_module:load"))
+
+
+def test_a_non_numeric_feature_column_is_named_with_its_file(tmp_path):
+    rows = "".join(f"{i},{'unknown' if i == 7 else i * 2},{i % 2}\n" for i in range(40))
+    (tmp_path / "d.csv").write_text("a,b,label\n" + rows)
+    with pytest.raises(DataError) as err:
+        load_dataset(DataSection(source="csv", path=tmp_path / "d.csv", label="label"))
+    assert err.value.key == "data.path"  # every column but the label is a feature by default
+    assert err.value.message.startswith(f"{tmp_path / 'd.csv'}: feature column 'b' is not numeric (e.g. 'unknown')")
+    pd.DataFrame({"a": np.arange(40.0), "b": ["x"] * 40, "label": np.arange(40) % 2}).to_parquet(tmp_path / "d.parquet")
+    with pytest.raises(DataError, match=r"d\.parquet: feature column 'b' is not numeric") as err:
+        load_dataset(DataSection(source="parquet", path=tmp_path / "d.parquet", label="label", features=["a", "b"]))
+    assert err.value.key == "data.features"
+    d = load_dataset(DataSection(source="parquet", path=tmp_path / "d.parquet", label="label", features=["a"]))
+    assert d.input_shape == (1,)
+
+
+def test_a_file_that_is_not_an_npz_is_named(tmp_path):
+    (tmp_path / "text.npz").write_text("a,b\n1,2\n")
+    np.save(tmp_path / "one.npy", np.zeros((20, 3)))
+    np.savez(tmp_path / "objects.npz", x=np.array([{"a": 1}] * 20, dtype=object), y=np.arange(20) % 2)
+    np.savez(tmp_path / "words.npz", x=np.array([["a", "b"]] * 20), y=np.arange(20) % 2)
+    (tmp_path / "folder.npz").mkdir()
+    cases = {
+        "text.npz": (
+            "data.path",
+            r"is not an npz file \(expected arrays saved with numpy.savez or savez_compressed\)$",
+        ),
+        "one.npy": ("data.path", "is not an npz file .*: it holds one array, as numpy.save writes"),
+        "objects.npz": ("data.path", "arrays 'x' and 'y' cannot be read .*allow_pickle=False"),
+        "words.npz": ("data.features", r"array 'x' is not numeric \(dtype <U1\)"),
+        "folder.npz": ("data.path", "is a folder, not a data file"),
+    }
+    for name, (key, message) in cases.items():
+        with pytest.raises(DataError, match=message) as err:
+            load_dataset(DataSection(source="npz", path=tmp_path / name))
+        assert err.value.key == key and str(tmp_path / name) in err.value.message, name

@@ -125,10 +125,17 @@ class Forked:
         self.process.join(timeout=10)
 
     def result(self) -> Any:
-        """Block until the work is done; its value, or `WorkFailed`/`WorkerLost`."""
-        while not self.done:
-            wait(self.waitables())
-            self.read()
+        """Block until the work is done; its value, or `WorkFailed`/`WorkerLost`. A wait that is interrupted
+        (Ctrl-C, a cancelled Ray task) kills the work: no one is left to take its answer, and Python's exit
+        would otherwise wait for it to end."""
+        try:
+            while not self.done:
+                wait(self.waitables())
+                self.read()
+        except BaseException:
+            self.kill()
+            self.conn.close()
+            raise
         self.finish()
         if self.error is None:
             return self.value
