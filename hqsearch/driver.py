@@ -52,6 +52,7 @@ from .points import (
     MODEL_ARTIFACT_ATTR,
     ORIGIN_ATTR,
     PARENT_ATTR,
+    START_FAILED_ATTR,
     TRAINING_FILES,
     Origin,
     add_point,
@@ -64,6 +65,8 @@ from .trial import TrialOutcome
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 log = logging.getLogger(__name__)
+
+COULD_NOT_START = "could not start:"  # how the error of a trial that failed in `_ask`, before it ran, begins
 
 
 @dataclass
@@ -197,8 +200,14 @@ class Driver:
         return path
 
     def _fail(self, trial: optuna.Trial, error: str) -> Told:
+        """Tell the trial FAIL with `error`. A continuation that could not start (its checkpoint is gone, its
+        architecture left the space) marks its start as failed, so that no driver chooses the point again."""
+        attrs: dict = {"error": error}
+        if error.startswith(COULD_NOT_START) and (point := trial.user_attrs.get(CONTINUES_ATTR)) is not None:
+            attrs[START_FAILED_ATTR] = point
+            self.ledger.starts.start_failed(point)  # at once: the next ask comes before the next refresh
         try:
-            trial.set_user_attr("error", error)
+            set_user_attrs(trial, attrs)
             self.study.tell(trial, state=TrialState.FAIL)
         except Exception as err:
             if not _claimed_by_peer(err):
