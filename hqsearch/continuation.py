@@ -7,6 +7,10 @@ small improvement would add the most hypervolume (`gains`), divided by one plus 
 already started from it, so that the search spreads over the front instead of following one point
 forever. New points of a chain start with no children, so a chain that keeps extending the front's
 cheap end keeps being chosen: one long ramp, branching where the front needs it.
+
+A point that a continuation could not start from (its model is gone from the artifact store, its
+architecture left the search space) is never chosen again: the failed trial carries `start_failed`,
+so every driver that reads the study, now or after a restart, leaves that point out.
 """
 
 from __future__ import annotations
@@ -22,7 +26,15 @@ from optuna.trial import FrozenTrial, TrialState
 from .config import StudyConfig
 from .front import Front, meets_constraints, nondominated
 from .hypervolume import in_box, resolve
-from .points import BETA_ATTR, CONTINUES_ATTR, MEASURES_ATTR, MODEL_ARTIFACT_ATTR, Origin, origin
+from .points import (
+    BETA_ATTR,
+    CONTINUES_ATTR,
+    MEASURES_ATTR,
+    MODEL_ARTIFACT_ATTR,
+    START_FAILED_ATTR,
+    Origin,
+    origin,
+)
 from .space import ARCHITECTURE
 
 
@@ -107,9 +119,12 @@ class Starts:
         self.children: Counter[int] = Counter()  # COMPLETE trainings per continued point
         self.rows: dict[int, tuple[np.ndarray, Start, dict]] = {}  # every scored start, for a rebuild
         self.measured_as: dict[int, int] = {}  # a design told with its estimate -> the point measuring it
+        self.failed: set[int] = set()  # points a continuation could not start from: never chosen again
 
     def add(self, t: FrozenTrial) -> None:
         """A trial that just finished."""
+        if t.state == TrialState.FAIL and (point := t.user_attrs.get(START_FAILED_ATTR)) is not None:
+            self.start_failed(point)
         if t.state != TrialState.COMPLETE:
             return
         if origin(t) is Origin.TRAINING:
@@ -145,6 +160,10 @@ class Starts:
         for row, start, metrics in self.rows.values():
             self._take(row, start, metrics)
 
+    def start_failed(self, point: int) -> None:
+        """A continuation of `point` could not start: the point is not chosen again."""
+        self.failed.add(point)
+
     def gains(self, step: float = 0.05) -> dict[int, float]:
         """`gains` of every feasible start, from the front and a row of the worst values alone."""
         if self.worst is None:
@@ -164,7 +183,9 @@ class Starts:
         gain = self.gains()
         continued = (t.user_attrs.get(CONTINUES_ATTR) for t in running)
         children = self.children + Counter(self.measured_as.get(n, n) for n in continued)
-        scored = {n: g / (1 + children[n]) for n, g in gain.items() if g > 0}
+        # a measurement continues from the model of the estimate it replaced: that model's failure is its own
+        failed = self.failed | {self.measured_as[n] for n in self.failed if n in self.measured_as}
+        scored = {n: g / (1 + children[n]) for n, g in gain.items() if g > 0 and n not in failed}
         if not scored:
             return None
         starts = {start.point: start for start, _ in self.front.items}

@@ -7,7 +7,9 @@ still reach the measured front (see `fidelity`), as synthesis-only jobs.
 The storage decides how far a study is, so running the same config again continues it. A trial that
 fails is told FAIL with its reason and the study goes on; a run gives up after `max_failures` failures.
 A first Ctrl-C stops asking and lets running trials finish, a second one cancels them; either way every
-trial this driver asked for is told, so the storage is never left with trials stuck in RUNNING.
+trial this driver asked for is told, so the storage is never left with trials stuck in RUNNING. Ctrl-C
+never interrupts the driver's own work: the loop reads it between steps, so a trial being recorded (its
+tell, its uploads, its harvested candidates) is always recorded whole.
 
 A driver that was killed cannot tell its trials: the next driver on the study finds them (see
 `orphans`), fails them and re-enqueues their parameters. Several drivers may run one study at once:
@@ -50,6 +52,7 @@ from .points import (
     MODEL_ARTIFACT_ATTR,
     ORIGIN_ATTR,
     PARENT_ATTR,
+    START_FAILED_ATTR,
     TRAINING_FILES,
     Origin,
     add_point,
@@ -62,6 +65,8 @@ from .trial import TrialOutcome
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 log = logging.getLogger(__name__)
+
+COULD_NOT_START = "could not start:"  # how the error of a trial that failed in `_ask`, before it ran, begins
 
 
 @dataclass
@@ -87,6 +92,7 @@ class RunSummary:
     epochs: int = 0  # spent by all COMPLETE trainings of the study
     cache_hits: int = 0
     told: list[int] = field(default_factory=list)
+    interrupted: bool = False  # stopped by Ctrl-C (`hqsearch run` then exits 130)
     harvested: int = 0  # in-run candidates added as points of the study in this run
     measured_later: int = 0  # skipped points measured in this run, once the front let them in
     stopped_because: str | None = None
@@ -194,8 +200,14 @@ class Driver:
         return path
 
     def _fail(self, trial: optuna.Trial, error: str) -> Told:
+        """Tell the trial FAIL with `error`. A continuation that could not start (its checkpoint is gone, its
+        architecture left the space) marks its start as failed, so that no driver chooses the point again."""
+        attrs: dict = {"error": error}
+        if error.startswith(COULD_NOT_START) and (point := trial.user_attrs.get(CONTINUES_ATTR)) is not None:
+            attrs[START_FAILED_ATTR] = point
+            self.ledger.starts.start_failed(point)  # at once: the next ask comes before the next refresh
         try:
-            trial.set_user_attr("error", error)
+            set_user_attrs(trial, attrs)
             self.study.tell(trial, state=TrialState.FAIL)
         except Exception as err:
             if not _claimed_by_peer(err):
@@ -209,17 +221,27 @@ class Driver:
         return Told.DROPPED
 
     def _tell(self, done: Finished) -> Told:
-        """Record one finished job. Never raises: whatever goes wrong, the trial leaves RUNNING."""
-        trial = self.in_flight.pop(done.job.number)
+        """Record one finished job. Never raises: whatever goes wrong, the trial leaves RUNNING. It stays in
+        flight, with its heartbeats, until it is told: a slow upload must not look like a dead driver to a
+        peer, which would claim the trial while its results are being written."""
+        trial = self.in_flight[done.job.number]
         try:
-            return self._record(trial, done)
+            told, models = self._record(trial, done)
         except Exception as err:
             if _claimed_by_peer(err):
-                return self._dropped(trial)  # FAIL and re-enqueued by the peer that claimed it
-            log.exception("trial %d: could not record its outcome", trial.number)  # storage or artifact trouble
-            return self._fail(trial, f"hqsearch could not record the outcome: {error_text(err)}")
+                told = self._dropped(trial)  # FAIL and re-enqueued by the peer that claimed it
+            else:
+                log.exception("trial %d: could not record its outcome", trial.number)  # storage or artifact trouble
+                told = self._fail(trial, f"hqsearch could not record the outcome: {error_text(err)}")
+            self.in_flight.pop(trial.number)
+            return told
+        self.in_flight.pop(trial.number)
+        if told is Told.COMPLETE:  # the parent is told: its candidates become points of their own
+            self._harvest(trial, done, models)
+        return told
 
-    def _record(self, trial: optuna.Trial, done: Finished) -> Told:
+    def _record(self, trial: optuna.Trial, done: Finished) -> tuple[Told, list[str | None]]:
+        """Uploads the trial's files and tells it; returns how, and its candidates' model artifacts."""
         out = done.outcome
         attrs = out.user_attrs()
         for f in [*out.files, str(done.job.trial_dir / "trial.log")]:
@@ -230,14 +252,13 @@ class Driver:
         models = [self._upload_candidate(trial, c) for c in out.candidates]
         error = out.error if out.error is not None else self._missing(out.metrics)
         if error is not None:
-            return self._fail(trial, error)
+            return self._fail(trial, error), models
         if out.info.get("synth_cache_hit"):
             self.progress.cache_hits += 1
         for key, value in constraint_values(self.cfg.study, out.metrics, out.info).items():
             trial.set_constraint(key, value)
         self.study.tell(trial, self.cfg.study.values(out.metrics))
-        self._harvest(trial, done, models)
-        return Told.COMPLETE
+        return Told.COMPLETE, models
 
     def _upload(self, trial_or_study: optuna.Trial | optuna.Study, f: str) -> str | None:
         if not Path(f).is_file():
@@ -413,9 +434,10 @@ class Driver:
         self.on_progress(p)
 
     def _on_sigint(self, signum, frame) -> None:  # noqa: ARG002
+        """Counts Ctrl-C and never raises: a KeyboardInterrupt in the middle of an ask or a tell would leave
+        that trial RUNNING. The loop stops asking after the first and cancels what runs after the second,
+        within a poll's second or once the trial being recorded is told."""
         self._interrupts += 1
-        if self._interrupts >= 2:
-            raise KeyboardInterrupt
 
     def run(self) -> RunSummary:
         cfg = self.cfg
@@ -438,6 +460,9 @@ class Driver:
                         self._submit_later(waiting[0])
                     else:
                         break
+                if self._interrupts >= 2:
+                    summary.stopped_because = "cancelled by a second Ctrl-C"
+                    break
                 if not self.in_flight and not self.later:
                     summary.stopped_because = stop
                     break
@@ -450,8 +475,9 @@ class Driver:
                         if told is not None:
                             summary.told.append(done.job.number)
                     self._update_progress(refresh=True)
-        except KeyboardInterrupt:
-            summary.stopped_because = "cancelled by a second Ctrl-C"
+        except KeyboardInterrupt:  # not from Ctrl-C, which `_on_sigint` counts; `_end_the_rest` tells the rest
+            self._interrupts += 1
+            summary.stopped_because = "cancelled by a KeyboardInterrupt"
         finally:
             # whatever ended the loop, every trial this driver asked for leaves RUNNING
             summary.told += self._end_the_rest()
@@ -465,6 +491,7 @@ class Driver:
         summary.measured_later = self.progress.measured_later
         summary.recovered = self.recovered
         summary.dropped = self.dropped
+        summary.interrupted = self._interrupts > 0
         return summary
 
     def _end_the_rest(self) -> list[int]:

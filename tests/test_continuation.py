@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 from hqsearch.cli import main
 from hqsearch.driver import run_study
 from hqsearch.pareto import rank_front
-from hqsearch.points import CONTINUES_ATTR, Origin, lineage, origin
+from hqsearch.points import CONTINUES_ATTR, START_FAILED_ATTR, Origin, lineage, origin
 from hqsearch.space import ARCHITECTURE
 from hqsearch.study import load_existing
 
@@ -95,14 +95,27 @@ def test_lineage_is_recorded_and_reported(chain, capsys):
     assert "←" in capsys.readouterr().out  # the front table's `from` column shows lineages
 
 
-def test_a_continuation_whose_checkpoint_is_gone_fails_with_that_reason(chain):
-    cfg, _, _ = chain
+def test_a_start_whose_checkpoint_is_gone_fails_once_and_the_study_goes_on(chain):
+    """Every stored model is deleted: each start chosen fails once, with that reason, and is never chosen
+    again, in this run or the next; the study spends its budget on the trainings that can start."""
+    cfg, _, before = chain
     shutil.rmtree(cfg.study.artifact_path)
     summary = run_study(cfg.with_overrides(budget=20))
     study = load_existing(cfg.study.storage_url, cfg.study.name)
     failed = study.get_trials(states=(TrialState.FAIL,))
-    assert failed and summary.epochs == 16
+    assert failed and summary.reached(cfg.with_overrides(budget=20).study)
     assert all("the checkpoint to continue from is gone" in t.user_attrs["error"] for t in failed)
+    points = [t.user_attrs[CONTINUES_ATTR] for t in failed]
+    assert sorted(points) == sorted(set(points))  # each start failed once
+    assert [t.user_attrs[START_FAILED_ATTR] for t in failed] == points
+    assert set(points) <= set(before)  # the starts that were lost, not new ones
+
+    summary = run_study(cfg.with_overrides(budget=24))  # a new driver reads the failures from the study
+    study = load_existing(cfg.study.storage_url, cfg.study.name)
+    assert summary.failed_this_run == 0 and summary.reached(cfg.with_overrides(budget=24).study)
+    failed_at = {t.user_attrs[CONTINUES_ATTR]: t.number for t in failed}
+    later = [t.number for t in study.trials if t.number > failed_at.get(t.user_attrs.get(CONTINUES_ATTR), t.number)]
+    assert later == []  # never chosen again
 
 
 def test_the_point_whose_improvement_gains_most_is_continued_and_children_spread_the_choice(tmp_path):

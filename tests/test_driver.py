@@ -208,3 +208,44 @@ def test_heartbeats_go_on_while_the_driver_waits(tiny_config):
         watcher.join()
     assert summary.complete == 1 and summary.recovered == []
     assert len(seen) >= 4  # the heartbeat moved on every half second while the trial ran
+
+
+def test_heartbeats_go_on_while_a_finished_trial_is_uploaded(tiny_config):
+    """Uploading a finished trial's files takes longer than `stale_after`: its heartbeats go on, so a peer
+    sweeping for orphans all the while never claims the trial whose results are being written."""
+    import threading
+
+    from instant_executor import InstantExecutor
+    from slow_uploads import SlowStore
+
+    from hqsearch.driver import Driver
+    from hqsearch.orphans import DriverId, recover_orphans
+    from hqsearch.points import MODEL_ARTIFACT_ATTR
+
+    cfg = tiny_config(
+        "slow_upload",
+        study={"n_trials": 1},
+        execution={"max_concurrent": 1, "heartbeat": 0.2, "stale_after": 1.0},
+    )
+    driver = Driver(cfg, executor=InstantExecutor())
+    uploads: list[float] = []
+    driver.store = SlowStore(driver.store, 1.5, lambda: uploads.append(1.5))  # each longer than stale_after
+    claimed: list[int] = []
+    done = threading.Event()
+
+    def peer():
+        study, me = open_study(cfg), DriverId()
+        while not claimed and not done.wait(0.2):  # one claim is enough (a retry would be claimed again)
+            claimed.extend(recover_orphans(study, me, cfg.execution.stale_after))
+
+    sweeper = threading.Thread(target=peer)
+    sweeper.start()
+    try:
+        summary = driver.run()
+    finally:
+        done.set()
+        sweeper.join()
+    assert sum(uploads) > 2 * cfg.execution.stale_after  # the trial was being recorded long enough to look lost
+    assert claimed == [] and summary.dropped == []
+    (t,) = load_existing(cfg.study.storage_url, "slow_upload").trials
+    assert t.state == TrialState.COMPLETE and t.user_attrs[MODEL_ARTIFACT_ATTR]

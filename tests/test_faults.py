@@ -5,8 +5,11 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
+from subprocess import PIPE
 
 import optuna
+import pytest
 import yaml
 from conftest import tiny_raw
 from helpers import process_alive
@@ -14,6 +17,7 @@ from optuna.trial import TrialState
 
 from hqsearch.config import parse_config
 from hqsearch.driver import run_study
+from hqsearch.points import MODEL_ARTIFACT_ATTR
 
 
 def wait_for(predicate, timeout: float, what: str):
@@ -108,3 +112,33 @@ def test_ctrl_c_lets_running_trials_finish_and_leaves_no_running_trial(tmp_path)
     trials = optuna.load_study(study_name="interrupted", storage=url).trials
     assert len(trials) == 2  # nothing new was asked after the Ctrl-C
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2  # the running ones were let finish
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_while_a_finished_trial_is_recorded_leaves_no_running_trial(tmp_path, presses):
+    """Ctrl-C (once, or twice in quick succession) lands while the driver uploads a finished trial's files:
+    that trial is recorded whole, the others end and are told, and the run says so without a traceback."""
+    raw = tiny_raw(tmp_path / "out", "recording", study={"n_trials": 3}, training={"epochs": 10})
+    config = tmp_path / "recording.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    marker = tmp_path / "recording_started"
+    slow = [sys.executable, str(Path(__file__).with_name("slow_uploads.py")), "1.0", str(marker)]
+    driver = subprocess.Popen([*slow, "run", str(config), "--no-progress"], stdout=PIPE, stderr=PIPE, text=True)
+    wait_for(marker.exists, 180, "the driver to record a finished trial")
+    for _ in range(presses):
+        driver.send_signal(signal.SIGINT)
+        time.sleep(0.1)
+    out, err = driver.communicate(timeout=180)
+    trials = optuna.load_study(study_name="recording", storage=f"sqlite:///{tmp_path / 'out' / 'study.db'}").trials
+    assert [t.number for t in trials if t.state == TrialState.RUNNING] == [], out + err
+    assert driver.returncode == 130, out + err
+    assert "Traceback" not in out + err
+    recorded = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert recorded and all(MODEL_ARTIFACT_ATTR in t.user_attrs for t in recorded)  # its uploads were not cut
+    if presses == 1:
+        assert len(recorded) == len(trials) == 2  # nothing asked after the Ctrl-C; the running ones finished
+        assert "stopped: interrupted by Ctrl-C" in out
+    else:
+        assert "stopped: cancelled by a second Ctrl-C" in out
+        cancelled = [t for t in trials if t.state == TrialState.FAIL]
+        assert all("cancelled by the user" in t.user_attrs["error"] for t in cancelled)
