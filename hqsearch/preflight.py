@@ -194,18 +194,20 @@ def check_synth_tools(cfg: StudyConfig, where: str = "on this machine") -> None:
             )
 
 
-def preflight(cfg: StudyConfig, data: Dataset | None = None, tools: Collection[str] = TOOLS) -> Ready:
+def preflight(
+    cfg: StudyConfig, data: Dataset | None = None, tools: Collection[str] = TOOLS, where: str = "on this machine"
+) -> Ready:
     """Load the data (unless the caller has it already), build one model and find the tools of the stages in
-    `tools` (`firmware`: Verilator for verify_rtl; `synth`: the backend's) here; a failure is one error naming
-    the key that caused it. A Ray study finds its synthesis tools on its synthesis nodes instead."""
+    `tools` (`firmware`: Verilator for verify_rtl; `synth`: the backend's) here, which is `where`; a failure is
+    one error naming the key that caused it. A Ray study finds its synthesis tools on its synthesis nodes."""
     import optuna
 
     # the config and the tools first: seconds, where the data and the model take TensorFlow's start
     check_part(cfg)
     if "firmware" in tools:
-        check_firmware_tools(cfg)
+        check_firmware_tools(cfg, where)
     if "synth" in tools:
-        check_synth_tools(cfg)
+        check_synth_tools(cfg, where)
     import_keras_quietly()
 
     from .model import build_model

@@ -176,6 +176,16 @@ def test_a_stage_resource_no_node_has_is_named_after_the_wait(ray_instance, tiny
         run_study(cfg)
 
 
+def test_a_local_instance_that_lacks_a_stage_resource_is_told_at_once(tiny_config):
+    """The local instance `run` starts gets no more nodes: no wait for one."""
+    local = {"num_cpus": 2, "resource_wait": 600, "synth": {"resources": {"vivado": 1}}}
+    cfg = tiny_config("local_typo", execution={**RAY, "ray": local})
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=r"^<config>: execution\.ray\.synth\.resources: no node .* has 'vivado'; its"):
+        run_study(cfg)
+    assert time.monotonic() - started < 300  # Ray's start included
+
+
 def test_the_synthesis_tool_is_looked_for_on_the_synthesis_nodes(ray_instance, tiny_config):
     """No vivado_hls on this machine's Ray node: the preflight's task on each synthesis node finds it missing
     and says which node, before any trial."""

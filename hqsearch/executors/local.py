@@ -30,7 +30,7 @@ class LocalExecutor:
     def preflight(self) -> Ready:
         """Check data, model and tools in a worker forked from the warm server: the driver never imports TensorFlow."""
         try:
-            result = Forked(self.ctx, "preflight", check, (self.cfg, TOOLS)).result()
+            result = Forked(self.ctx, "preflight", check, (self.cfg, TOOLS, "on this machine")).result()
         except WorkerLost as err:
             raise RuntimeError(f"the preflight worker died ({err})") from None
         if isinstance(result, Exception):

@@ -53,16 +53,20 @@ def _forked(name: str, work, *args):
     return Forked(_ctx, name, work, args).result()
 
 
+def _here() -> str:
+    import ray
+
+    return f"on Ray node {ray.util.get_node_ip_address()}"
+
+
 def _preflight_task(cfg: StudyConfig) -> Ready | Exception:
-    return _forked("preflight", check, cfg, ("firmware",))  # where trainings and firmware run
+    return _forked("preflight", check, cfg, ("firmware",), _here())  # where trainings and firmware run
 
 
 def _tools_task(cfg: StudyConfig) -> Exception | None:
     """The synthesis tools, found on this node: on PATH as its Ray workers see it, as the synth tasks will."""
-    import ray
-
     try:
-        check_synth_tools(cfg, where=f"on Ray node {ray.util.get_node_ip_address()}")
+        check_synth_tools(cfg, where=_here())
     except Exception as err:  # a ConfigError for the user, or a bug: the driver raises it either way
         return err
     return None
