@@ -177,3 +177,17 @@ def test_run_refuses_verify_rtl_without_verilator_before_writing_anything(tmp_pa
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
     expected = f"{config}:{line_of(config, 'verify_rtl')}: {MISSING_TOOLS['verify_rtl'][2]}"
     assert_refused_and_nothing_written(tmp_path, config, expected, env=python_only_path(tmp_path))
+
+
+def test_check_of_a_ray_study_warns_of_a_tool_missing_here(tmp_path):
+    """A Ray study's synthesis runs on its nodes, whose tools `run` looks for there: on this machine a missing
+    one is a warning, and the data and the model are still checked."""
+    raw = tiny_raw(tmp_path, "rayhls", synthesis={"backend": "vivado"}, execution={"executor": "ray"})
+    config = tmp_path / "rayhls.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    res = run_cli("check", str(config), cwd=tmp_path, env=python_only_path(tmp_path))
+    assert res.returncode == 0, res.stdout + res.stderr
+    missing = f"{config}:{line_of(config, 'backend')}: {MISSING_TOOLS['vivado_hls'][2]}"
+    unwrapped = " ".join(res.stdout.split())  # rich wraps lines at 200 columns
+    assert f"warning: {missing}; run looks for it on the Ray nodes" in unwrapped
+    assert "model builds" in unwrapped
