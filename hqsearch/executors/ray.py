@@ -14,6 +14,7 @@ A synth task measures the final design and then each harvested candidate, and ea
 `timeouts.synth` of its own, as locally: inside the task its tool is killed at that limit and that design
 alone fails. The cancel here is a backstop for a task that hangs outside its tools, sized to the task's
 designs, so a slow candidate never costs the training or the designs measured before it.
+
 The preflight waits `resource_wait` seconds at most for a node that has each stage's resources, and finds
 the synthesis tools on every node that has the synthesis resources.
 """
