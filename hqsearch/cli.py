@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .config import Backend, StudyConfig, SynthesisSection, hls4ml_choices, load_config
-from .exceptions import ConfigError, DataNotHere, HQSearchError
+from .exceptions import ConfigError, DataNotHere, HQSearchError, ToolNotHere
 from .metrics import METRICS
 
 console = Console()
@@ -210,15 +210,25 @@ def _target(cfg) -> str:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from .advice import advise
-    from .preflight import check_folders, preflight
+    from .preflight import TOOLS, check_firmware_tools, check_folders, check_synth_tools, preflight, ray_address_problem
     from .study import shown_url
 
     cfg = load_config(args.config)
     check_folders(cfg)
-    try:
-        checked = str(preflight(cfg))
+    on_ray = cfg.execution.executor == "ray"
+    try:  # a Ray study's tools are on its nodes: what is missing here is a warning, and `run` checks there
+        checked = str(preflight(cfg, tools=() if on_ray else TOOLS))
     except DataNotHere as err:  # a valid config whose data lives elsewhere; `run` refuses until it is here
         checked = f"[yellow]warning:[/yellow] {err} here; the data and model were not checked, and run refuses to start"
+    if on_ray:
+        for find in (check_firmware_tools, check_synth_tools):
+            try:
+                find(cfg)
+            except ToolNotHere as err:
+                checked += f"\n[yellow]warning:[/yellow] {err}; run looks for it on the Ray nodes"
+        if problem := ray_address_problem(cfg.execution.ray.address):
+            err = cfg.error("execution.ray.address", problem)
+            checked += f"\n[yellow]warning:[/yellow] {err} from here; run refuses to start"
     s = cfg.study
     console.print(
         f"[green]ok[/green] {args.config}: study {s.name!r}, {_target(cfg)} "

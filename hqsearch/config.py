@@ -415,6 +415,8 @@ class RaySection(_Section):
     train: RayStage = RayStage(num_cpus=1)
     synth: RayStage = RayStage(num_cpus=1)
     max_retries: int = Field(default=1, ge=0)  # re-runs of a stage whose worker or node died
+    # seconds the preflight waits for a node that has a stage's resources (nodes may still be joining)
+    resource_wait: float = Field(default=60, gt=0)
     transfer: Literal["object_store", "shared_fs"] = "object_store"  # how the model reaches the synth task
 
 

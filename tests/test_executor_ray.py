@@ -3,14 +3,20 @@ fresh process; a stage process or a Ray worker killed mid-trial."""
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
+import pytest
+import yaml
+from conftest import tiny_raw
 from helpers import ended, parent_of
 from optuna.trial import TrialState
 
 from hqsearch.driver import run_study
+from hqsearch.exceptions import ConfigError, ToolNotHere
 from hqsearch.study import load_existing
 
 RAY = {"executor": "ray", "max_concurrent": 2, "ray": {"num_cpus": 2}}
@@ -125,3 +131,66 @@ def test_an_exception_in_a_ray_task_fails_the_trial_with_its_message(tiny_config
         "DataError: data.function: 'helpers:digits_in_workers_only' raised RuntimeError: data source broke on purpose"
     )
     assert "digits_in_workers_only" in t.user_attrs["info"]["traceback"]
+
+
+def test_an_address_where_no_ray_head_answers_is_one_error_before_anything_starts(tmp_path):
+    """No cluster at all: the address is probed (a bounded TCP connect) before ray.init, which would retry it
+    for minutes; `check` warns, `run` refuses with one line naming the key, and writes nothing."""
+    raw = tiny_raw(tmp_path, "noray", execution={**RAY, "ray": {"address": "127.0.0.1:1"}})
+    raw["study"].pop("output_dir")  # runs/ under tmp_path, which must stay unwritten
+    config = tmp_path / "noray.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    line = next(i for i, text in enumerate(config.read_text().splitlines(), 1) if "address:" in text)
+    expected = (
+        f"{config}:{line}: execution.ray.address: nothing answers at '127.0.0.1:1' (Connection refused); expected "
+        "host:port of a running Ray head (port 6379 by default), ray://host:port, 'auto' or ''"
+    )
+    hq = [sys.executable, "-m", "hqsearch.cli"]
+    started = time.monotonic()
+    res = subprocess.run([*hq, "run", str(config)], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert res.returncode == 2 and res.stderr.strip() == f"error: {expected}", res.stdout + res.stderr
+    assert time.monotonic() - started < 60
+    res = subprocess.run([*hq, "check", str(config)], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    unwrapped = " ".join(res.stdout.split())  # rich wraps lines at 200 columns
+    assert res.returncode == 0 and f"warning: {expected} from here; run refuses to start" in unwrapped
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_stage_resource_no_node_has_is_named_after_the_wait(ray_instance, tiny_config):
+    """A cluster whose nodes never get the resource: the preflight waits `resource_wait`, then names the
+    stage's key, the resource and what the nodes have, instead of waiting forever; nothing is written."""
+    wait = {"address": ray_instance, "resource_wait": 2}
+    cfg = tiny_config("typo", execution={**RAY, "ray": {**wait, "synth": {"resources": {"vivdo": 1}}}})
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as err:
+        run_study(cfg)
+    assert time.monotonic() - started >= 2
+    assert str(err.value).startswith(
+        "<config>: execution.ray.synth.resources: no node of the Ray cluster has 'vivdo' "
+        "(waited 2 s, execution.ray.resource_wait); its nodes have: "
+    )
+    assert "CPU 2" in str(err.value) and "node:" not in str(err.value)
+    assert not cfg.study.run_dir.exists()
+    cfg = tiny_config("gpu", execution={**RAY, "ray": {**wait, "train": {"num_gpus": 1}}})
+    with pytest.raises(ConfigError, match=r"^<config>: execution\.ray\.train\.num_gpus: no node .* has 'GPU'"):
+        run_study(cfg)
+
+
+def test_a_local_instance_that_lacks_a_stage_resource_is_told_at_once(tiny_config):
+    """The local instance `run` starts gets no more nodes: no wait for one."""
+    local = {"num_cpus": 2, "resource_wait": 600, "synth": {"resources": {"vivado": 1}}}
+    cfg = tiny_config("local_typo", execution={**RAY, "ray": local})
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=r"^<config>: execution\.ray\.synth\.resources: no node .* has 'vivado'; its"):
+        run_study(cfg)
+    assert time.monotonic() - started < 300  # Ray's start included
+
+
+def test_the_synthesis_tool_is_looked_for_on_the_synthesis_nodes(ray_instance, tiny_config):
+    """No vivado_hls on this machine's Ray node: the preflight's task on each synthesis node finds it missing
+    and says which node, before any trial."""
+    cfg = tiny_config("novivado", synthesis={"backend": "vivado"}, execution={**RAY, "ray": {"address": ray_instance}})
+    missing = r"^<config>: synthesis\.backend: 'vivado' runs vivado_hls, which is not on PATH on Ray node \S+ "
+    with pytest.raises(ToolNotHere, match=missing):
+        run_study(cfg)
+    assert not cfg.study.run_dir.exists()

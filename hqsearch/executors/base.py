@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -70,12 +70,13 @@ def work_job(cfg: StudyConfig, job: Job, threads: int, model_bytes: bytes | None
     return run_job(cfg, job, on_stage, model_bytes)
 
 
-def check(cfg: StudyConfig, on_stage: Callable[[str], None]):  # noqa: ARG001
-    """The preflight in a forked worker process: `Ready`, or the exception it raised, for the driver to raise."""
+def check(cfg: StudyConfig, tools: Collection[str], where: str, on_stage: Callable[[str], None]):  # noqa: ARG001
+    """The preflight in a forked worker process, finding the tools of the stages in `tools` there (`where` says
+    where that is): `Ready`, or the exception it raised, for the driver to raise."""
     from ..preflight import preflight
 
     try:
-        return preflight(cfg)
+        return preflight(cfg, tools=tools, where=where)
     except Exception as err:  # a ConfigError for the user, or a bug: the driver raises it either way
         return err
 

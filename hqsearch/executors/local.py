@@ -11,7 +11,7 @@ import time
 from multiprocessing.connection import wait
 
 from ..config import StudyConfig
-from ..preflight import Ready
+from ..preflight import TOOLS, Ready
 from ..trial import TrialOutcome
 from .base import SYNTH_GRACE, Finished, Job, check, work_job
 from .forked import Forked, WorkerLost, context
@@ -28,9 +28,9 @@ class LocalExecutor:
         self.running: dict[int, tuple[Job, Forked]] = {}
 
     def preflight(self) -> Ready:
-        """Check data and model in a worker forked from the warm server: the driver never imports TensorFlow."""
+        """Check data, model and tools in a worker forked from the warm server: the driver never imports TensorFlow."""
         try:
-            result = Forked(self.ctx, "preflight", check, (self.cfg,)).result()
+            result = Forked(self.ctx, "preflight", check, (self.cfg, TOOLS, "on this machine")).result()
         except WorkerLost as err:
             raise RuntimeError(f"the preflight worker died ({err})") from None
         if isinstance(result, Exception):

@@ -14,6 +14,9 @@ A synth task measures the final design and then each harvested candidate, and ea
 `timeouts.synth` of its own, as locally: inside the task its tool is killed at that limit and that design
 alone fails. The cancel here is a backstop for a task that hangs outside its tools, sized to the task's
 designs, so a slow candidate never costs the training or the designs measured before it.
+
+The preflight waits `resource_wait` seconds at most for a node that has each stage's resources, and finds
+the synthesis tools on every node that has the synthesis resources.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..config import RayStage, StudyConfig
-from ..preflight import Ready
+from ..preflight import Ready, check_synth_tools, ray_address_problem
 from ..trial import Trained, TrialOutcome
 from .base import SYNTH_GRACE, Finished, Job, SynthJob, TrialJob, check, error_text, prepare_worker, work_job
 from .forked import Forked, WorkerLost, WorkFailed, context
@@ -51,8 +54,40 @@ def _forked(name: str, work, *args):
     return Forked(_ctx, name, work, args).result()
 
 
+def _here() -> str:
+    import ray
+
+    return f"on Ray node {ray.util.get_node_ip_address()}"
+
+
 def _preflight_task(cfg: StudyConfig) -> Ready | Exception:
-    return _forked("preflight", check, cfg)
+    return _forked("preflight", check, cfg, ("firmware",), _here())  # where trainings and firmware run
+
+
+def _tools_task(cfg: StudyConfig) -> Exception | None:
+    """The synthesis tools, found on this node: on PATH as its Ray workers see it, as the synth tasks will."""
+    try:
+        check_synth_tools(cfg, where=_here())
+    except Exception as err:  # a ConfigError for the user, or a bug: the driver raises it either way
+        return err
+    return None
+
+
+_FIELDS = {"CPU": "num_cpus", "GPU": "num_gpus"}  # any other resource is asked for in `resources`
+
+
+def _request(stage: RayStage) -> dict[str, float]:
+    """The resources a stage's task asks Ray for, as Ray names them."""
+    return {k: v for k, v in {"CPU": stage.num_cpus, "GPU": stage.num_gpus, **stage.resources}.items() if v > 0}
+
+
+def _shown(resources: dict[str, float]) -> str:
+    """`CPU 2, memory 3.5 GiB, vivado 1`: without the `node:<ip>` resource every node has of its own."""
+    return ", ".join(
+        f"{k} {v / 2**30:.1f} GiB" if k.endswith("memory") else f"{k} {v:g}"
+        for k, v in sorted(resources.items())
+        if not k.startswith("node:")
+    )
 
 
 def _idle(on_stage) -> None:  # noqa: ARG001
@@ -127,7 +162,14 @@ class RayExecutor:
         if self.owns_ray:
             env = {"worker_process_setup_hook": f"{__name__}.warm_up"}
             if r.address:
-                ray.init(address=r.address, log_to_driver=False, runtime_env=env)
+                # ray.init retries an address where no head answers for minutes: probe it, briefly, first
+                if problem := ray_address_problem(r.address):
+                    raise cfg.error("execution.ray.address", problem)
+                try:
+                    ray.init(address=r.address, log_to_driver=False, runtime_env=env)
+                except ConnectionError as err:  # e.g. 'auto' where no cluster runs
+                    why = f"cannot join a Ray cluster at {r.address!r}: {str(err).strip().splitlines()[0]}"
+                    raise cfg.error("execution.ray.address", why) from None
             else:
                 # "local": a new instance even where a Ray cluster already runs on this machine
                 ray.init(
@@ -149,19 +191,61 @@ class RayExecutor:
         self.running: dict[int, _RayTrial] = {}
 
     def preflight(self) -> Ready:
-        """Check data and model where trainings run, in a forked process as a trial would be. Meanwhile as
-        many more training workers as trials will run at once start their servers, so the first trials
-        find them warm; the driver itself never imports TensorFlow."""
+        """Check data and model where trainings run, in a forked process as a trial would be, and the synthesis
+        tools on every node that has the synthesis resources. Meanwhile as many more training workers as
+        trials will run at once start their servers, so the first trials find them warm; the driver itself
+        never imports TensorFlow. A stage whose resources no node has is an error, not a wait forever."""
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        r = self.cfg.execution.ray
+        wait = 0.0 if self.owns_ray and not r.address else r.resource_wait  # no node joins a private instance
+        synth_nodes = self._nodes({"train": r.train, "synth": r.synth}, wait)["synth"]
+        check = self._remote(_preflight_task, r.train, 0).remote(self.cfg)
+        tools = self._remote(_tools_task, r.synth, 0)
+        on_nodes = [
+            tools.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(self.cfg)
+            for node in synth_nodes
+        ]
+        warm = self._remote(_warm_task, r.train, 0)
+        self.warming = [warm.remote() for _ in range(self.cfg.execution.max_concurrent - 1)]  # not waited for
+        ready, *found = ray.get([check, *on_nodes])
+        for result in (ready, *found):
+            if isinstance(result, Exception):
+                raise result
+        return ready
+
+    def _nodes(self, stages: dict[str, RayStage], wait: float) -> dict[str, list[str]]:
+        """The ids of the alive nodes that can run each stage's task. Waits up to `wait` seconds for nodes that
+        are still joining; after that a stage that fits no node is a `ConfigError` naming what it asks for."""
         import ray
 
-        train = self.cfg.execution.ray.train
-        check = self._remote(_preflight_task, train, 0).remote(self.cfg)
-        warm = self._remote(_warm_task, train, 0)
-        self.warming = [warm.remote() for _ in range(self.cfg.execution.max_concurrent - 1)]  # not waited for
-        result = ray.get(check)
-        if isinstance(result, Exception):
-            raise result
-        return result
+        deadline = time.monotonic() + wait
+        while True:
+            nodes = [n for n in ray.nodes() if n["Alive"]]
+            fit = {
+                name: [n["NodeID"] for n in nodes if all(n["Resources"].get(k, 0) >= v for k, v in _request(s).items())]
+                for name, s in stages.items()
+            }
+            unmet = [name for name, ids in fit.items() if not ids]
+            if not unmet:
+                return fit
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(1.0)
+        name = unmet[0]
+        need = _request(stages[name])
+        known = {k for n in nodes for k in n["Resources"]}
+        absent = [k for k in need if k not in known]
+        short = absent or [k for k in need if not any(n["Resources"].get(k, 0) >= need[k] for n in nodes)] or list(need)
+        key = f"execution.ray.{name}.{_FIELDS.get(short[0], 'resources')}"
+        waited = f" (waited {wait:g} s, execution.ray.resource_wait)" if wait else ""
+        if absent:
+            what = f"no node of the Ray cluster has {', '.join(map(repr, absent))}{waited}"
+        else:
+            what = f"no node of the Ray cluster has {_shown(need)} at once{waited}"
+        cluster = "; ".join(f"{n['NodeManagerAddress']}: {_shown(n['Resources'])}" for n in nodes)
+        raise self.cfg.error(key, f"{what}; its nodes have: {cluster}")
 
     @staticmethod
     def _remote(fn, stage: RayStage, retries: int):

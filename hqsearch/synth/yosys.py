@@ -71,7 +71,10 @@ def xilinx_family(part: str) -> str:
         return "xcup"
     if re.match(r"xc(vu|ku)\d+", p):
         return "xcu"
-    raise SynthError(f"synthesis.part {part!r}: no Yosys family known for it (expected xc7…, xcvu…, xcku…, xczu…)")
+    raise SynthError(
+        f"synthesis.part: no Yosys family for {part!r}; Yosys's synth_xilinx maps Xilinx 7-series and "
+        "UltraScale(+) parts (xc7…, xcvu…, xcku…, xczu…, xcau…)"
+    )
 
 
 def rtl_sources(rtl_dir: Path) -> list[Path]:
