@@ -148,11 +148,14 @@ class Driver:
         if (start := ledger.starts.choose(ledger.pending(), rng)) is not None:  # the sampler fills in the rest
             self.study.enqueue_trial(start.architecture, user_attrs={CONTINUES_ATTR: start.point})
         trial = self.study.ask()
+        self.in_flight[trial.number] = trial  # heartbeats from now on: no peer takes a trial still starting
         try:
             trial_dir = self.cfg.study.run_dir / "trials" / f"{trial.number:05d}"
             start_from, start_beta = None, None
             enqueued = trial.user_attrs  # what `enqueue_trial` gave it (one read)
             if (continued := enqueued.get(CONTINUES_ATTR)) is not None:  # also when a peer enqueued it
+                # its owner before a download that may take long (a peer then checks this process at once)
+                set_user_attrs(trial, {DRIVER_ATTR: self.me.to_dict(), HEARTBEAT_ATTR: time.time()})
                 if continued >= len(ledger.trials):  # enqueued by a peer for a point this driver has not seen
                     self._refresh()
                 point = ledger.trials[continued] if continued < len(ledger.trials) else None
@@ -171,7 +174,6 @@ class Driver:
             ledger.asked({**enqueued, **attrs})
             seed = None if self.cfg.study.seed is None else self.cfg.study.seed + trial.number
             job = TrialJob(trial.number, params, trial_dir, seed, start_from, ledger.gate)  # pickled at submission
-            self.in_flight[trial.number] = trial
             self.executor.submit(job)
         except Exception as err:  # a trial asked for is always told, even when it could not start
             self.in_flight.pop(trial.number, None)

@@ -208,3 +208,41 @@ def test_heartbeats_go_on_while_the_driver_waits(tiny_config):
         watcher.join()
     assert summary.complete == 1 and summary.recovered == []
     assert len(seen) >= 4  # the heartbeat moved on every half second while the trial ran
+
+
+def test_a_continuation_keeps_its_heartbeat_through_a_slow_checkpoint_download(tiny_config, monkeypatch):
+    """From `ask` on, the driver's trial names its driver and gets heartbeats: a peer sweeping for orphans
+    while the checkpoint downloads slowly (longer than `stale_after`) claims nothing."""
+    import time
+
+    import hqsearch.driver as driver
+    from hqsearch.orphans import DRIVER_ATTR, HEARTBEAT_ATTR, DriverId, recover_orphans
+
+    cfg = tiny_config(
+        "slow_checkpoint",
+        study={"n_trials": 2},
+        training={"epochs": 2, "continuation": {"share": 1.0, "startup": 1}},
+        execution={"max_concurrent": 1, "heartbeat": 0.5, "stale_after": 2},
+    )
+    real = driver.download_artifact
+    seen = []
+
+    def slow_download(**kwargs):  # a checkpoint on a slow network share
+        peer, me = open_study(cfg), DriverId()
+        beats, claimed = set(), []
+        for _ in range(8):  # 4 s: twice `stale_after`
+            time.sleep(0.5)
+            (t,) = peer.get_trials(states=(TrialState.RUNNING,))
+            beats.add(t.user_attrs.get(HEARTBEAT_ATTR))
+            claimed += recover_orphans(peer, me, cfg.execution.stale_after)
+        seen.append((t.user_attrs.get(DRIVER_ATTR, {}).get("pid"), len(beats), claimed))
+        return real(**kwargs)
+
+    monkeypatch.setattr(driver, "download_artifact", slow_download)
+    summary = run_study(cfg)
+    import os
+
+    assert seen == [(os.getpid(), seen[0][1], [])]  # owned by this driver, and no peer claimed it
+    assert seen[0][1] >= 4  # the heartbeat moved while the download ran
+    assert summary.complete == 2 and summary.dropped == [] and summary.recovered == []
+    assert states(cfg) == ["COMPLETE", "COMPLETE"]
