@@ -12,6 +12,9 @@ Claiming an orphan is one conditional state change, RUNNING → FAIL only if sti
 two drivers that find the same orphan only one succeeds, and only that one re-enqueues the trial's
 parameters. A lost measurement claim (see `measure`) is failed and not re-enqueued: the design it
 claimed is free to be claimed again.
+
+A design told with its estimate and measured later (see `fidelity`) is claimed the same way, through
+the storage, so that two drivers never synthesise it twice: see `measure`.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from .points import CONTINUES_ATTR, MEASURES_ATTR
+from .points import CONTINUES_ATTR, MEASURES_ATTR, ORIGIN_ATTR, Origin
 
 DRIVER_ATTR = "driver"
 HEARTBEAT_ATTR = "heartbeat"
@@ -147,3 +150,49 @@ def recover_orphans(study: optuna.Study, me: DriverId, stale_after: float) -> li
             attrs[CONTINUES_ATTR] = t.user_attrs[CONTINUES_ATTR]
         study.enqueue_trial(t.params, user_attrs=attrs, skip_if_exists=False)
     return claimed
+
+
+def measure(study: optuna.Study, point: FrozenTrial, me: DriverId) -> FrozenTrial | None:
+    """Claim the later measurement of `point` for this driver: the measuring trial, RUNNING, which the
+    driver completes with the measurement (or fails); None when another driver measures it or has.
+
+    The claim is the trial itself, created RUNNING with `measures` = the point's number, this driver and
+    a heartbeat; then the claimer reads the study and keeps its claim only when no other trial measuring
+    the point is COMPLETE and none still RUNNING has a lower number; else it withdraws (fails its own).
+    This is race-free because the storage serialises trial creation in commit order: Optuna numbers a
+    new trial under a lock on the study's row (PostgreSQL) or SQLite's single write lock, and in log
+    order on a journal. So a claim with a lower number was committed before this one was created, and
+    the read after it sees it: of two live claims, the later one always withdraws and the earlier one
+    never does. A claim whose driver died is an orphan like any trial (`recover_orphans` fails it
+    without re-enqueuing), after which the point is free to be claimed again.
+    """
+    template = FrozenTrial(
+        number=-1,
+        state=TrialState.RUNNING,
+        value=None,
+        datetime_start=datetime.now(),
+        datetime_complete=None,
+        params=point.params,
+        distributions=point.distributions,
+        user_attrs={
+            ORIGIN_ATTR: Origin.SYNTHESIS.value,
+            MEASURES_ATTR: point.number,
+            DRIVER_ATTR: me.to_dict(),
+            HEARTBEAT_ATTR: time.time(),
+        },
+        system_attrs={},
+        intermediate_values={},
+        trial_id=-1,
+    )
+    storage = study._storage
+    mine = storage.get_trial(storage.create_new_trial(study._study_id, template_trial=template))
+    others = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE))
+        if t.user_attrs.get(MEASURES_ATTR) == point.number and t.number != mine.number
+    ]
+    first = next((t for t in others if t.state == TrialState.COMPLETE or t.number < mine.number), None)
+    if first is None:
+        return mine
+    claim(study, mine, f"withdrawn: trial {first.number} measures point {point.number} (driver {me.id})")
+    return None

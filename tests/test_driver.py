@@ -1,6 +1,7 @@
 """End to end: real HGQ2 trials in worker processes, told to a real SQLite-backed Optuna study."""
 
 import optuna
+import pytest
 from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
@@ -246,3 +247,72 @@ def test_a_continuation_keeps_its_heartbeat_through_a_slow_checkpoint_download(t
     assert seen[0][1] >= 4  # the heartbeat moved while the download ran
     assert summary.complete == 2 and summary.dropped == [] and summary.recovered == []
     assert states(cfg) == ["COMPLETE", "COMPLETE"]
+
+
+def _drive(raw: dict, ready, go, out) -> None:
+    """A driver process: built, then run once every driver of the test is ready."""
+    from hqsearch.config import parse_config
+    from hqsearch.driver import Driver
+
+    driver = Driver(parse_config(raw))
+    ready.put(True)
+    go.wait()
+    out.put(driver.run().measured_later)
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "postgresql"])
+def test_two_drivers_never_measure_the_same_deferred_design(storage, tiny_model, tmp_path, request):
+    """Two driver processes on one study whose trainings are done measure its deferred designs (Yosys),
+    starting at the same instant: each design is measured by exactly one of them."""
+    import multiprocessing as mp
+    from collections import Counter
+
+    from conftest import tiny_raw
+    from optuna.artifacts import upload_artifact
+
+    from hqsearch.config import parse_config
+    from hqsearch.fidelity import DEFERRED, ESTIMATE_KEY
+    from hqsearch.front import SKIPPED_ATTR_KEY
+    from hqsearch.points import MEASURES_ATTR, MODEL_ARTIFACT_ATTR, ORIGIN_ATTR, add_point
+
+    raw = tiny_raw(
+        tmp_path,
+        "two_drivers",
+        study={"n_trials": 1, "objectives": {"accuracy": "max", "luts": "min"}},
+        synthesis={"backend": "yosys", "cache": False, "fidelity_after": 10},
+        execution={"max_concurrent": 1},
+    )
+    if storage == "postgresql":
+        raw["study"]["storage"] = request.getfixturevalue("postgres_url")
+    cfg = parse_config(raw)
+    study = open_study(cfg)
+    _, path, ebops = tiny_model
+    add_point(study, [0.2, 100.0], {ORIGIN_ATTR: Origin.TRAINING.value, "info": {"epochs": 1}}, {})  # n_trials
+    artifact = upload_artifact(artifact_store=artifact_store(cfg), file_path=str(path), study_or_trial=study)
+    for i in range(4):  # told with their estimate; too few measured designs to rule any out: all are measured
+        luts = 100.0 * (i + 1)
+        metrics = {"accuracy": 0.5 + i / 100, "luts": luts, "ebops": ebops}
+        info = {ESTIMATE_KEY: {"luts": luts, "ffs": luts / 10}, SKIPPED_ATTR_KEY: DEFERRED}
+        attrs = {ORIGIN_ATTR: Origin.HARVEST.value, MODEL_ARTIFACT_ATTR: artifact, "metrics": metrics, "info": info}
+        add_point(study, [metrics["accuracy"], luts], attrs, {"unmeasured": 1.0})
+    deferred = [t.number for t in study.get_trials()[1:]]
+
+    ctx = mp.get_context("spawn")
+    ready, go, out = ctx.Queue(), ctx.Event(), ctx.Queue()
+    drivers = [ctx.Process(target=_drive, args=(raw, ready, go, out)) for _ in range(2)]
+    for p in drivers:
+        p.start()
+    for _ in drivers:
+        ready.get(timeout=240)
+    go.set()
+    measured = [out.get(timeout=300) for _ in drivers]
+    for p in drivers:
+        p.join()
+
+    trials = load_existing(cfg.study.storage_url, "two_drivers").trials
+    done = Counter(
+        t.user_attrs[MEASURES_ATTR] for t in trials if MEASURES_ATTR in t.user_attrs and t.state.name == "COMPLETE"
+    )
+    assert done == Counter(deferred)  # every deferred design measured, none twice
+    assert sum(measured) == len(deferred)
+    assert not [t for t in trials if t.state == TrialState.RUNNING]  # no claim left behind
