@@ -263,7 +263,8 @@ def _drive(raw: dict, ready, go, out) -> None:
 @pytest.mark.parametrize("storage", ["sqlite", "postgresql"])
 def test_two_drivers_never_measure_the_same_deferred_design(storage, tiny_model, tmp_path, request):
     """Two driver processes on one study whose trainings are done measure its deferred designs (Yosys),
-    starting at the same instant: each design is measured by exactly one of them."""
+    starting at the same instant, each with a run folder of its own (as on two hosts; the storage and the
+    artifact store are shared): each design is synthesised by exactly one of them, and measured once."""
     import multiprocessing as mp
     from collections import Counter
 
@@ -282,8 +283,8 @@ def test_two_drivers_never_measure_the_same_deferred_design(storage, tiny_model,
         synthesis={"backend": "yosys", "cache": False, "fidelity_after": 10},
         execution={"max_concurrent": 1},
     )
-    if storage == "postgresql":
-        raw["study"]["storage"] = request.getfixturevalue("postgres_url")
+    url = f"sqlite:///{tmp_path / 'study.db'}" if storage == "sqlite" else request.getfixturevalue("postgres_url")
+    raw["study"].update({"storage": url, "artifact_dir": str(tmp_path / "artifacts")})
     cfg = parse_config(raw)
     study = open_study(cfg)
     _, path, ebops = tiny_model
@@ -299,7 +300,9 @@ def test_two_drivers_never_measure_the_same_deferred_design(storage, tiny_model,
 
     ctx = mp.get_context("spawn")
     ready, go, out = ctx.Queue(), ctx.Event(), ctx.Queue()
-    drivers = [ctx.Process(target=_drive, args=(raw, ready, go, out)) for _ in range(2)]
+    runs = [tmp_path / "host_a", tmp_path / "host_b"]
+    raws = [{**raw, "study": {**raw["study"], "output_dir": str(run)}} for run in runs]
+    drivers = [ctx.Process(target=_drive, args=(r, ready, go, out)) for r in raws]
     for p in drivers:
         p.start()
     for _ in drivers:
@@ -314,5 +317,7 @@ def test_two_drivers_never_measure_the_same_deferred_design(storage, tiny_model,
         t.user_attrs[MEASURES_ATTR] for t in trials if MEASURES_ATTR in t.user_attrs and t.state.name == "COMPLETE"
     )
     assert done == Counter(deferred)  # every deferred design measured, none twice
+    synthesised = Counter(int(d.parent.name) for run in runs for d in run.glob("trials/*/measured"))
+    assert synthesised == Counter(deferred)  # and synthesised by one driver only
     assert sum(measured) == len(deferred)
     assert not [t for t in trials if t.state == TrialState.RUNNING]  # no claim left behind
