@@ -12,7 +12,8 @@ trial this driver asked for is told, so the storage is never left with trials st
 A driver that was killed cannot tell its trials: the next driver on the study finds them (see
 `orphans`), fails them and re-enqueues their parameters. Several drivers may run one study at once:
 they share the budget through the storage's RUNNING count (which can overshoot `n_trials` by at most
-one trial per extra driver, when two ask at the same instant).
+one trial per extra driver, when two ask at the same instant), and claim each later measurement through
+the storage (see `orphans.measure`), so no design is synthesised twice.
 """
 
 from __future__ import annotations
