@@ -318,9 +318,9 @@ class Driver:
             log.warning("point %d: its later synthesis could not be claimed: %s", number, error_text(err))
             self.later_failed.add(number)
             return
-        if claimed is None:
+        if claimed is None:  # the ledger, read again, has the peer's claim: `_waiting` leaves the point to it
             log.info("point %d is measured by another driver", number)
-            self.later_failed.add(number)  # not this driver's to measure in this run
+            self._refresh()
             return
         claim = self.claims[number] = optuna.Trial(self.study, claimed._trial_id)  # heartbeats from now on
         folder = self.cfg.study.run_dir / "trials" / f"{number:05d}" / "measured"
@@ -336,7 +336,7 @@ class Driver:
         except Exception as err:
             log.warning("point %d: its later synthesis could not start: %s", number, error_text(err))
             self.later_failed.add(number)
-            self._fail(self.claims.pop(number), f"its later synthesis could not start: {error_text(err)}")
+            self._release(self.claims.pop(number), f"its later synthesis could not start: {error_text(err)}")
             return
         self.later[number] = point
         log.debug("point %d: measured as trial %d", number, claim.number)
@@ -352,7 +352,7 @@ class Driver:
         if error is not None:
             log.warning("point %d: its later synthesis failed: %s", point.number, error)
             self.later_failed.add(point.number)
-            self._fail(claim, f"the later synthesis of point {point.number} failed: {error}")
+            self._release(claim, f"the later synthesis of point {point.number} failed: {error}")
             return
         info = {**attrs.get("info", {}), **out.info, SKIPPED_ATTR_KEY: None}
         kept = (PARENT_ATTR, EPOCH_ATTR, MODEL_ARTIFACT_ATTR, "params", "trial_dir")
@@ -381,9 +381,17 @@ class Driver:
                 return
             log.exception("point %d: could not add its later measurement", point.number)
             self.later_failed.add(point.number)
-            self._fail(claim, f"hqsearch could not record the later measurement: {error_text(err)}")
+            self._release(claim, f"hqsearch could not record the later measurement: {error_text(err)}")
             return
         self.progress.measured_later += 1
+
+    def _release(self, claim: optuna.Trial, error: str) -> None:
+        """Fail a measuring trial, which frees its point for any driver. Never raises: a claim this cannot
+        fail is left RUNNING, and once this driver is gone a peer fails it as an orphan."""
+        try:
+            self._fail(claim, error)
+        except Exception:
+            log.exception("trial %d: could not fail this measurement claim", claim.number)
 
     def _finish(self, done: Finished) -> Told | None:
         if isinstance(done.job, SynthJob):

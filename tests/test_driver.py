@@ -260,6 +260,40 @@ def _drive(raw: dict, ready, go, out) -> None:
     out.put(driver.run().measured_later)
 
 
+def _deferred_study(tiny_model, tmp_path, url: str, n: int) -> tuple[dict, list[int]]:
+    """A study whose one training is done, with `n` designs told with their estimate and deferred, and too
+    few measured designs to rule any out: every one of them is measured. Returns its raw config and the
+    deferred points' numbers."""
+    from conftest import tiny_raw
+    from optuna.artifacts import upload_artifact
+
+    from hqsearch.config import parse_config
+    from hqsearch.fidelity import DEFERRED, ESTIMATE_KEY
+    from hqsearch.front import SKIPPED_ATTR_KEY
+    from hqsearch.points import MODEL_ARTIFACT_ATTR, ORIGIN_ATTR, add_point
+
+    raw = tiny_raw(
+        tmp_path,
+        "deferred",
+        study={"n_trials": 1, "objectives": {"accuracy": "max", "luts": "min"}},
+        synthesis={"backend": "yosys", "cache": False, "fidelity_after": 10},
+        execution={"max_concurrent": 1},
+    )
+    raw["study"].update({"storage": url, "artifact_dir": str(tmp_path / "artifacts")})
+    cfg = parse_config(raw)
+    study = open_study(cfg)
+    _, path, ebops = tiny_model
+    add_point(study, [0.2, 100.0], {ORIGIN_ATTR: Origin.TRAINING.value, "info": {"epochs": 1}}, {})  # n_trials
+    artifact = upload_artifact(artifact_store=artifact_store(cfg), file_path=str(path), study_or_trial=study)
+    for i in range(n):
+        luts = 100.0 * (i + 1)
+        metrics = {"accuracy": 0.5 + i / 100, "luts": luts, "ebops": ebops}
+        info = {ESTIMATE_KEY: {"luts": luts, "ffs": luts / 10}, SKIPPED_ATTR_KEY: DEFERRED}
+        attrs = {ORIGIN_ATTR: Origin.HARVEST.value, MODEL_ARTIFACT_ATTR: artifact, "metrics": metrics, "info": info}
+        add_point(study, [metrics["accuracy"], luts], attrs, {"unmeasured": 1.0})
+    return raw, [t.number for t in study.get_trials()[1:]]
+
+
 @pytest.mark.parametrize("storage", ["sqlite", "postgresql"])
 def test_two_drivers_never_measure_the_same_deferred_design(storage, tiny_model, tmp_path, request):
     """Two driver processes on one study whose trainings are done measure its deferred designs (Yosys),
@@ -268,35 +302,10 @@ def test_two_drivers_never_measure_the_same_deferred_design(storage, tiny_model,
     import multiprocessing as mp
     from collections import Counter
 
-    from conftest import tiny_raw
-    from optuna.artifacts import upload_artifact
+    from hqsearch.points import MEASURES_ATTR
 
-    from hqsearch.config import parse_config
-    from hqsearch.fidelity import DEFERRED, ESTIMATE_KEY
-    from hqsearch.front import SKIPPED_ATTR_KEY
-    from hqsearch.points import MEASURES_ATTR, MODEL_ARTIFACT_ATTR, ORIGIN_ATTR, add_point
-
-    raw = tiny_raw(
-        tmp_path,
-        "two_drivers",
-        study={"n_trials": 1, "objectives": {"accuracy": "max", "luts": "min"}},
-        synthesis={"backend": "yosys", "cache": False, "fidelity_after": 10},
-        execution={"max_concurrent": 1},
-    )
     url = f"sqlite:///{tmp_path / 'study.db'}" if storage == "sqlite" else request.getfixturevalue("postgres_url")
-    raw["study"].update({"storage": url, "artifact_dir": str(tmp_path / "artifacts")})
-    cfg = parse_config(raw)
-    study = open_study(cfg)
-    _, path, ebops = tiny_model
-    add_point(study, [0.2, 100.0], {ORIGIN_ATTR: Origin.TRAINING.value, "info": {"epochs": 1}}, {})  # n_trials
-    artifact = upload_artifact(artifact_store=artifact_store(cfg), file_path=str(path), study_or_trial=study)
-    for i in range(4):  # told with their estimate; too few measured designs to rule any out: all are measured
-        luts = 100.0 * (i + 1)
-        metrics = {"accuracy": 0.5 + i / 100, "luts": luts, "ebops": ebops}
-        info = {ESTIMATE_KEY: {"luts": luts, "ffs": luts / 10}, SKIPPED_ATTR_KEY: DEFERRED}
-        attrs = {ORIGIN_ATTR: Origin.HARVEST.value, MODEL_ARTIFACT_ATTR: artifact, "metrics": metrics, "info": info}
-        add_point(study, [metrics["accuracy"], luts], attrs, {"unmeasured": 1.0})
-    deferred = [t.number for t in study.get_trials()[1:]]
+    raw, deferred = _deferred_study(tiny_model, tmp_path, url, 4)
 
     ctx = mp.get_context("spawn")
     ready, go, out = ctx.Queue(), ctx.Event(), ctx.Queue()
@@ -312,7 +321,7 @@ def test_two_drivers_never_measure_the_same_deferred_design(storage, tiny_model,
     for p in drivers:
         p.join()
 
-    trials = load_existing(cfg.study.storage_url, "two_drivers").trials
+    trials = load_existing(url, "deferred").trials
     done = Counter(
         t.user_attrs[MEASURES_ATTR] for t in trials if MEASURES_ATTR in t.user_attrs and t.state.name == "COMPLETE"
     )
@@ -321,3 +330,29 @@ def test_two_drivers_never_measure_the_same_deferred_design(storage, tiny_model,
     assert synthesised == Counter(deferred)  # and synthesised by one driver only
     assert sum(measured) == len(deferred)
     assert not [t for t in trials if t.state == TrialState.RUNNING]  # no claim left behind
+
+
+def test_a_measurement_claimed_by_a_dead_driver_is_measured_by_the_next(tiny_model, tmp_path):
+    """A driver died while it measured a deferred design: the next driver fails its claim (without
+    re-enqueuing it as a training) and measures the design itself."""
+    import multiprocessing as mp
+
+    from hqsearch.config import parse_config
+    from hqsearch.orphans import DriverId, measure
+    from hqsearch.points import MEASURES_ATTR
+
+    raw, (number,) = _deferred_study(tiny_model, tmp_path, f"sqlite:///{tmp_path / 'study.db'}", 1)
+    cfg = parse_config(raw)
+    gone = mp.get_context("spawn").Process(target=int)
+    gone.start()
+    gone.join()
+    study = open_study(cfg)
+    lost = measure(study, study.trials[number], DriverId(id="deadbeef", pid=gone.pid))
+    assert lost is not None
+
+    summary = run_study(cfg)
+    assert summary.recovered == [lost.number] and summary.measured_later == 1
+    trials = load_existing(cfg.study.storage_url, "deferred").trials
+    assert trials[lost.number].state == TrialState.FAIL
+    assert [t.state for t in trials if MEASURES_ATTR in t.user_attrs] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert not [t for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)]
