@@ -4,17 +4,17 @@ Optuna's heartbeats do not work with ask/tell, so the driver keeps its own: ever
 records the driver (`id`, host, pid and the pid's start time) and a `heartbeat` time the driver
 refreshes while the trial runs, from the moment it is asked for. A RUNNING trial is orphaned when its
 driver's process is gone (same host: checked at once), its heartbeat is older than `stale_after` (any
-host), or it names no driver and started more than `stale_after` ago (a driver that died between `ask`
-and recording itself, or a manual `optuna ask` left behind): left alone, such a trial would count
-against the study's budget forever.
+host), or it names no driver and its last heartbeat (without one: its start) is older than `stale_after`
+(a driver that died between `ask` and recording itself, or a manual `optuna ask` left behind): left
+alone, such a trial would count against the study's budget forever.
 
 Claiming an orphan is one conditional state change, RUNNING → FAIL only if still RUNNING (`claim`): of
 two drivers that find the same orphan only one succeeds, and only that one re-enqueues the trial's
-parameters. A lost measurement claim (see `measure`) is failed and not re-enqueued: the design it
-claimed is free to be claimed again.
+parameters.
 
-A design told with its estimate and measured later (see `fidelity`) is claimed the same way, through
-the storage, so that two drivers never synthesise it twice: see `measure`.
+A design told with its estimate and measured later (see `fidelity`) is claimed through the storage
+too, so that two drivers never synthesise it twice (`measure`). A lost measurement claim is failed and
+not re-enqueued: the design it claimed is free to be claimed again.
 """
 
 from __future__ import annotations
