@@ -14,7 +14,8 @@ tell, its uploads, its harvested candidates) is always recorded whole.
 A driver that was killed cannot tell its trials: the next driver on the study finds them (see
 `orphans`), fails them and re-enqueues their parameters. Several drivers may run one study at once:
 they share the budget through the storage's RUNNING count (which can overshoot `n_trials` by at most
-one trial per extra driver, when two ask at the same instant).
+one trial per extra driver, when two ask at the same instant), and claim each later measurement through
+the storage (see `orphans.measure`), so no design is synthesised twice.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from .fidelity import ESTIMATE_KEY
 from .front import SKIPPED_ATTR_KEY, constraint_values
 from .ledger import Ledger
 from .metrics import unusable
-from .orphans import DRIVER_ATTR, HEARTBEAT_ATTR, DriverId, recover_orphans
+from .orphans import DRIVER_ATTR, HEARTBEAT_ATTR, DriverId, measure, recover_orphans
 from .points import (
     ARTIFACTS_ATTR,
     BETA_ATTR,
@@ -139,6 +140,7 @@ class Driver:
         self.ledger = Ledger(cfg)  # what the loop needs of the study, without reading all of it per trial
         self.in_flight: dict[int, optuna.Trial] = {}
         self.later: dict[int, FrozenTrial] = {}  # points told with their estimate, being measured now
+        self.claims: dict[int, optuna.Trial] = {}  # their measuring trials (see `orphans.measure`), by point
         self.later_failed: set[int] = set()  # not tried again in this run
         self.progress = Progress(target=cfg.study.n_trials, budget=cfg.study.budget)
         self._interrupts = 0
@@ -154,11 +156,14 @@ class Driver:
         if (start := ledger.starts.choose(ledger.pending(), rng)) is not None:  # the sampler fills in the rest
             self.study.enqueue_trial(start.architecture, user_attrs={CONTINUES_ATTR: start.point})
         trial = self.study.ask()
+        self.in_flight[trial.number] = trial  # heartbeats from now on: no peer takes a trial still starting
         try:
             trial_dir = self.cfg.study.run_dir / "trials" / f"{trial.number:05d}"
             start_from, start_beta = None, None
             enqueued = trial.user_attrs  # what `enqueue_trial` gave it (one read)
             if (continued := enqueued.get(CONTINUES_ATTR)) is not None:  # also when a peer enqueued it
+                # its owner before a download that may take long (a peer then checks this process at once)
+                set_user_attrs(trial, {DRIVER_ATTR: self.me.to_dict(), HEARTBEAT_ATTR: time.time()})
                 if continued >= len(ledger.trials):  # enqueued by a peer for a point this driver has not seen
                     self._refresh()
                 point = ledger.trials[continued] if continued < len(ledger.trials) else None
@@ -177,7 +182,6 @@ class Driver:
             ledger.asked({**enqueued, **attrs})
             seed = None if self.cfg.study.seed is None else self.cfg.study.seed + trial.number
             job = TrialJob(trial.number, params, trial_dir, seed, start_from, ledger.gate)  # pickled at submission
-            self.in_flight[trial.number] = trial
             self.executor.submit(job)
         except Exception as err:  # a trial asked for is always told, even when it could not start
             self.in_flight.pop(trial.number, None)
@@ -315,7 +319,8 @@ class Driver:
         g = ledger.gate
         if g is None:
             return []
-        busy = ledger.measured | self.later.keys() | self.later_failed
+        claimed = {t.user_attrs.get(MEASURES_ATTR) for t in ledger.unfinished}  # by any driver, as last read
+        busy = ledger.measured | claimed | self.later.keys() | self.later_failed
         skipped = [
             (t, (t.user_attrs.get("metrics", {}), t.user_attrs["info"].get(ESTIMATE_KEY) or {}))
             for number, t in ledger.skipped.items()
@@ -325,11 +330,24 @@ class Driver:
         return [waiting[i][0] for i in g.order([design for _, design in waiting])]
 
     def _submit_later(self, point: FrozenTrial) -> None:
+        """Measure a point told with its estimate, once claimed through the storage: a point another driver
+        measures is left to it."""
         number = point.number
+        try:
+            claimed = measure(self.study, point, self.me)
+        except Exception as err:
+            log.warning("point %d: its later synthesis could not be claimed: %s", number, error_text(err))
+            self.later_failed.add(number)
+            return
+        if claimed is None:  # the ledger, read again, has the peer's claim: `_waiting` leaves the point to it
+            log.info("point %d is measured by another driver", number)
+            self._refresh()
+            return
+        claim = self.claims[number] = optuna.Trial(self.study, claimed._trial_id)  # heartbeats from now on
         folder = self.cfg.study.run_dir / "trials" / f"{number:05d}" / "measured"
-        folder.mkdir(parents=True, exist_ok=True)
         path = folder / "model.keras"
         try:
+            folder.mkdir(parents=True, exist_ok=True)
             download_artifact(
                 artifact_store=self.store, file_path=str(path), artifact_id=point.user_attrs[MODEL_ARTIFACT_ATTR]
             )
@@ -339,43 +357,62 @@ class Driver:
         except Exception as err:
             log.warning("point %d: its later synthesis could not start: %s", number, error_text(err))
             self.later_failed.add(number)
+            self._release(self.claims.pop(number), f"its later synthesis could not start: {error_text(err)}")
             return
         self.later[number] = point
+        log.debug("point %d: measured as trial %d", number, claim.number)
 
     def _tell_later(self, done: Finished) -> None:
-        """The measurement of a skipped point, as a point of its own that names it (see `points`)."""
+        """The measurement of a skipped point: its measuring trial, told as a point of its own that names it
+        (see `points`). A failed measurement fails that trial, which frees the point for other drivers."""
         point = self.later.pop(done.job.number)
+        claim = self.claims.pop(point.number)
         out, attrs = done.outcome, point.user_attrs
         metrics = {**attrs.get("metrics", {}), **out.metrics}  # its emulation, and now its measurement
         error = out.error if out.error is not None else self._missing(metrics)
         if error is not None:
             log.warning("point %d: its later synthesis failed: %s", point.number, error)
             self.later_failed.add(point.number)
+            self._release(claim, f"the later synthesis of point {point.number} failed: {error}")
             return
         info = {**attrs.get("info", {}), **out.info, SKIPPED_ATTR_KEY: None}
-        reports = [a for f in out.files if (a := self._upload(self.study, f)) is not None]
         kept = (PARENT_ATTR, EPOCH_ATTR, MODEL_ARTIFACT_ATTR, "params", "trial_dir")
-        new = {
-            **{k: attrs[k] for k in kept if k in attrs},
-            ORIGIN_ATTR: Origin.SYNTHESIS.value,
-            MEASURES_ATTR: point.number,
-            BETA_ATTR: attrs.get(BETA_ATTR, info.get("final_beta")),
-            ARTIFACTS_ATTR: reports,
-            "metrics": metrics,
-            "sources": {**attrs.get("sources", {}), **out.sources},
-            "info": info,
-            "timings": out.timings,
-        }
         study = self.cfg.study
         try:
+            reports = [a for f in out.files if (a := self._upload(self.study, f)) is not None]
+            new = {
+                **{k: attrs[k] for k in kept if k in attrs},
+                BETA_ATTR: attrs.get(BETA_ATTR, info.get("final_beta")),
+                ARTIFACTS_ATTR: reports,
+                "metrics": metrics,
+                "sources": {**attrs.get("sources", {}), **out.sources},
+                "info": info,
+                "timings": out.timings,
+            }
             values, constraints = study.values(metrics), constraint_values(study, metrics, info)
-            curve = self._training_copies(point)
-            add_point(self.study, values, new, constraints, point.params, point.distributions, curve)
-        except Exception:
+            for key, record in self._training_copies(point).items():
+                self.study._storage.set_trial_system_attr(claim._trial_id, key, record)
+            for key, value in constraints.items():
+                claim.set_constraint(key, value)
+            set_user_attrs(claim, new)
+            self.study.tell(claim, values)
+        except Exception as err:
+            if _claimed_by_peer(err):
+                self._dropped(claim)  # failed by a peer that took this driver for dead: measured again there
+                return
             log.exception("point %d: could not add its later measurement", point.number)
             self.later_failed.add(point.number)
+            self._release(claim, f"hqsearch could not record the later measurement: {error_text(err)}")
             return
         self.progress.measured_later += 1
+
+    def _release(self, claim: optuna.Trial, error: str) -> None:
+        """Fail a measuring trial, which frees its point for any driver. Never raises: a claim this cannot
+        fail is left RUNNING, and once this driver is gone a peer fails it as an orphan."""
+        try:
+            self._fail(claim, error)
+        except Exception:
+            log.exception("trial %d: could not fail this measurement claim", claim.number)
 
     def _finish(self, done: Finished) -> Told | None:
         if isinstance(done.job, SynthJob):
@@ -389,7 +426,7 @@ class Driver:
     def _beat(self) -> None:
         """Heartbeats on this driver's trials, from their own thread: a long poll or tell never delays them."""
         while not self._stop_beating.wait(self.cfg.execution.heartbeat):
-            for trial in list(self.in_flight.values()):
+            for trial in [*self.in_flight.values(), *self.claims.values()]:
                 try:
                     trial.set_user_attr(HEARTBEAT_ATTR, time.time())
                 except UpdateFinishedTrialError:

@@ -66,7 +66,8 @@ class Ledger:
         return self.unfinished + self.mine
 
     def running(self) -> list[FrozenTrial]:
-        return [t for t in self.pending() if t.state == TrialState.RUNNING]
+        """RUNNING trainings (not the trials that measure a deferred design, which spend no budget)."""
+        return [t for t in self.pending() if t.state == TrialState.RUNNING and origin(t) is Origin.TRAINING]
 
     def _finished(self, t: FrozenTrial) -> None:
         self.starts.add(t)

@@ -1,6 +1,7 @@
 """End to end: real HGQ2 trials in worker processes, told to a real SQLite-backed Optuna study."""
 
 import optuna
+import pytest
 from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
@@ -249,3 +250,150 @@ def test_heartbeats_go_on_while_a_finished_trial_is_uploaded(tiny_config):
     assert claimed == [] and summary.dropped == []
     (t,) = load_existing(cfg.study.storage_url, "slow_upload").trials
     assert t.state == TrialState.COMPLETE and t.user_attrs[MODEL_ARTIFACT_ATTR]
+
+
+def test_a_continuation_keeps_its_heartbeat_through_a_slow_checkpoint_download(tiny_config, monkeypatch):
+    """From `ask` on, the driver's trial names its driver and gets heartbeats: a peer sweeping for orphans
+    while the checkpoint downloads slowly (longer than `stale_after`) claims nothing."""
+    import time
+
+    import hqsearch.driver as driver
+    from hqsearch.orphans import DRIVER_ATTR, HEARTBEAT_ATTR, DriverId, recover_orphans
+
+    cfg = tiny_config(
+        "slow_checkpoint",
+        study={"n_trials": 2},
+        training={"epochs": 2, "continuation": {"share": 1.0, "startup": 1}},
+        execution={"max_concurrent": 1, "heartbeat": 0.5, "stale_after": 2},
+    )
+    real = driver.download_artifact
+    seen = []
+
+    def slow_download(**kwargs):  # a checkpoint on a slow network share
+        peer, me = open_study(cfg), DriverId()
+        beats, claimed = set(), []
+        for _ in range(8):  # 4 s: twice `stale_after`
+            time.sleep(0.5)
+            (t,) = peer.get_trials(states=(TrialState.RUNNING,))
+            beats.add(t.user_attrs.get(HEARTBEAT_ATTR))
+            claimed += recover_orphans(peer, me, cfg.execution.stale_after)
+        seen.append((t.user_attrs.get(DRIVER_ATTR, {}).get("pid"), len(beats), claimed))
+        return real(**kwargs)
+
+    monkeypatch.setattr(driver, "download_artifact", slow_download)
+    summary = run_study(cfg)
+    import os
+
+    assert seen == [(os.getpid(), seen[0][1], [])]  # owned by this driver, and no peer claimed it
+    assert seen[0][1] >= 4  # the heartbeat moved while the download ran
+    assert summary.complete == 2 and summary.dropped == [] and summary.recovered == []
+    assert states(cfg) == ["COMPLETE", "COMPLETE"]
+
+
+def _drive(raw: dict, ready, go, out) -> None:
+    """A driver process: built, then run once every driver of the test is ready."""
+    from hqsearch.config import parse_config
+    from hqsearch.driver import Driver
+
+    driver = Driver(parse_config(raw))
+    ready.put(True)
+    go.wait()
+    out.put(driver.run().measured_later)
+
+
+def _deferred_study(tiny_model, tmp_path, url: str, n: int) -> tuple[dict, list[int]]:
+    """A study whose one training is done, with `n` designs told with their estimate and deferred, and too
+    few measured designs to rule any out: every one of them is measured. Returns its raw config and the
+    deferred points' numbers."""
+    from conftest import tiny_raw
+    from optuna.artifacts import upload_artifact
+
+    from hqsearch.config import parse_config
+    from hqsearch.fidelity import DEFERRED, ESTIMATE_KEY
+    from hqsearch.front import SKIPPED_ATTR_KEY
+    from hqsearch.points import MODEL_ARTIFACT_ATTR, ORIGIN_ATTR, add_point
+
+    raw = tiny_raw(
+        tmp_path,
+        "deferred",
+        study={"n_trials": 1, "objectives": {"accuracy": "max", "luts": "min"}},
+        synthesis={"backend": "yosys", "cache": False, "fidelity_after": 10},
+        execution={"max_concurrent": 1},
+    )
+    raw["study"].update({"storage": url, "artifact_dir": str(tmp_path / "artifacts")})
+    cfg = parse_config(raw)
+    study = open_study(cfg)
+    _, path, ebops = tiny_model
+    add_point(study, [0.2, 100.0], {ORIGIN_ATTR: Origin.TRAINING.value, "info": {"epochs": 1}}, {})  # n_trials
+    artifact = upload_artifact(artifact_store=artifact_store(cfg), file_path=str(path), study_or_trial=study)
+    for i in range(n):
+        luts = 100.0 * (i + 1)
+        metrics = {"accuracy": 0.5 + i / 100, "luts": luts, "ebops": ebops}
+        info = {ESTIMATE_KEY: {"luts": luts, "ffs": luts / 10}, SKIPPED_ATTR_KEY: DEFERRED}
+        attrs = {ORIGIN_ATTR: Origin.HARVEST.value, MODEL_ARTIFACT_ATTR: artifact, "metrics": metrics, "info": info}
+        add_point(study, [metrics["accuracy"], luts], attrs, {"unmeasured": 1.0})
+    return raw, [t.number for t in study.get_trials()[1:]]
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "postgresql"])
+def test_two_drivers_never_measure_the_same_deferred_design(storage, tiny_model, tmp_path, request):
+    """Two driver processes on one study whose trainings are done measure its deferred designs (Yosys),
+    starting at the same instant, each with a run folder of its own (as on two hosts; the storage and the
+    artifact store are shared): each design is synthesised by exactly one of them, and measured once."""
+    import multiprocessing as mp
+    from collections import Counter
+
+    from hqsearch.points import MEASURES_ATTR
+
+    url = f"sqlite:///{tmp_path / 'study.db'}" if storage == "sqlite" else request.getfixturevalue("postgres_url")
+    raw, deferred = _deferred_study(tiny_model, tmp_path, url, 4)
+
+    ctx = mp.get_context("spawn")
+    ready, go, out = ctx.Queue(), ctx.Event(), ctx.Queue()
+    runs = [tmp_path / "host_a", tmp_path / "host_b"]
+    raws = [{**raw, "study": {**raw["study"], "output_dir": str(run)}} for run in runs]
+    drivers = [ctx.Process(target=_drive, args=(r, ready, go, out)) for r in raws]
+    for p in drivers:
+        p.start()
+    for _ in drivers:
+        ready.get(timeout=240)
+    go.set()
+    measured = [out.get(timeout=300) for _ in drivers]
+    for p in drivers:
+        p.join()
+
+    trials = load_existing(url, "deferred").trials
+    done = Counter(
+        t.user_attrs[MEASURES_ATTR] for t in trials if MEASURES_ATTR in t.user_attrs and t.state.name == "COMPLETE"
+    )
+    assert done == Counter(deferred)  # every deferred design measured, none twice
+    synthesised = Counter(int(d.parent.name) for run in runs for d in run.glob("trials/*/measured"))
+    assert synthesised == Counter(deferred)  # and synthesised by one driver only
+    assert sum(measured) == len(deferred)
+    assert not [t for t in trials if t.state == TrialState.RUNNING]  # no claim left behind
+
+
+def test_a_measurement_claimed_by_a_dead_driver_is_measured_by_the_next(tiny_model, tmp_path):
+    """A driver died while it measured a deferred design: the next driver fails its claim (without
+    re-enqueuing it as a training) and measures the design itself."""
+    import multiprocessing as mp
+
+    from hqsearch.config import parse_config
+    from hqsearch.orphans import DriverId, measure
+    from hqsearch.points import MEASURES_ATTR
+
+    raw, (number,) = _deferred_study(tiny_model, tmp_path, f"sqlite:///{tmp_path / 'study.db'}", 1)
+    cfg = parse_config(raw)
+    gone = mp.get_context("spawn").Process(target=int)
+    gone.start()
+    gone.join()
+    study = open_study(cfg)
+    lost = measure(study, study.trials[number], DriverId(id="deadbeef", pid=gone.pid))
+    assert lost is not None
+
+    summary = run_study(cfg)
+    assert summary.recovered == [lost.number] and summary.measured_later == 1
+    trials = load_existing(cfg.study.storage_url, "deferred").trials
+    assert trials[lost.number].state == TrialState.FAIL
+    assert [t.state for t in trials if MEASURES_ATTR in t.user_attrs] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert not [t for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)]
