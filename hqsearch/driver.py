@@ -543,6 +543,9 @@ class Driver:
                 self.in_flight.pop(trial.number)
                 self._fail(trial, "the driver stopped before this trial ran")
                 told.append(trial.number)
+            for number in list(self.claims):  # a measurement the executor did not hand back
+                self.later.pop(number, None)
+                self._release(self.claims.pop(number), "the driver stopped before this measurement ended")
         return told
 
     def _stop_reason(self) -> str | None:
