@@ -15,6 +15,9 @@ the same data split, and is repeated with 3 seeds:
                beta constant at the low end of the study's range for the first 1/16, then a log ramp to
                the high end; HGQ2's `ParetoFront` keeps every checkpoint non-dominated in (val_accuracy,
                ebops); each one is then calibrated, converted and measured (`hqsearch import`)
+  METHOD@BACKEND
+               the method with its trials on that Keras backend (`default@tensorflow`); the others run on
+               the default (`execution.keras_backend`)
 
 The score is the 2-D hypervolume of (test firmware accuracy above a floor) x (log10 LUTs below 40,000)
 of the front chosen on the validation split (DESIGN.md, "Search quality"): the floor is 0.8 on digits
@@ -70,10 +73,14 @@ BENCHES = {
 
 
 def study_raw(bench: str, method: str, seed: int, work: Path) -> dict:
+    """`method@backend` (`default@tensorflow`) is the method with its trials on that Keras backend."""
     b = BENCHES[bench]
     raw = yaml.safe_load((ROOT / "studies" / b.config).read_text())
     raw = copy.deepcopy(raw)
-    name = f"sq_{bench}_{method}_s{seed}"
+    name = f"sq_{bench}_{method.replace('@', '_')}_s{seed}"
+    method, _, backend = method.partition("@")
+    if backend:
+        raw.setdefault("execution", {})["keras_backend"] = backend
     raw["study"].update(
         name=name,
         output_dir=str(work / name),

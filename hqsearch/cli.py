@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -407,9 +408,10 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
+    from .keras_backend import DEFAULT
     from .preflight import import_keras_quietly
 
-    import_keras_quietly()
+    import_keras_quietly(os.environ.get("KERAS_BACKEND", DEFAULT))  # no study: the environment's, else ours
     from .firmware import build_design
     from .synth import measure
     from .train import saved_ebops
@@ -461,7 +463,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     study, _, cfg = _open(args)
     cfg = cfg if cfg is not None else stored_config(study, storage=args.storage)
-    import_keras_quietly()
+    import_keras_quietly(cfg.execution.keras_backend)
     out = args.out or cfg.study.run_dir / "export" / f"trial_{args.trial:05d}"
     done = export_point(study, cfg, args.trial, out)
     console.print(f"exported trial {args.trial} of study {study.study_name} to {out}", highlight=False)

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from .exceptions import ConfigError
+from .keras_backend import KerasBackend
 from .metrics import BACKENDS, HLS, not_produced, selectable
 
 _DIRECTIONS = {"max": "maximize", "maximize": "maximize", "min": "minimize", "minimize": "minimize"}
@@ -428,6 +429,13 @@ class ExecutionSection(_Section):
     heartbeat: float = Field(default=10, gt=0)  # seconds between a driver's heartbeats on its running trials
     stale_after: float = Field(default=120, gt=0)  # a RUNNING trial without heartbeat this long is orphaned
     ray: RaySection = RaySection()
+    # the Keras backend every stage runs on (see hqsearch/keras_backend.py): jax trains several times faster
+    keras_backend: KerasBackend = "jax"
+    compile_cache_dir: Path | None = None  # jax: XLA's compiled programs; default runs/compile_cache, per machine
+
+    @property
+    def compile_cache(self) -> Path:
+        return self.compile_cache_dir or Path("runs") / "compile_cache"
 
     @model_validator(mode="after")
     def _beats(self) -> ExecutionSection:

@@ -16,7 +16,7 @@ import numpy as np
 from .config import SynthesisSection
 from .exceptions import FirmwareError
 
-if TYPE_CHECKING:  # Keras (and TensorFlow) load only where a model is really handled
+if TYPE_CHECKING:  # Keras (and its backend) load only where a model is really handled
     import keras
 
 
@@ -81,8 +81,10 @@ def emulate(comb, model: keras.Model, x: np.ndarray, y: np.ndarray) -> Emulation
 
 def score(firmware_out: np.ndarray, model: keras.Model, x: np.ndarray, y: np.ndarray) -> Emulation:
     """Accuracy of firmware outputs next to the Keras model's, and where the two differ."""
+    from .train import ONE_BATCH
+
     fw = firmware_out.reshape(len(x), -1)
-    ref = np.asarray(model.predict(x, verbose=0, batch_size=4096)).reshape(len(x), -1)
+    ref = np.asarray(model.predict(x, verbose=0, batch_size=min(len(x), ONE_BATCH) or None)).reshape(len(x), -1)
     return Emulation(
         accuracy=float((fw.argmax(axis=1) == y).mean()),
         float_accuracy=float((ref.argmax(axis=1) == y).mean()),

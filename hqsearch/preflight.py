@@ -5,7 +5,7 @@ its stages run are there, and a Ray cluster it names answers.
 data or a missing tool is one error naming the config key, instead of a study full of failed trials.
 Nothing is traced or trained here. `run` lets its executor call it where trials run (the local
 executor: in a worker forked from its warm server; Ray: the tools of the synthesis on every node that
-has the synthesis resources), so the driver never imports TensorFlow itself.
+has the synthesis resources), so the driver never imports Keras itself.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from .config import StudyConfig
 from .exceptions import DataFileMissing, DataNotHere, KeyedError, SynthError, ToolNotHere
+from .keras_backend import KerasBackend, use
 
 if TYPE_CHECKING:
     from .data import Dataset
@@ -47,10 +48,10 @@ class Ready:
         )
 
 
-def import_keras_quietly() -> None:
-    """Import Keras (and TensorFlow) with file descriptor 2 silenced: TensorFlow's C++ start-up lines
-    (absl, oneDNN) bypass Python's logging and would land on the user's terminal."""
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+def import_keras_quietly(backend: KerasBackend) -> None:
+    """Import Keras on `backend` (see `keras_backend.use`) with file descriptor 2 silenced: the backends' C++
+    start-up lines (absl, oneDNN) bypass Python's logging and would land on the user's terminal."""
+    use(backend)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 2)
@@ -202,13 +203,13 @@ def preflight(
     one error naming the key that caused it. A Ray study finds its synthesis tools on its synthesis nodes."""
     import optuna
 
-    # the config and the tools first: seconds, where the data and the model take TensorFlow's start
+    # the config and the tools first: seconds, where the data and the model take the Keras backend's start
     check_part(cfg)
     if "firmware" in tools:
         check_firmware_tools(cfg, where)
     if "synth" in tools:
         check_synth_tools(cfg, where)
-    import_keras_quietly()
+    import_keras_quietly(cfg.execution.keras_backend)
 
     from .model import build_model
     from .space import suggest

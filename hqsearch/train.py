@@ -59,6 +59,33 @@ def beta_callbacks(cfg: TrainingSection, params: TrialParams) -> list[keras.call
     return []  # constant: beta0 was set when the layers were built
 
 
+# rows: a split up to this size is scored (validation) or calibrated in one batch, so in one compiled shape
+ONE_BATCH = 65536
+
+
+class Batches(keras.utils.PyDataset):
+    """The training split, shuffled anew each epoch, in batches of one size. A smaller last batch would be a
+    second shape, which XLA compiles anew (seconds, under JAX); the rows it leaves out are different ones
+    each epoch. The shuffle follows NumPy's seed (`keras.utils.set_random_seed`)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> None:
+        super().__init__()
+        self.x, self.y = x, y
+        self.batch_size = min(batch_size, len(x))
+        self.rng = np.random.default_rng(np.random.randint(2**31))
+        self.order = self.rng.permutation(len(x))
+
+    def __len__(self) -> int:
+        return len(self.x) // self.batch_size
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.order[i * self.batch_size : (i + 1) * self.batch_size]
+        return self.x[rows], self.y[rows]
+
+    def on_epoch_end(self) -> None:
+        self.order = self.rng.permutation(len(self.x))
+
+
 def train(
     model: keras.Model,
     data: Dataset,
@@ -76,11 +103,10 @@ def train(
     )
     val = (data.x_val, data.y_val) if len(data.x_val) else None
     history = model.fit(
-        data.x_train,
-        data.y_train,
+        Batches(data.x_train, data.y_train, cfg.batch_size),
         validation_data=val,
+        validation_batch_size=min(len(data.x_val), ONE_BATCH) or None,
         epochs=epochs_of(cfg, params),
-        batch_size=cfg.batch_size,
         callbacks=[FreeEBOPs(), *beta_callbacks(cfg, params), *watch],
         verbose=0,
     )
@@ -127,11 +153,11 @@ class StopWhenCollapsed(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def calibrate(model: keras.Model, x: np.ndarray, batch_size: int = 1024) -> float:
+def calibrate(model: keras.Model, x: np.ndarray) -> float:
     """Fix the integer bits of WRAP activations from the data's real range; returns calibrated EBOPs."""
     from hgq.utils import trace_minmax
 
-    return float(trace_minmax(model, x, batch_size=batch_size))
+    return float(trace_minmax(model, x, batch_size=min(len(x), ONE_BATCH) or None))
 
 
 def saved_ebops(model: keras.Model) -> float:

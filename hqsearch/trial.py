@@ -24,7 +24,7 @@ from .fidelity import ESTIMATE_KEY, Gate
 from .front import SKIPPED_ATTR_KEY
 from .space import TrialParams
 
-_PACKAGES = ("hqsearch", "hgq2", "alkaid", "keras", "tensorflow-cpu", "optuna")
+_PACKAGES = ("hqsearch", "hgq2", "alkaid", "keras", "optuna")
 
 
 @dataclass
@@ -54,11 +54,14 @@ class TrialOutcome:
 
 
 def library_versions() -> dict[str, str]:
+    """The versions a trial records, with the Keras backend it ran on (`keras_backend`) and that backend's."""
+    from .keras_backend import versions
+
     out = {}
     for pkg in _PACKAGES:
         with suppress(PackageNotFoundError):
             out[pkg] = version(pkg)
-    return out
+    return {**out, **versions()}
 
 
 # Build folders a backend leaves in the trial folder, and the bulky parts of them
@@ -89,15 +92,6 @@ def archive_builds(trial_dir: Path, keep_build: bool) -> list[Path]:
             if not keep_build:
                 shutil.rmtree(folder, ignore_errors=True)
     return archives
-
-
-def configure_threads(n: int) -> None:
-    """TensorFlow's own pools ignore OMP_NUM_THREADS; size them before the first op."""
-    import tensorflow as tf
-
-    n = max(1, n)
-    tf.config.threading.set_intra_op_parallelism_threads(n)
-    tf.config.threading.set_inter_op_parallelism_threads(min(2, n))
 
 
 @dataclass
@@ -248,8 +242,10 @@ def _continue(model, start_from: Path, data) -> dict:
         raise FileNotFoundError(f"the checkpoint to continue from is gone: {start_from}")
     import numpy as np
 
+    from .train import ONE_BATCH
+
     model.set_weights(load_model(start_from).get_weights())
-    logits = model.predict(data.x_val, verbose=0, batch_size=1024)
+    logits = model.predict(data.x_val, verbose=0, batch_size=min(len(data.x_val), ONE_BATCH) or None)
     return {"start_val_accuracy": float(np.mean(np.argmax(logits, axis=-1) == data.y_val))}
 
 

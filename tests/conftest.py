@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ TESTS = Path(__file__).parent
 os.environ["PYTHONPATH"] = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
 sys.path.insert(0, str(TESTS))
 os.environ["HQ_TEST_DRIVER_PID"] = str(os.getpid())  # helpers that fail in trial workers, not in preflight
+# XLA's compiled programs, shared by every test's studies as by a user's studies on one machine
+COMPILE_CACHE = Path(tempfile.mkdtemp(prefix="hqsearch-test-xla-"))
 
 from hqsearch.config import StudyConfig, parse_config  # noqa: E402
 
@@ -42,7 +45,7 @@ def tiny_raw(out: Path, name: str = "tiny", **sections) -> dict:
             "heterogeneity": {"weights": ["intra", "per_channel"], "activations": ["intra"]},
         },
         "synthesis": {"cache_dir": str(out / "design_cache")},
-        "execution": {"max_concurrent": 2},
+        "execution": {"max_concurrent": 2, "compile_cache_dir": str(COMPILE_CACHE)},
     }
     for key, value in sections.items():
         raw.setdefault(key, {}).update(value)

@@ -49,24 +49,23 @@ class Finished:
     outcome: TrialOutcome  # outcome.error is set when the trial failed, was killed or timed out
 
 
-def prepare_worker(trial_dir: Path, threads: int, tensorflow: bool = True) -> None:
-    """In a fresh worker process: output to the trial's log, quiet TensorFlow, its thread pools sized
-    (unless the work needs no TensorFlow at all, which then is not even imported)."""
+def prepare_worker(cfg: StudyConfig, trial_dir: Path, threads: int, keras: bool = True) -> None:
+    """In a fresh worker process: output to the trial's log, the study's Keras backend with its thread pools
+    sized (unless the work needs no Keras at all, which then is not even imported)."""
     trial_dir.mkdir(parents=True, exist_ok=True)
     log = os.open(trial_dir / "trial.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    if tensorflow:
-        from ..trial import configure_threads
+    if keras:
+        from ..keras_backend import prepare
 
-        configure_threads(threads)
+        prepare(cfg.execution.keras_backend, threads, cfg.execution.compile_cache)
 
 
 def work_job(cfg: StudyConfig, job: Job, threads: int, model_bytes: bytes | None, on_stage: Callable[[str], None]):
     """A job in its forked worker process (see `forked`): the process prepared, then the job run."""
-    prepare_worker(job.trial_dir, threads)
+    prepare_worker(cfg, job.trial_dir, threads)
     return run_job(cfg, job, on_stage, model_bytes)
 
 

@@ -1,8 +1,9 @@
 """Work in a fresh process forked from a warm server: what both executors run a trial's stages in.
 
-A new process per piece of work keeps TensorFlow's graph, thread pools and memory from leaking between
-trials. It forks from a server that imported TensorFlow, Keras, HGQ2 and alkaid once (about 5 s saved per
-trial) and never ran an op, so each piece of work still sizes its own thread pools. The local executor
+A new process per piece of work keeps Keras's state, thread pools and memory from leaking between
+trials. It forks from a server that imported the Keras backend (JAX or TensorFlow), Keras, HGQ2 and alkaid
+once (about 5 s saved per trial) and never ran an op, so each piece of work still sizes its own thread
+pools, and JAX starts its threads only in the children. The local executor
 keeps one server for the driver; on Ray each worker process keeps its own, so a node pays the imports
 once per worker slot, not once per task.
 
@@ -20,15 +21,18 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from ..keras_backend import MODULES, KerasBackend
 from .base import error_text
+
+_server_backend: str | None = None  # the backend the fork server of this process was started for
 
 PRELOAD = [
     "hqsearch.executors.forkserver_guard",
     "hqsearch.trial",
-    "tensorflow",
     "keras",
     "hgq",
     "alkaid.converter",
@@ -40,11 +44,30 @@ PRELOAD = [
 Work = Callable[..., Any]
 
 
-def context(also: tuple[str, ...] = ()) -> mp.context.ForkServerContext:
-    """The fork server, with `also` imported before `PRELOAD`: what every child imports anyway belongs in the
-    server, or each child pays for it."""
+def context(backend: KerasBackend, also: tuple[str, ...] = ()) -> mp.context.ForkServerContext:
+    """The fork server, started now with its Keras on `backend` and `also` imported before `PRELOAD`: what
+    every child imports anyway belongs in the server, or each child pays for it. It imports in the
+    background; the first fork waits for it.
+
+    The server is one per process and takes this process's environment as it starts, so it starts with
+    `KERAS_BACKEND` set for it alone; one that runs another backend (a second study in this process) is
+    stopped first."""
+    global _server_backend
+    if _server_backend not in (None, backend):
+        forkserver._forkserver._stop()  # the standard library's own way to stop it (its tests use it)
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload([*also, *PRELOAD])
+    keras_at = PRELOAD.index("keras")  # after the guard, which silences their start-up
+    ctx.set_forkserver_preload([*also, *PRELOAD[:keras_at], MODULES[backend], *PRELOAD[keras_at:]])
+    before = os.environ.get("KERAS_BACKEND")
+    os.environ["KERAS_BACKEND"] = backend
+    try:
+        forkserver.ensure_running()
+    finally:
+        if before is None:
+            del os.environ["KERAS_BACKEND"]
+        else:
+            os.environ["KERAS_BACKEND"] = before
+    _server_backend = backend
     return ctx
 
 

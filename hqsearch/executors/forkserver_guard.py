@@ -1,7 +1,7 @@
 """Imported first by the local executor's fork server (as a preload): end the server when its driver
-dies, and keep the noise of importing TensorFlow off the driver's terminal.
+dies, and keep the noise of importing the Keras backend off the driver's terminal.
 
-A SIGKILLed driver cannot stop its fork server, which would then hold TensorFlow's memory forever.
+A SIGKILLed driver cannot stop its fork server, which would then hold its memory forever.
 The watch thread only sleeps and reads the parent pid, so it holds no lock a fork could copy. Each
 worker sends its own output to its trial's log.
 """

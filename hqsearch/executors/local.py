@@ -22,13 +22,13 @@ class LocalExecutor:
 
     def __init__(self, cfg: StudyConfig) -> None:
         self.cfg = cfg
-        self.ctx = context()
+        self.ctx = context(cfg.execution.keras_backend)
         self.threads = max(1, (os.cpu_count() or 1) // cfg.execution.max_concurrent)
         self.timeouts = cfg.execution.timeouts.model_dump()
         self.running: dict[int, tuple[Job, Forked]] = {}
 
     def preflight(self) -> Ready:
-        """Check data, model and tools in a worker forked from the warm server: the driver never imports TensorFlow."""
+        """Check data, model and tools in a worker forked from the warm server: the driver never imports Keras."""
         try:
             result = Forked(self.ctx, "preflight", check, (self.cfg, TOOLS, "on this machine")).result()
         except WorkerLost as err:

@@ -4,10 +4,12 @@ The training task (stages `train` and `firmware`) asks for `execution.ray.train`
 for `execution.ray.synth`, so synthesis goes only to nodes started with e.g.
 `ray start --resources='{"vivado": 1}'`, and one trial's synthesis runs while the next ones train.
 Ray's workers are kept warm: each task runs its stage in a fresh process forked from its worker's own
-server, which imported TensorFlow and friends once (see `forked`). So TensorFlow's thread pools are
-sized from the task's CPUs before its first op, and the stage's memory goes back when it ends, without
-paying the imports per task. A stage whose process or worker or node dies is retried `max_retries`
-times by Ray; an exception in the trial is not retried.
+server, which imported the Keras backend and friends once (see `forked`). So the backend's thread pools
+are sized from the task's CPUs before its first op, and the stage's memory goes back when it ends,
+without paying the imports per task. Every task carries `KERAS_BACKEND` in its runtime environment:
+Ray starts the workers of each environment apart, so a worker's server never serves two backends.
+A stage whose process or worker or node dies is retried `max_retries` times by Ray; an exception in the
+trial is not retried.
 
 On Ray a stage's timeout counts from the task's submission, time spent waiting for resources included.
 A synth task measures the final design and then each harvested candidate, and each design has
@@ -27,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..config import RayStage, StudyConfig
+from ..keras_backend import DEFAULT
 from ..preflight import Ready, check_synth_tools, ray_address_problem
 from ..trial import Trained, TrialOutcome
 from .base import SYNTH_GRACE, Finished, Job, SynthJob, TrialJob, check, error_text, prepare_worker, work_job
@@ -40,12 +43,9 @@ def warm_up() -> None:
     the worker waits for its first task instead of delaying it."""
     global _ctx
     if _ctx is None:
-        from multiprocessing import forkserver
-
         # A child starts by running its parent's main module again, which is Ray's default_worker.py:
         # with Ray imported in the server that is about 0.02 s instead of 0.2 s per stage.
-        _ctx = context(also=("ray",))
-        forkserver.ensure_running()  # returns at once; the server imports in the background
+        _ctx = context(os.environ.get("KERAS_BACKEND", DEFAULT), also=("ray",))
 
 
 def _forked(name: str, work, *args):
@@ -107,7 +107,7 @@ def _where(outcome: TrialOutcome, stage: str) -> None:
 
 
 def _train(cfg: StudyConfig, job: TrialJob, threads: int, with_bytes: bool, on_stage) -> Trained:  # noqa: ARG001
-    prepare_worker(job.trial_dir, threads)
+    prepare_worker(cfg, job.trial_dir, threads)
     (job.trial_dir / "train.pid").write_text(str(os.getpid()))
     from ..trial import train_stage
 
@@ -124,7 +124,7 @@ def _synth(cfg: StudyConfig, job: TrialJob, trained: Trained, threads: int, on_s
     from ..synth import uses_hls4ml
     from ..trial import synth_stage
 
-    prepare_worker(job.trial_dir, threads, tensorflow=uses_hls4ml(cfg.synthesis))
+    prepare_worker(cfg, job.trial_dir, threads, keras=uses_hls4ml(cfg.synthesis))
     return synth_stage(cfg, job.params, trained, job.trial_dir, gate=job.gate)
 
 
@@ -135,7 +135,7 @@ def _synth_task(cfg: StudyConfig, job: TrialJob, trained: Trained, threads: int)
 
 
 def _later_task(cfg: StudyConfig, job: SynthJob, threads: int, model_bytes: bytes | None) -> TrialOutcome:
-    # the design is traced again from the model: the process prepares TensorFlow
+    # the design is traced again from the model: the process prepares Keras
     outcome = _forked(f"later-{job.number}", work_job, cfg, job, threads, model_bytes)
     _where(outcome, "synth")
     return outcome
@@ -194,7 +194,7 @@ class RayExecutor:
         """Check data and model where trainings run, in a forked process as a trial would be, and the synthesis
         tools on every node that has the synthesis resources. Meanwhile as many more training workers as
         trials will run at once start their servers, so the first trials find them warm; the driver itself
-        never imports TensorFlow. A stage whose resources no node has is an error, not a wait forever."""
+        never imports Keras. A stage whose resources no node has is an error, not a wait forever."""
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -247,11 +247,11 @@ class RayExecutor:
         cluster = "; ".join(f"{n['NodeManagerAddress']}: {_shown(n['Resources'])}" for n in nodes)
         raise self.cfg.error(key, f"{what}; its nodes have: {cluster}")
 
-    @staticmethod
-    def _remote(fn, stage: RayStage, retries: int):
+    def _remote(self, fn, stage: RayStage, retries: int):
         import ray
 
         return ray.remote(
+            runtime_env={"env_vars": {"KERAS_BACKEND": self.cfg.execution.keras_backend}},
             num_cpus=stage.num_cpus,
             num_gpus=stage.num_gpus,
             resources=stage.resources or None,

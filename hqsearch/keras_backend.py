@@ -1,0 +1,88 @@
+"""The Keras backend the stages run on: JAX (the default) or TensorFlow.
+
+Keras fixes its backend when it is first imported, from `KERAS_BACKEND`, so the choice lives in the
+environment: `use` sets it before Keras is imported, and the executors start their fork servers (and
+Ray their workers) with it. A `.keras` file holds no backend: a model saved on one loads on the other.
+
+JAX is the default because it trains HGQ2 several times faster on a CPU (`benchmarks/training_speed.py`):
+XLA compiles the whole training step once, where TensorFlow without XLA runs it op by op. What XLA
+compiles is kept in a persistent cache (`execution.compile_cache_dir`), so a trial whose architecture an
+earlier trial had loads its programs instead of compiling them again. JAX places arrays on its default
+device: a GPU where jaxlib has one, else the CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import suppress
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Literal
+
+KerasBackend = Literal["jax", "tensorflow"]
+BACKENDS: tuple[KerasBackend, ...] = ("jax", "tensorflow")
+DEFAULT: KerasBackend = "jax"
+# What a fork server imports for each, beside Keras: the backend's own start-up, paid once per server
+MODULES: dict[str, str] = {"jax": "jax", "tensorflow": "tensorflow"}
+# The distributions whose versions a trial records for each
+PACKAGES: dict[str, tuple[str, ...]] = {"jax": ("jax", "jaxlib"), "tensorflow": ("tensorflow-cpu", "tensorflow")}
+# XLA on the CPU: one thread for the compiled programs' own kernels (a worker given one core)
+_ONE_THREAD_XLA = ("--xla_cpu_multi_thread_eigen=false", "intra_op_parallelism_threads=1")
+
+
+def use(backend: KerasBackend) -> None:
+    """Make `backend` the one Keras loads in this process and the processes it starts. Where Keras is already
+    imported its backend stays (Keras cannot change it): the work here runs on that one, and what it records
+    says so (`active`)."""
+    os.environ["KERAS_BACKEND"] = backend
+    if backend == "tensorflow":
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def active() -> str:
+    """The backend Keras runs here; Keras is imported if it was not."""
+    import keras
+
+    return keras.config.backend()
+
+
+def prepare(backend: KerasBackend, threads: int, compile_cache: Path | None) -> None:
+    """In a fresh worker process, before its first op: the backend's thread pools sized to `threads`, and
+    JAX's compilation cache. A worker whose Keras runs another backend is refused: its results would be
+    recorded under the wrong name."""
+    if "keras" not in sys.modules:
+        use(backend)
+    if (running := active()) != backend:
+        raise RuntimeError(f"this worker's Keras runs on {running!r}, the study asks for {backend!r}")
+    use(backend)  # and so do the processes it starts
+    threads = max(1, threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        # TensorFlow's own pools ignore OMP_NUM_THREADS
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+        return
+    if threads == 1:  # XLA reads its flags when JAX first makes its CPU client: nothing has run yet
+        flags = os.environ.get("XLA_FLAGS", "").split()
+        os.environ["XLA_FLAGS"] = " ".join([*flags, *(f for f in _ONE_THREAD_XLA if f not in flags)])
+    if compile_cache is not None:
+        import jax
+
+        compile_cache.mkdir(parents=True, exist_ok=True)
+        jax.config.update("jax_compilation_cache_dir", str(compile_cache.resolve()))
+        # every program: a trial's many small ones add up to seconds, and all of them recur
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def versions() -> dict[str, str]:
+    """The backend Keras runs here and its packages' versions, for a trial's `info.versions`."""
+    backend = active()
+    out = {"keras_backend": backend}
+    for pkg in PACKAGES[backend]:
+        with suppress(PackageNotFoundError):
+            out[pkg] = version(pkg)
+    return out
