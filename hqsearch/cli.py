@@ -142,7 +142,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _print_advice(cfg)
     console.print(
         f"study [bold]{cfg.study.name}[/bold] in {shown_url(cfg.study.storage_url)}, target {_target(cfg)}, "
-        f"backend {cfg.synthesis.backend}"
+        f"backend {cfg.synthesis.backend}, Keras on {cfg.execution.keras_backend}"
     )
     by_epochs = cfg.study.budget is not None  # the bar counts what ends the study
 

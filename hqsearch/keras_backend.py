@@ -79,10 +79,11 @@ def prepare(backend: KerasBackend, threads: int, compile_cache: Path | None) -> 
 
 
 def versions() -> dict[str, str]:
-    """The backend Keras runs here and its packages' versions, for a trial's `info.versions`."""
-    backend = active()
-    out = {"keras_backend": backend}
-    for pkg in PACKAGES[backend]:
+    """The backend Keras runs here and its packages' versions, for a trial's `info.versions`; where Keras is
+    not loaded (a benchmark's record of its machine), every backend's packages and no choice."""
+    loaded = "keras" in sys.modules
+    out = {"keras_backend": active()} if loaded else {}
+    for pkg in PACKAGES[out["keras_backend"]] if loaded else [p for pkgs in PACKAGES.values() for p in pkgs]:
         with suppress(PackageNotFoundError):
             out[pkg] = version(pkg)
     return out

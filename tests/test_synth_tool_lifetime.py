@@ -28,9 +28,14 @@ from hqsearch.driver import run_study
 from hqsearch.study import load_existing
 
 YOSYS = [pytest.param("native", marks=needs_native_yosys), "yowasp"]
+# each Yosys with each Keras backend across the two tests that end a trial from outside its driver and within
+YOSYS_ON = {
+    "timeout": [pytest.param("native", "tensorflow", marks=needs_native_yosys), ("yowasp", "jax")],
+    "sigkill": [pytest.param("native", "jax", marks=needs_native_yosys), ("yowasp", "tensorflow")],
+}
 
 
-def busy_yosys_raw(out: Path, name: str, yosys: str, **sections) -> dict:
+def busy_yosys_raw(out: Path, name: str, yosys: str, backend: str = "jax", **sections) -> dict:
     """One trial of a 64-64-10 network after one epoch at tiny beta: Yosys needs a minute or more for it."""
     raw = tiny_raw(
         out,
@@ -40,7 +45,7 @@ def busy_yosys_raw(out: Path, name: str, yosys: str, **sections) -> dict:
         training={"epochs": 1},
         search_space={"beta": 1e-7, "heterogeneity": {"weights": ["intra"], "activations": ["intra"]}},
         synthesis={"backend": "yosys", "yosys": yosys, "cache": False},
-        execution={"max_concurrent": 1, "max_failures": 1},
+        execution={"max_concurrent": 1, "max_failures": 1, "keras_backend": backend},
     )
     for key, value in sections.items():
         raw.setdefault(key, {}).update(value)
@@ -90,9 +95,9 @@ class Watcher:
         assert not left, f"tool processes outlived their trial: {left}"
 
 
-@pytest.mark.parametrize("yosys", YOSYS)
-def test_stage_timeout_ends_the_tool(yosys, tmp_path):
-    cfg = parse_config(busy_yosys_raw(tmp_path, "timeout", yosys, execution={"timeouts": {"synth": 8}}))
+@pytest.mark.parametrize(("yosys", "backend"), YOSYS_ON["timeout"])
+def test_stage_timeout_ends_the_tool(yosys, backend, tmp_path):
+    cfg = parse_config(busy_yosys_raw(tmp_path, "timeout", yosys, backend, execution={"timeouts": {"synth": 8}}))
     watcher = Watcher(tmp_path)
     assert run_study(cfg).complete == 0
     watcher.assert_all_gone()
@@ -101,17 +106,17 @@ def test_stage_timeout_ends_the_tool(yosys, tmp_path):
     assert "ran over its timeout" in t.user_attrs["error"] and "yosys" in t.user_attrs["error"]
 
 
-def driver_running_yosys(tmp_path: Path, name: str, yosys: str):
+def driver_running_yosys(tmp_path: Path, name: str, yosys: str, backend: str = "jax"):
     """`hqsearch run` in its own process, returned once its trial's Yosys runs."""
-    driver = start_driver(tmp_path, busy_yosys_raw(tmp_path / "out", name, yosys))
+    driver = start_driver(tmp_path, busy_yosys_raw(tmp_path / "out", name, yosys, backend))
     watcher = Watcher(tmp_path / "out")
     watcher.wait_for_tool()
     return driver, watcher
 
 
-@pytest.mark.parametrize("yosys", YOSYS)
-def test_driver_sigkill_ends_the_tool(yosys, tmp_path):
-    driver, watcher = driver_running_yosys(tmp_path, "killed", yosys)
+@pytest.mark.parametrize(("yosys", "backend"), YOSYS_ON["sigkill"])
+def test_driver_sigkill_ends_the_tool(yosys, backend, tmp_path):
+    driver, watcher = driver_running_yosys(tmp_path, "killed", yosys, backend)
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     watcher.assert_all_gone()
