@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import sys
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+# Keras in this process (in-process training, export, import) runs on TensorFlow; the studies' workers run
+# their config's backend, JAX unless a test says otherwise, so models cross backends here all the time
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 TESTS = Path(__file__).parent
@@ -19,6 +22,7 @@ sys.path.insert(0, str(TESTS))
 os.environ["HQ_TEST_DRIVER_PID"] = str(os.getpid())  # helpers that fail in trial workers, not in preflight
 # XLA's compiled programs, shared by every test's studies as by a user's studies on one machine
 COMPILE_CACHE = Path(tempfile.mkdtemp(prefix="hqsearch-test-xla-"))
+atexit.register(shutil.rmtree, COMPILE_CACHE, ignore_errors=True)
 
 from hqsearch.config import StudyConfig, parse_config  # noqa: E402
 
