@@ -81,10 +81,10 @@ def emulate(comb, model: keras.Model, x: np.ndarray, y: np.ndarray) -> Emulation
 
 def score(firmware_out: np.ndarray, model: keras.Model, x: np.ndarray, y: np.ndarray) -> Emulation:
     """Accuracy of firmware outputs next to the Keras model's, and where the two differ."""
-    from .train import ONE_BATCH
+    from .train import one_batch
 
     fw = firmware_out.reshape(len(x), -1)
-    ref = np.asarray(model.predict(x, verbose=0, batch_size=min(len(x), ONE_BATCH) or None)).reshape(len(x), -1)
+    ref = np.asarray(model.predict(x, verbose=0, batch_size=one_batch(len(x)))).reshape(len(x), -1)
     return Emulation(
         accuracy=float((fw.argmax(axis=1) == y).mean()),
         float_accuracy=float((ref.argmax(axis=1) == y).mean()),

@@ -37,8 +37,6 @@ def use(backend: KerasBackend) -> None:
     imported its backend stays (Keras cannot change it): the work here runs on that one, and what it records
     says so (`active`)."""
     os.environ["KERAS_BACKEND"] = backend
-    if backend == "tensorflow":
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def active() -> str:
@@ -52,11 +50,9 @@ def prepare(backend: KerasBackend, threads: int, compile_cache: Path | None) -> 
     """In a fresh worker process, before its first op: the backend's thread pools sized to `threads`, and
     JAX's compilation cache. A worker whose Keras runs another backend is refused: its results would be
     recorded under the wrong name."""
-    if "keras" not in sys.modules:
-        use(backend)
+    use(backend)  # for Keras if it is not loaded yet, and for the processes this one starts
     if (running := active()) != backend:
         raise RuntimeError(f"this worker's Keras runs on {running!r}, the study asks for {backend!r}")
-    use(backend)  # and so do the processes it starts
     threads = max(1, threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     if backend == "tensorflow":

@@ -63,6 +63,11 @@ def beta_callbacks(cfg: TrainingSection, params: TrialParams) -> list[keras.call
 ONE_BATCH = 65536
 
 
+def one_batch(rows: int) -> int | None:
+    """The batch size that takes a split of `rows` in one batch (None, Keras's default, for an empty one)."""
+    return min(rows, ONE_BATCH) or None
+
+
 class Batches(keras.utils.PyDataset):
     """The training split, shuffled anew each epoch, in batches of one size. A smaller last batch would be a
     second shape, which XLA compiles anew (seconds, under JAX); the rows it leaves out are different ones
@@ -105,7 +110,7 @@ def train(
     history = model.fit(
         Batches(data.x_train, data.y_train, cfg.batch_size),
         validation_data=val,
-        validation_batch_size=min(len(data.x_val), ONE_BATCH) or None,
+        validation_batch_size=one_batch(len(data.x_val)),
         epochs=epochs_of(cfg, params),
         callbacks=[FreeEBOPs(), *beta_callbacks(cfg, params), *watch],
         verbose=0,
@@ -157,7 +162,7 @@ def calibrate(model: keras.Model, x: np.ndarray) -> float:
     """Fix the integer bits of WRAP activations from the data's real range; returns calibrated EBOPs."""
     from hgq.utils import trace_minmax
 
-    return float(trace_minmax(model, x, batch_size=min(len(x), ONE_BATCH) or None))
+    return float(trace_minmax(model, x, batch_size=one_batch(len(x))))
 
 
 def saved_ebops(model: keras.Model) -> float:

@@ -242,10 +242,10 @@ def _continue(model, start_from: Path, data) -> dict:
         raise FileNotFoundError(f"the checkpoint to continue from is gone: {start_from}")
     import numpy as np
 
-    from .train import ONE_BATCH
+    from .train import one_batch
 
     model.set_weights(load_model(start_from).get_weights())
-    logits = model.predict(data.x_val, verbose=0, batch_size=min(len(data.x_val), ONE_BATCH) or None)
+    logits = model.predict(data.x_val, verbose=0, batch_size=one_batch(len(data.x_val)))
     return {"start_val_accuracy": float(np.mean(np.argmax(logits, axis=-1) == data.y_val))}
 
 
