@@ -33,9 +33,9 @@ ACTIVATION_AXES: dict[str, dict[str, tuple[int, ...]]] = {
 }
 
 
-def _bit_regularizer(params: TrialParams) -> keras.regularizers.Regularizer | None:
-    if params.l1 == 0 and params.l2 == 0:
-        return None
+def _bit_regularizer(params: TrialParams) -> keras.regularizers.Regularizer:
+    """Also at L1 = L2 = 0: training lifts it into the loss (`penalty`), where a zero is an input like any
+    other value, so such a trial shares its compiled step with the rest."""
     return keras.regularizers.L1L2(l1=params.l1, l2=params.l2)
 
 

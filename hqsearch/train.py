@@ -101,20 +101,24 @@ def train(
     """`watch` callbacks run after HGQ2's, so they see each epoch's `ebops` and `beta` in the logs."""
     from hgq.utils.sugar import FreeEBOPs
 
-    model.compile(
-        optimizer=_optimizer(cfg, params.learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    from .penalty import lifted
+
+    base = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    optimizer = _optimizer(cfg, params.learning_rate)
     val = (data.x_val, data.y_val) if len(data.x_val) else None
-    history = model.fit(
-        Batches(data.x_train, data.y_train, cfg.batch_size),
-        validation_data=val,
-        validation_batch_size=one_batch(len(data.x_val)),
-        epochs=epochs_of(cfg, params),
-        callbacks=[FreeEBOPs(), *beta_callbacks(cfg, params), *watch],
-        verbose=0,
-    )
+    with lifted(model, base) as (loss, coefficients):
+        model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy", *coefficients])
+        try:
+            history = model.fit(
+                Batches(data.x_train, data.y_train, cfg.batch_size),
+                validation_data=val,
+                validation_batch_size=one_batch(len(data.x_val)),
+                epochs=epochs_of(cfg, params),
+                callbacks=[FreeEBOPs(), *beta_callbacks(cfg, params), *watch],
+                verbose=0,
+            )
+        finally:  # what a saved model records: the plain loss (its regularizers are back on the variables)
+            model.compile(optimizer=optimizer, loss=base, metrics=["accuracy"])
     h = history.history
     loss = float(h["loss"][-1])
     if not np.isfinite(loss):
