@@ -23,8 +23,10 @@ from typing import Literal
 KerasBackend = Literal["jax", "tensorflow"]
 BACKENDS: tuple[KerasBackend, ...] = ("jax", "tensorflow")
 DEFAULT: KerasBackend = "jax"
-# What a fork server imports for each, beside Keras: the backend's own start-up, paid once per server
-MODULES: dict[str, str] = {"jax": "jax", "tensorflow": "tensorflow"}
+# What a fork server imports for each, beside Keras: the backend's own start-up, paid once per server.
+# JAX's has TensorFlow too: `keras.utils.set_random_seed` seeds TensorFlow wherever it is installed, and
+# importing it there cost every trial 2.5 s
+MODULES: dict[str, tuple[str, ...]] = {"jax": ("jax", "tensorflow"), "tensorflow": ("tensorflow",)}
 # The distributions whose versions a trial records for each
 PACKAGES: dict[str, tuple[str, ...]] = {"jax": ("jax", "jaxlib"), "tensorflow": ("tensorflow-cpu", "tensorflow")}
 # XLA on the CPU: Eigen's kernels on the calling thread (a worker given one core); two trainings at once

@@ -57,7 +57,7 @@ def context(backend: KerasBackend, also: tuple[str, ...] = ()) -> mp.context.For
         forkserver._forkserver._stop()  # the standard library's own way to stop it (its tests use it)
     ctx = mp.get_context("forkserver")
     keras_at = PRELOAD.index("keras")  # after the guard, which silences their start-up
-    ctx.set_forkserver_preload([*also, *PRELOAD[:keras_at], MODULES[backend], *PRELOAD[keras_at:]])
+    ctx.set_forkserver_preload([*also, *PRELOAD[:keras_at], *MODULES[backend], *PRELOAD[keras_at:]])
     before = os.environ.get("KERAS_BACKEND")
     os.environ["KERAS_BACKEND"] = backend
     try:
