@@ -2,9 +2,11 @@
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 from subprocess import PIPE
 
@@ -20,21 +22,47 @@ from hqsearch.driver import run_study
 from hqsearch.points import MODEL_ARTIFACT_ATTR
 
 
-def wait_for(predicate, timeout: float, what: str):
+def wait_for(predicate, timeout: float, what: str, driver: subprocess.Popen | None = None):
+    """Poll `predicate` until it is truthy; a driver that exits meanwhile fails the wait at once."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if value := predicate():
             return value
+        if driver is not None and driver.poll() is not None:
+            raise AssertionError(f"the driver exited with {driver.returncode} before {what}{said(driver)}")
         time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}{said(driver)}")
+
+
+def said(driver: subprocess.Popen | None) -> str:
+    """The end of what a driver started by `start_driver` printed, for a failure message."""
+    log = getattr(driver, "log", None)
+    if log is None or not log.exists():
+        return ""
+    return "; the driver printed:\n" + log.read_text()[-3000:]
+
+
+def running_trials(db: Path) -> list[int]:
+    """Numbers of the RUNNING trials in a study file a driver is still creating. Read-only on purpose:
+    `optuna.load_study` would create the tables itself and race the driver that is creating them."""
+    if not db.exists():
+        return []
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+            return [n for (n,) in con.execute("SELECT number FROM trials WHERE state = 'RUNNING'")]
+    except sqlite3.OperationalError:  # no tables yet, or locked by the writer for a moment
+        return []
 
 
 def start_driver(tmp_path, raw: dict, **popen) -> subprocess.Popen:
     """`hqsearch run` on `raw` in its own process, as a user starts it."""
     config = tmp_path / f"{raw['study']['name']}.yaml"
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
-    popen = popen or {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    return subprocess.Popen([sys.executable, "-m", "hqsearch.cli", "run", str(config), "--no-progress"], **popen)
+    log = tmp_path / "driver.log"  # what it prints, for a failed wait to quote
+    popen = popen or {"stdout": log.open("w"), "stderr": subprocess.STDOUT}
+    driver = subprocess.Popen([sys.executable, "-m", "hqsearch.cli", "run", str(config), "--no-progress"], **popen)
+    driver.log = log  # type: ignore[attr-defined]
+    return driver
 
 
 def test_driver_killed_with_sigkill_then_resumed(tmp_path):
@@ -42,17 +70,7 @@ def test_driver_killed_with_sigkill_then_resumed(tmp_path):
     slow = tiny_raw(tmp_path / "out", "killed", study={"n_trials": 3}, training={"epochs": 400})
     url = f"sqlite:///{tmp_path / 'out' / 'study.db'}"
     driver = start_driver(tmp_path, slow)
-
-    def running():
-        if not (tmp_path / "out" / "study.db").exists():
-            return None
-        try:
-            study = optuna.load_study(study_name="killed", storage=url)
-        except KeyError:
-            return None
-        return study.get_trials(states=(TrialState.RUNNING,))
-
-    lost = wait_for(running, 120, "the driver to start trials")
+    lost = wait_for(lambda: running_trials(tmp_path / "out" / "study.db"), 120, "the driver to start trials", driver)
     time.sleep(1)  # let the workers get into training
     driver.send_signal(signal.SIGKILL)
     driver.wait()
@@ -82,7 +100,7 @@ def test_workers_do_not_outlive_a_killed_driver(tmp_path):
     raw = tiny_raw(tmp_path / "out", "orphaned_workers", study={"n_trials": 2}, training={"epochs": 200})
     driver = start_driver(tmp_path, raw)
     logs = tmp_path / "out" / "trials"
-    wait_for(lambda: logs.exists() and len(list(logs.glob("*/trial.log"))) == 2, 120, "two trial workers")
+    wait_for(lambda: logs.exists() and len(list(logs.glob("*/trial.log"))) == 2, 120, "two trial workers", driver)
     workers = descendants(driver.pid)  # the fork server, its trial workers, the resource tracker
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
@@ -105,7 +123,7 @@ def test_ctrl_c_lets_running_trials_finish_and_leaves_no_running_trial(tmp_path)
     url = f"sqlite:///{tmp_path / 'out' / 'study.db'}"
     driver = start_driver(tmp_path, raw, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     logs = tmp_path / "out" / "trials"
-    wait_for(lambda: logs.exists() and len(list(logs.glob("*/trial.log"))) == 2, 120, "two running trials")
+    wait_for(lambda: logs.exists() and len(list(logs.glob("*/trial.log"))) == 2, 120, "two running trials", driver)
     driver.send_signal(signal.SIGINT)
     out, _ = driver.communicate(timeout=300)
     assert "stopped: interrupted by Ctrl-C" in out
@@ -124,7 +142,7 @@ def test_ctrl_c_while_a_finished_trial_is_recorded_leaves_no_running_trial(tmp_p
     marker = tmp_path / "recording_started"
     slow = [sys.executable, str(Path(__file__).with_name("slow_uploads.py")), "1.0", str(marker)]
     driver = subprocess.Popen([*slow, "run", str(config), "--no-progress"], stdout=PIPE, stderr=PIPE, text=True)
-    wait_for(marker.exists, 180, "the driver to record a finished trial")
+    wait_for(marker.exists, 180, "the driver to record a finished trial", driver)
     for _ in range(presses):
         driver.send_signal(signal.SIGINT)
         time.sleep(0.1)
