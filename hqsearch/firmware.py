@@ -29,11 +29,14 @@ class Emulation:
 
 
 def load_model(path: Path) -> keras.Model:
-    """A saved HGQ2 model; importing hgq registers its layers with Keras first."""
+    """A saved HGQ2 model; importing hgq registers its layers with Keras first. Its training setup is not
+    loaded (`compile=False`): hqsearch needs the layers and weights, and a checkpoint saved in the middle
+    of a training (HGQ2's `ParetoFront`, a user's own callback) names the loss it was compiled with,
+    which may be a class this process does not have (hqsearch's `penalty.Penalised`, a user's own)."""
     import hgq  # noqa: F401
     import keras
 
-    return keras.models.load_model(path)
+    return keras.models.load_model(path, compile=False)
 
 
 def trace(model: keras.Model, cfg: SynthesisSection):

@@ -66,6 +66,22 @@ def test_a_trained_model_keeps_its_regularizers_and_records_the_plain_loss(tmp_p
     np.testing.assert_array_equal(loaded.predict(data.x_val, verbose=0), model.predict(data.x_val, verbose=0))
 
 
+def test_a_checkpoint_saved_in_the_middle_of_a_training_loads_and_predicts(tmp_path):
+    """HGQ2's `ParetoFront` saves the model while it trains on the lifted loss (the search_quality
+    benchmark's one-ramp method does this); `hqsearch import` loads such a file."""
+    from hgq.utils.sugar import ParetoFront
+
+    from hqsearch.firmware import load_model
+
+    model, data = model_and_data()
+    front = ParetoFront(tmp_path / "front", ["val_accuracy"], [1])
+    train(model, data, TrainingSection(), PARAMS, watch=[front])
+    saved = sorted((tmp_path / "front").glob("*.keras"))
+    assert saved
+    loaded = load_model(saved[-1])
+    assert loaded.predict(data.x_val[:8], verbose=0).shape == (8, data.n_classes)
+
+
 SHARED_STEP = """
 import sys
 from dataclasses import replace
