@@ -1,12 +1,16 @@
-"""Where the next training starts: fresh, or from a stored checkpoint that the front needs most.
+"""Where the next training starts: fresh, or from a stored checkpoint, ramped down through a gap in the front.
 
-HGQ removes bits best along a long, slow ramp of beta; a chain of continuations is one such ramp, and
-its branches explore what one ramp cannot. After `startup` fresh trainings, a `share` of the trainings
-continue a point of the study (a training's final model or a harvested epoch): the front point whose
-small improvement would add the most hypervolume (`gains`), divided by one plus the continuations
-already started from it, so that the search spreads over the front instead of following one point
-forever. New points of a chain start with no children, so a chain that keeps extending the front's
-cheap end keeps being chosen: one long ramp, branching where the front needs it.
+HGQ removes bits best along a long, slow ramp of beta, and a long ramp fills the front because it passes
+through every cost slowly; trainings that jump leave gaps. After `startup` fresh trainings, a `share` of
+the trainings continue a point of the study (a training's final model or a harvested epoch): the front
+point above the gap that would add the most hypervolume if it were filled (`gains`: the box between a
+point and its next cheaper neighbour on the front, in the hypervolume's own scale; at the cheap end, a
+step beyond it), divided by one plus the continuations already started from it, so that the search
+spreads over the front instead of following one point forever. The continuation ramps beta from its
+point's value to its cheaper neighbour's (the top of the range at the cheap end), over as many epochs
+as the study's fresh ramps spend on that many decades of beta: the ramp moves the point down through
+the gap, and harvest collects the epochs on the way. A point whose beta is at the top of the range
+already holds it, for the shortest training the search space allows.
 
 A point that a continuation could not start from (its model is gone from the artifact store, its
 architecture left the search space) is never chosen again: the failed trial carries `start_failed`,
@@ -23,7 +27,7 @@ import numpy as np
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from .config import StudyConfig
+from .config import FloatRange, IntRange, StudyConfig
 from .front import Front, meets_constraints, nondominated
 from .hypervolume import in_box, resolve
 from .points import (
@@ -61,14 +65,20 @@ def start_of(t: FrozenTrial) -> Start | None:
 
 
 def gains(points: list[FrozenTrial], cfg: StudyConfig, step: float = 0.05) -> dict[int, float]:
-    """For each front point, the hypervolume the front would gain if that point improved a little: by
-    `step` of the distance between the front's best value and the reference, in every metric of the
-    report's hypervolume space (validation values; counts in log10). Unlike a point's exclusive
-    contribution, this values the ends of the front, where a cheaper or more accurate model is all gain."""
-    return _gains(pd.DataFrame([{**t.user_attrs.get("metrics", {}), "trial": t.number} for t in points]), cfg, step)
+    """For each front point, the hypervolume the front would gain if the gap below it were filled: by the
+    corner of the box between the point and its next cheaper front neighbour (in the first cost of the
+    report's hypervolume space; validation values, counts in log10), or, at the cheap end, by the point
+    made cheaper by `step` of the distance between the front's best cost and the reference. Unlike a
+    point's exclusive contribution, this values the empty stretches between the points."""
+    return {n: g for n, (g, _) in _gains(_frame(points), cfg, step).items()}
 
 
-def _gains(frame: pd.DataFrame, cfg: StudyConfig, step: float) -> dict[int, float]:
+def _frame(points: list[FrozenTrial]) -> pd.DataFrame:
+    return pd.DataFrame([{**t.user_attrs.get("metrics", {}), "trial": t.number} for t in points])
+
+
+def _gains(frame: pd.DataFrame, cfg: StudyConfig, step: float) -> dict[int, tuple[float, int | None]]:
+    """Per front point: (gain, the trial number of its next cheaper neighbour, None at the cheap end)."""
     import moocore
 
     scale = resolve(cfg.study, cfg.report.hypervolume, frame)
@@ -91,12 +101,51 @@ def _gains(frame: pd.DataFrame, cfg: StudyConfig, step: float) -> dict[int, floa
     on_front = nondominated(v, scale.maximise)
     v, numbers = v[on_front], numbers[on_front]
     best = np.where(mx, v.max(axis=0), v.min(axis=0))
-    delta = sign * step * np.abs(best - ref)
+    cheaper_by_step = np.where(mx, 0.0, sign * step * np.abs(best - ref))  # costs only: same accuracy, cheaper
+    costs = np.flatnonzero(~mx)
     base = moocore.hypervolume(v, ref=ref, maximise=list(mx))
-    out = {}
+    out: dict[int, tuple[float, int | None]] = {}
     for n, row in zip(numbers.tolist(), v, strict=True):
-        out[n] = float(moocore.hypervolume(np.vstack([v, row + delta]), ref=ref, maximise=list(mx)) - base)
+        below = None
+        if len(costs):  # the nearest front point that is cheaper in the first cost
+            c = costs[0]
+            cheaper = np.flatnonzero(v[:, c] < row[c])
+            if len(cheaper):
+                below = int(cheaper[np.argmax(v[cheaper, c])])
+        if below is None:
+            corner = row + (cheaper_by_step if len(costs) else sign * step * np.abs(best - ref))
+        else:  # the corner of the gap: this point's accuracy at its neighbour's cost
+            corner = np.where(mx, np.maximum(row, v[below]), np.minimum(row, v[below]))
+        gain = float(moocore.hypervolume(np.vstack([v, corner]), ref=ref, maximise=list(mx)) - base)
+        out[n] = (gain, None if below is None else int(numbers[below]))
     return out
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A continuation: where it starts, and the parameters the gap gives it (the sampler fills in the rest)."""
+
+    start: Start
+    below: int | None  # the cheaper neighbour whose gap it ramps through; None at the cheap end
+    params: dict[str, Any]  # Optuna parameters fixed for it: the architecture, and beta and epochs of its ramp
+
+
+def ramp_through(cfg: StudyConfig, start: Start, toward: float | None) -> dict[str, Any]:
+    """The ramp that moves `start` down through its gap: beta from the start's value to `toward` (the
+    neighbour's beta; the top of the range at the cheap end or where the neighbour's is not above the
+    start's), over the epochs the study's fresh ramps spend on as many decades of beta, within the
+    epochs' search range. Empty where the space searches no beta range or the start has no beta."""
+    space = cfg.search_space
+    beta = space.beta
+    if not isinstance(beta, FloatRange) or beta.low <= 0 or not start.beta or start.beta <= 0:
+        return {}
+    target = toward if toward is not None and start.beta < toward < beta.high else beta.high
+    params: dict[str, Any] = {"beta": target, **({"beta_on": True} if beta.allow_zero else {})}
+    if isinstance(space.epochs, IntRange):
+        per_decade = (space.epochs.low + space.epochs.high) / 2 / max(np.log10(beta.high / beta.low), 1e-9)
+        wanted = int(np.ceil(per_decade * np.log10(target / start.beta)))
+        params["epochs"] = int(np.clip(wanted, space.epochs.low, space.epochs.high))
+    return params
 
 
 class Starts:
@@ -164,8 +213,8 @@ class Starts:
         """A continuation of `point` could not start: the point is not chosen again."""
         self.failed.add(point)
 
-    def gains(self, step: float = 0.05) -> dict[int, float]:
-        """`gains` of every feasible start, from the front and a row of the worst values alone."""
+    def gains(self, step: float = 0.05) -> dict[int, tuple[float, int | None]]:
+        """`_gains` of every feasible start, from the front and a row of the worst values alone."""
         if self.worst is None:
             return {}
         rows = [{**metrics, "trial": start.point} for start, metrics in self.front.items]
@@ -174,8 +223,8 @@ class Starts:
         out.pop(-1, None)
         return out
 
-    def choose(self, unfinished: list[FrozenTrial], rng: np.random.Generator) -> Start | None:
-        """The start of the next training, or None for a fresh one; `unfinished`: the RUNNING and WAITING trials."""
+    def choose(self, unfinished: list[FrozenTrial], rng: np.random.Generator) -> Plan | None:
+        """The next training's continuation, or None for a fresh one; `unfinished`: the RUNNING and WAITING trials."""
         policy = self.cfg.training.continuation
         running = [t for t in unfinished if origin(t) is Origin.TRAINING]
         if policy.share <= 0 or self.started + len(running) < policy.startup or rng.random() >= policy.share:
@@ -185,15 +234,18 @@ class Starts:
         children = self.children + Counter(self.measured_as.get(n, n) for n in continued)
         # a measurement continues from the model of the estimate it replaced: that model's failure is its own
         failed = self.failed | {self.measured_as[n] for n in self.failed if n in self.measured_as}
-        scored = {n: g / (1 + children[n]) for n, g in gain.items() if g > 0 and n not in failed}
+        starts = {start.point: start for start, _ in self.front.items}
+        scored = {n: g / (1 + children[n]) for n, (g, _) in gain.items() if g > 0 and n not in failed}
         if not scored:
             return None
-        starts = {start.point: start for start, _ in self.front.items}
-        return starts[max(scored, key=lambda n: (scored[n], -n))]
+        n = max(scored, key=lambda n: (scored[n], -n))
+        below = gain[n][1] if gain[n][1] in starts else None  # not the row of worst values
+        toward = starts[below].beta if below is not None else None
+        return Plan(starts[n], below, {**starts[n].architecture, **ramp_through(self.cfg, starts[n], toward)})
 
 
-def choose(trials: list[FrozenTrial], cfg: StudyConfig, rng: np.random.Generator) -> Start | None:
-    """The start of the next training, or None for a fresh one."""
+def choose(trials: list[FrozenTrial], cfg: StudyConfig, rng: np.random.Generator) -> Plan | None:
+    """The next training's continuation, or None for a fresh one."""
     starts = Starts(cfg)
     for t in trials:
         starts.add(t)

@@ -54,6 +54,7 @@ from .points import (
     ORIGIN_ATTR,
     PARENT_ATTR,
     START_FAILED_ATTR,
+    TOWARD_ATTR,
     TRAINING_FILES,
     Origin,
     add_point,
@@ -153,8 +154,9 @@ class Driver:
     def _ask(self, epochs_left: int | None) -> None:
         ledger = self.ledger
         rng = np.random.default_rng([self.cfg.study.seed or 0, ledger.size()])
-        if (start := ledger.starts.choose(ledger.pending(), rng)) is not None:  # the sampler fills in the rest
-            self.study.enqueue_trial(start.architecture, user_attrs={CONTINUES_ATTR: start.point})
+        if (plan := ledger.starts.choose(ledger.pending(), rng)) is not None:  # the sampler fills in the rest
+            attrs = {CONTINUES_ATTR: plan.start.point, **({TOWARD_ATTR: plan.below} if plan.below is not None else {})}
+            self.study.enqueue_trial(plan.params, user_attrs=attrs)
         trial = self.study.ask()
         self.in_flight[trial.number] = trial  # heartbeats from now on: no peer takes a trial still starting
         try:

@@ -31,6 +31,7 @@ SOURCE_ATTR = "source"  # an imported point's file
 SHA_ATTR = "source_sha256"  # and its content, so the same file is not imported twice
 MODEL_ARTIFACT_ATTR = "model_artifact"  # artifact id of the point's model (on the parent for harvested ones)
 CONTINUES_ATTR = "continues"  # on a training that continued a point: that point's trial number
+TOWARD_ATTR = "toward"  # on a continuation through a gap of the front: the cheaper neighbour it ramps towards
 START_FAILED_ATTR = "start_failed"  # on a continuation that could not start: the point, never continued again
 MEASURES_ATTR = "measures"  # on a later synthesis: the trial number of the point told with its estimate
 ARTIFACTS_ATTR = "artifacts"  # on a later synthesis: its reports' artifact ids (stored with the study)

@@ -133,10 +133,7 @@ def suggest(
     if inter_only and strategy == "resource" and space.zero_beta_for_inter_resource:
         beta = 0.0  # conditional space: beta is not sampled at all for this branch
         notes.append("beta fixed to 0: inter-layer heterogeneity with the resource strategy (HGQ rule 5)")
-    elif start_beta and isinstance(space.beta, FloatRange) and start_beta < space.beta.high:
-        # a continuation ramps on from its checkpoint's beta (or holds it): its own beta lies above
-        beta = trial.suggest_float("beta", max(start_beta, space.beta.low), space.beta.high, log=space.beta.log)
-    else:
+    else:  # a continuation's beta is fixed by the driver (`continuation.ramp_through`), in the same range
         beta = _float(trial, "beta", space.beta)
 
     if space.widths is None:
@@ -150,8 +147,9 @@ def suggest(
     if max_epochs is not None and epochs > max_epochs:
         notes.append(f"epochs cut from {epochs} to {max_epochs}: what the epoch budget had left")
         epochs = max_epochs
-    if start_beta is not None and beta < start_beta:
-        beta = start_beta  # a continuation ramps on or holds
+    if start_beta is not None and beta < start_beta:  # a continuation ramps on or holds
+        notes.append(f"beta held at the checkpoint's {start_beta:.3g}, above the {beta:.3g} sampled")
+        beta = start_beta
     start = _ramp_start(trial, cfg, beta, start_beta) if cfg.training.beta_schedule == "ramp" else None
     hold = int(round(_float(trial, "ramp_hold", space.ramp.hold) * epochs)) if start is not None else 0
     return TrialParams(

@@ -17,7 +17,8 @@ from hqsearch.study import load_existing
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
-    """One fresh training, then continuations only, until 16 epochs are spent 5 at a time."""
+    """One fresh training, then continuations wherever a point can still ramp, until 16 epochs are spent 5
+    at a time."""
     from conftest import run_tiny
 
     cfg, summary = run_tiny(
@@ -58,8 +59,9 @@ def test_the_epoch_budget_ends_the_study(chain):
 
 def test_a_continuation_starts_from_its_points_weights(chain):
     _, _, trials = chain
-    fresh, *continued = _trainings(trials)
+    fresh, *later = _trainings(trials)
     assert CONTINUES_ATTR not in fresh.user_attrs and "start_val_accuracy" not in fresh.user_attrs["info"]
+    continued = [t for t in later if CONTINUES_ATTR in t.user_attrs]  # a point at the top of beta has no ramp left
     assert continued
     for t in continued:
         point = trials[t.user_attrs[CONTINUES_ATTR]]
@@ -82,14 +84,16 @@ def test_a_continuation_starts_from_its_points_weights(chain):
 
 def test_lineage_is_recorded_and_reported(chain, capsys):
     cfg, _, trials = chain
-    last = _trainings(trials)[-1]
+    fresh = {f"#{t.number}" for t in _trainings(trials) if CONTINUES_ATTR not in t.user_attrs}
+    last = [t for t in _trainings(trials) if CONTINUES_ATTR in t.user_attrs][-1]
     chain_of_last = lineage(trials, last.number)
-    assert chain_of_last[0] == f"#{last.number}" and chain_of_last[-1] == "#0"
+    assert chain_of_last[0] == f"#{last.number}" and chain_of_last[-1].split()[0] in fresh
     assert len(chain_of_last) >= 2
     for t in (t for t in trials.values() if origin(t) is Origin.HARVEST):
         assert lineage(trials, t.number)[0] == f"#{t.user_attrs['parent']} e{t.user_attrs['epoch']}"
     front = rank_front(load_existing(cfg.study.storage_url, cfg.study.name))
-    assert all(chain.endswith("#0") for chain in front["lineage"])  # every point descends from the one fresh one
+    roots = {chain.split(" ← ")[-1].split()[0] for chain in front["lineage"]}
+    assert roots <= fresh  # every point descends from a fresh training
     args = ["report", "--storage", cfg.study.storage_url, "--study", "chain", "--out", str(cfg.study.run_dir)]
     assert main(args) == 0
     assert "←" in capsys.readouterr().out  # the front table's `from` column shows lineages
@@ -151,10 +155,10 @@ def test_the_point_whose_improvement_gains_most_is_continued_and_children_spread
     gain = gains(trials, cfg)
     assert set(gain) == {0, 1, 2} and max(gain, key=gain.get) == 0
     rng = np.random.default_rng(0)
-    assert choose(trials, cfg, rng).point == 0
+    assert choose(trials, cfg, rng).start.point == 0
     for _ in range(3):  # continuations already started from the cheap end make room for the others
         study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.WAITING, user_attrs={"continues": 0}))
-    assert choose(study.get_trials(), cfg, rng).point != 0
+    assert choose(study.get_trials(), cfg, rng).start.point != 0
 
 
 def test_without_a_configured_reference_every_front_point_can_be_continued(tmp_path):
@@ -175,3 +179,69 @@ def test_without_a_configured_reference_every_front_point_can_be_continued(tmp_p
     trials = study.get_trials()
     assert set(gains(trials, cfg)) == {0, 1}
     assert choose(trials, cfg, np.random.default_rng(0)) is not None
+
+
+def test_the_point_above_the_largest_gap_is_continued_with_a_ramp_through_it(tmp_path):
+    """A front with a wide empty stretch between a cheap and a large model: the large one is continued, its
+    ramp ends at the cheap one's beta and is as long as the study's ramps spend on that many decades."""
+    import numpy as np
+    import optuna
+    from conftest import tiny_raw
+
+    from hqsearch.config import parse_config
+    from hqsearch.continuation import choose
+
+    cfg = parse_config(
+        tiny_raw(
+            tmp_path,
+            "gaps",
+            study={"objectives": {"accuracy": "max", "luts": "min"}},
+            training={"continuation": {"share": 1.0, "startup": 1}},
+            search_space={"beta": {"low": 1e-6, "high": 1e-4, "log": True}, "epochs": {"low": 10, "high": 40}},
+            report={"hypervolume": {"reference": {"accuracy": 0.8, "luts": 40000}}},
+        )
+    )
+    study = optuna.create_study(directions=["maximize", "minimize"])
+
+    def point(acc: float, luts: float, beta: float) -> None:
+        attrs = {
+            "metrics": {"accuracy": acc, "luts": luts},
+            "origin": "training",
+            "model_artifact": f"m{luts}",
+            "info": {"final_beta": beta},
+        }
+        study.add_trial(optuna.trial.create_trial(values=[acc, luts], user_attrs=attrs))
+
+    point(0.90, 50, 1e-5)  # cheap: 2 decades of log10 LUTs below the next point, and 0.05 less accurate
+    point(0.95, 5000, 1e-6)  # above that gap
+    point(0.96, 8000, 5e-7)  # above a narrow one
+    plan = choose(study.get_trials(), cfg, np.random.default_rng(0))
+    assert (plan.start.point, plan.below) == (1, 0)
+    # from 1e-6 to 1e-5: one of the range's two decades, at the ramps' 25 epochs per 2 decades
+    assert plan.params["beta"] == pytest.approx(1e-5) and plan.params["epochs"] == 13
+    assert {k: plan.params[k] for k in ARCHITECTURE if k in plan.params} == plan.start.architecture
+
+
+def test_a_point_whose_beta_is_at_the_top_of_the_range_holds_it_for_the_shortest_training(tmp_path):
+    import numpy as np
+    import optuna
+    from conftest import tiny_raw
+
+    from hqsearch.config import parse_config
+    from hqsearch.continuation import choose
+
+    cfg = parse_config(
+        tiny_raw(
+            tmp_path,
+            "top",
+            study={"objectives": {"accuracy": "max", "luts": "min"}},
+            training={"continuation": {"share": 1.0, "startup": 1}},
+            search_space={"beta": {"low": 1e-6, "high": 1e-4, "log": True}, "epochs": {"low": 10, "high": 40}},
+            report={"hypervolume": {"reference": {"accuracy": 0.8, "luts": 40000}}},
+        )
+    )
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    attrs = {"metrics": {"accuracy": 0.9, "luts": 60}, "origin": "training", "model_artifact": "m"}
+    study.add_trial(optuna.trial.create_trial(values=[0.9, 60], user_attrs={**attrs, "info": {"final_beta": 1e-4}}))
+    plan = choose(study.get_trials(), cfg, np.random.default_rng(0))
+    assert plan.below is None and plan.params["beta"] == pytest.approx(1e-4) and plan.params["epochs"] == 10
