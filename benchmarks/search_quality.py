@@ -41,6 +41,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from optuna.trial import FrozenTrial, TrialState
 from provenance import ROOT, provenance
 from provenance import write as write_provenance
 
@@ -48,6 +49,7 @@ from hqsearch.config import StudyConfig, parse_config
 from hqsearch.front import nondominated
 from hqsearch.hypervolume import complete, history, resolve, score
 from hqsearch.pareto import trials_frame
+from hqsearch.points import CONTINUES_ATTR, MEASURES_ATTR, PARENT_ATTR, Origin, origin
 from hqsearch.study import load_existing
 
 METHODS = ("default", "one-ramp")  # the others on request: --methods fixed-length no-harvest ...
@@ -178,8 +180,33 @@ def run(bench: str, method: str, seed: int, work: Path) -> tuple[dict, pd.DataFr
     points = complete(frame).dropna(subset=list(scale.metrics))
     on_front = nondominated(points[list(scale.metrics)].to_numpy(dtype=float), scale.maximise)
     front = points[on_front][["trial", "accuracy", "test_accuracy", "luts", "origin", "epoch"]]
+    row["idle_epochs"] = 0.0 if method == "one-ramp" else idle_share(study.trials, set(front["trial"]))
     tag = {"study": bench, "method": method, "seed": seed}
     return row, hist.assign(**tag), front.assign(**tag)
+
+
+def idle_share(trials: list[FrozenTrial], front: set[int]) -> float:
+    """Share of the training epochs spent by trainings that put nothing on the final front: neither a point
+    of their own (the final model, a harvested epoch, a later measurement of either) nor a continuation
+    that descends from them."""
+    by = {t.number: t for t in trials}
+
+    def producer(n: int | None) -> int | None:  # the training a point came from
+        while n is not None and origin(by[n]) is not Origin.TRAINING:
+            t = by[n]
+            n = t.user_attrs.get(PARENT_ATTR) if origin(t) is Origin.HARVEST else t.user_attrs.get(MEASURES_ATTR)
+        return n
+
+    useful: set[int] = set()
+    for n in front:
+        n = producer(n)
+        while n is not None and n not in useful:  # the training, and the chain it continued
+            useful.add(n)
+            n = producer(by[n].user_attrs.get(CONTINUES_ATTR))
+    done = [t for t in trials if origin(t) is Origin.TRAINING and t.state == TrialState.COMPLETE]
+    epochs = {t.number: t.user_attrs.get("info", {}).get("epochs", 0) for t in done}
+    total = sum(epochs.values())
+    return sum(e for n, e in epochs.items() if n not in useful) / total if total else 0.0
 
 
 def mean_curve(hist: pd.DataFrame) -> pd.Series:
@@ -210,6 +237,7 @@ def summarise(runs: pd.DataFrame, hists: pd.DataFrame) -> pd.DataFrame:
             "trainings": g["trainings"].mean(),
             "epochs": g["epochs"].mean(),
             "wall_s_mean": g["wall_s"].mean(),
+            "idle_epochs_mean": g["idle_epochs"].mean() if "idle_epochs" in runs else float("nan"),
         }
     )
     methods = table.index.get_level_values("method")
