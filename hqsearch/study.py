@@ -21,10 +21,16 @@ CONFIG_ATTR = "hqsearch_config"
 
 
 def make_sampler(study: StudySection) -> optuna.samplers.BaseSampler:
+    """TPE is multivariate over groups of parameters that occur together (`group=True`): the space is
+    conditional (a continuation samples no ramp start, `l1` exists only when `l1_on`), and an imported
+    point has no parameters at all, either of which leaves plain multivariate TPE's one joint space
+    without beta, sampled on its own."""
     seed = study.seed
     match study.sampler:
         case "tpe":
-            return optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # `group`, since Optuna 2.8
+                return optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True, group=True)
         case "nsga2":
             return optuna.samplers.NSGAIISampler(seed=seed)
         case "random":

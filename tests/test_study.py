@@ -26,3 +26,29 @@ def test_sampler_runs_a_study_with_learning_rate_searched(sampler, tiny_config):
     assert all(1e-3 <= lr <= 1e-2 for lr in lrs) and lrs[0] != lrs[1]
     for t in trials:  # the sampled rate is the one the trial trained with
         assert t.user_attrs["params"]["learning_rate"] == t.params["lr"]
+
+
+def test_tpe_models_beta_with_the_rest_after_continuations_and_an_import(tiny_config):
+    """A continuation samples no ramp start and an imported point has no parameters: TPE still models
+    beta and the ramp jointly with what they occur with, instead of sampling them on their own."""
+    import numpy as np
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    space = {
+        "widths": CategoricalDistribution(["16", "32-16"]),
+        "beta": FloatDistribution(1e-7, 3e-4, log=True),
+        "ramp_start": FloatDistribution(0.0, 1.0),
+    }
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(tiny_config().study))
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        fresh = i % 3 != 0
+        params = {"widths": ["16", "32-16"][i % 2], "beta": float(10 ** rng.uniform(-7, -3.6))}
+        params |= {"ramp_start": float(rng.uniform())} if fresh else {}
+        dists = {k: space[k] for k in params}
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, values=[rng.uniform(), i]))
+    study.add_trial(optuna.trial.create_trial(values=[0.5, 3.0]))  # imported: no parameters
+    study.ask()
+    modelled = study.sampler.infer_relative_search_space(study, study.get_trials()[-1])
+    assert {"beta", "ramp_start", "widths"} <= set(modelled)
