@@ -239,6 +239,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     )
     if s.constraints:
         console.print("constraints: " + ", ".join(f"{c.metric} {c.op} {c.bound:g}" for c in s.constraints))
+    console.print("search: " + _search_shape(cfg))
     console.print(
         f"storage {shown_url(s.storage_url)}; data {cfg.data.source}; model {cfg.model.kind}; "
         f"backend {cfg.synthesis.backend} ({_hls4ml_shown(cfg)})"
@@ -256,6 +257,31 @@ def _hls4ml_shown(cfg: StudyConfig) -> str:
     c = hls4ml_choices(cfg)
     return ", ".join(" | ".join(map(str, c[k])) for k in ("strategy", "io_type")) + (
         f", reuse factor {' | '.join(map(str, c['reuse_factor']))}" if c["reuse_factor"] != [1] else ""
+    )
+
+
+def _search_shape(cfg) -> str:
+    """How the trainings spend their epochs: the beta range and schedule, and when they continue a point."""
+
+    def span(v, unit: float = 1.0, fmt: str = "g") -> str:
+        return f"{v.low * unit:{fmt}} to {v.high * unit:{fmt}}" if hasattr(v, "low") else f"{v * unit:{fmt}}"
+
+    t, space = cfg.training, cfg.search_space
+    beta = span(space.beta) + (" (log)" if getattr(space.beta, "log", False) else "")
+    if t.beta_schedule == "ramp":
+        ramp = space.ramp
+        shape = (
+            f"beta {beta}, each training a log ramp to its beta from {span(ramp.start)} of the way up from "
+            f"beta's low end, held for {span(ramp.hold, 100, '.0f')} % of its epochs first"
+        )
+    else:
+        shape = f"beta {beta}, {t.beta_schedule} schedule"
+    c = t.continuation
+    if c.share <= 0:
+        return shape + "; every training fresh"
+    return (
+        shape + f"; after {c.startup} fresh trainings, {c.share:.0%} continue the point above the front's widest "
+        "gap, with a ramp through it"
     )
 
 

@@ -50,6 +50,9 @@ def test_check_shipped_studies():
         res = hq("check", str(config), cwd=ROOT)
         assert res.returncode == 0, res.stdout + res.stderr
         assert res.stdout.startswith("ok ") and res.stderr == ""
+        assert "\nsearch: beta " in res.stdout  # the search shape it will use
+        if config.name == "digits.yaml":
+            assert "continue the point above the front's widest gap" in " ".join(res.stdout.split())
         if config.name == "jet_tagging.yaml" and not (ROOT / "data" / "jet_hlf.parquet").exists():
             # its data is a local copy the user downloads: a valid config, with the file found missing here
             warning = f"warning: {config}:17: data.path: data file data/jet_hlf.parquet does not exist here"
