@@ -7,10 +7,11 @@ point above the gap that would add the most hypervolume if it were filled (`gain
 point and its next cheaper neighbour on the front, in the hypervolume's own scale; at the cheap end, a
 step beyond it), divided by one plus the continuations already started from it, so that the search
 spreads over the front instead of following one point forever. The continuation ramps beta from its
-point's value to its cheaper neighbour's (the top of the range at the cheap end), over as many epochs
+point's value to the lowest beta at which a point of the same architecture was as cheap as the
+neighbour (the top of the range where none was, and at the cheap end), over as many epochs
 as the study's fresh ramps spend on that many decades of beta: the ramp moves the point down through
-the gap, and harvest collects the epochs on the way. A point whose beta is at the top of the range
-already holds it, for the shortest training the search space allows.
+the gap, and harvest collects the epochs on the way. A point whose beta is at the top of the range has
+no ramp left and is not continued.
 
 A point that a continuation could not start from (its model is gone from the artifact store, its
 architecture left the search space) is never chosen again: the failed trial carries `start_failed`,
@@ -131,10 +132,10 @@ class Plan:
 
 
 def ramp_through(cfg: StudyConfig, start: Start, toward: float | None) -> dict[str, Any]:
-    """The ramp that moves `start` down through its gap: beta from the start's value to `toward` (the
-    neighbour's beta; the top of the range at the cheap end or where the neighbour's is not above the
-    start's), over the epochs the study's fresh ramps spend on as many decades of beta, within the
-    epochs' search range. Empty where the space searches no beta range or the start has no beta."""
+    """The ramp that moves `start` down through its gap: beta from the start's value to `toward` (a beta
+    known to reach the gap's cheap side with this architecture; the top of the range where none is known),
+    over the epochs the study's fresh ramps spend on as many decades of beta, within the epochs' search
+    range. Empty where the space searches no beta range or the start has no beta."""
     space = cfg.search_space
     beta = space.beta
     if not isinstance(beta, FloatRange) or beta.low <= 0 or not start.beta or start.beta <= 0:
@@ -235,13 +236,39 @@ class Starts:
         # a measurement continues from the model of the estimate it replaced: that model's failure is its own
         failed = self.failed | {self.measured_as[n] for n in self.failed if n in self.measured_as}
         starts = {start.point: start for start, _ in self.front.items}
-        scored = {n: g / (1 + children[n]) for n, (g, _) in gain.items() if g > 0 and n not in failed}
+        open_ = {n for n in gain if n not in failed and self._can_ramp(starts[n])}
+        scored = {n: g / (1 + children[n]) for n, (g, _) in gain.items() if g > 0 and n in open_}
         if not scored:
             return None
         n = max(scored, key=lambda n: (scored[n], -n))
         below = gain[n][1] if gain[n][1] in starts else None  # not the row of worst values
-        toward = starts[below].beta if below is not None else None
+        toward = self._beta_toward(starts[n], self.rows[below][0]) if below is not None else None
         return Plan(starts[n], below, {**starts[n].architecture, **ramp_through(self.cfg, starts[n], toward)})
+
+    def _can_ramp(self, start: Start) -> bool:
+        """Whether a continuation can raise the start's beta: not when it is at the top of the range already
+        (holding it there only adds another point at the cheap end)."""
+        beta = self.cfg.search_space.beta
+        return not (isinstance(beta, FloatRange) and start.beta is not None and start.beta >= beta.high)
+
+    def _beta_toward(self, start: Start, below: np.ndarray) -> float | None:
+        """The lowest beta at which a point of the start's architecture was already as cheap as `below` (in
+        the first cost): where the start's ramp may end to cross the gap. None where no such point is known:
+        another architecture's beta says little about this one's cost."""
+        costs = [i for i, mx in enumerate(self.maximise) if not mx]
+        if not costs:
+            return None
+        c = costs[0]
+        known = [
+            s.beta
+            for row, s, _ in self.rows.values()
+            if s.architecture == start.architecture
+            and s.beta
+            and start.beta
+            and s.beta > start.beta
+            and row[c] <= below[c]
+        ]
+        return min(known, default=None)
 
 
 def choose(trials: list[FrozenTrial], cfg: StudyConfig, rng: np.random.Generator) -> Plan | None:

@@ -8,6 +8,7 @@ import pytest
 from optuna.trial import TrialState
 
 from hqsearch.cli import main
+from hqsearch.config import FloatRange
 from hqsearch.driver import run_study
 from hqsearch.pareto import rank_front
 from hqsearch.points import CONTINUES_ATTR, START_FAILED_ATTR, Origin, lineage, origin
@@ -104,6 +105,9 @@ def test_a_start_whose_checkpoint_is_gone_fails_once_and_the_study_goes_on(chain
     again, in this run or the next; the study spends its budget on the trainings that can start."""
     cfg, _, before = chain
     shutil.rmtree(cfg.study.artifact_path)
+    # beta's range widened, so that the chain's points at the top of the old one may be continued again
+    wider = cfg.search_space.model_copy(update={"beta": FloatRange(low=1e-6, high=1e-2, log=True)})
+    cfg = cfg.model_copy(update={"search_space": wider})
     summary = run_study(cfg.with_overrides(budget=20))
     study = load_existing(cfg.study.storage_url, cfg.study.name)
     failed = study.get_trials(states=(TrialState.FAIL,))
@@ -182,11 +186,13 @@ def test_without_a_configured_reference_every_front_point_can_be_continued(tmp_p
 
 
 def test_the_point_above_the_largest_gap_is_continued_with_a_ramp_through_it(tmp_path):
-    """A front with a wide empty stretch between a cheap and a large model: the large one is continued, its
-    ramp ends at the cheap one's beta and is as long as the study's ramps spend on that many decades."""
+    """A front with a wide empty stretch between a cheap and a large model: the large one is continued. Its
+    ramp ends at the lowest beta at which its own architecture was as cheap as the gap's cheap side (not
+    the other architecture's beta), and is as long as the study's ramps spend on that many decades."""
     import numpy as np
     import optuna
     from conftest import tiny_raw
+    from optuna.distributions import CategoricalDistribution
 
     from hqsearch.config import parse_config
     from hqsearch.continuation import choose
@@ -203,32 +209,39 @@ def test_the_point_above_the_largest_gap_is_continued_with_a_ramp_through_it(tmp
     )
     study = optuna.create_study(directions=["maximize", "minimize"])
 
-    def point(acc: float, luts: float, beta: float) -> None:
+    def point(acc: float, luts: float, beta: float, widths: str) -> None:
         attrs = {
             "metrics": {"accuracy": acc, "luts": luts},
             "origin": "training",
             "model_artifact": f"m{luts}",
             "info": {"final_beta": beta},
         }
-        study.add_trial(optuna.trial.create_trial(values=[acc, luts], user_attrs=attrs))
+        dist = {"widths": CategoricalDistribution(["16", "64-32"])}
+        trial = optuna.trial.create_trial(
+            values=[acc, luts], params={"widths": widths}, distributions=dist, user_attrs=attrs
+        )
+        study.add_trial(trial)
 
-    point(0.90, 50, 1e-5)  # cheap: 2 decades of log10 LUTs below the next point, and 0.05 less accurate
-    point(0.95, 5000, 1e-6)  # above that gap
-    point(0.96, 8000, 5e-7)  # above a narrow one
+    point(0.90, 50, 1e-5, "16")  # cheap: 2 decades of log10 LUTs below the next point, and 0.05 less accurate
+    point(0.95, 5000, 1e-6, "64-32")  # above that gap
+    point(0.96, 8000, 5e-7, "64-32")  # above a narrow one
+    point(0.79, 45, 3e-5, "64-32")  # below the accuracy reference: off the front, but it says what beta gets there
     plan = choose(study.get_trials(), cfg, np.random.default_rng(0))
     assert (plan.start.point, plan.below) == (1, 0)
-    # from 1e-6 to 1e-5: one of the range's two decades, at the ramps' 25 epochs per 2 decades
-    assert plan.params["beta"] == pytest.approx(1e-5) and plan.params["epochs"] == 13
-    assert {k: plan.params[k] for k in ARCHITECTURE if k in plan.params} == plan.start.architecture
+    # from 1e-6 to 3e-5: 1.48 of the range's two decades, at the ramps' 25 epochs per 2 decades
+    assert plan.params["beta"] == pytest.approx(3e-5) and plan.params["epochs"] == 19
+    assert plan.params["widths"] == "64-32"
 
 
-def test_a_point_whose_beta_is_at_the_top_of_the_range_holds_it_for_the_shortest_training(tmp_path):
+def test_a_point_whose_beta_is_at_the_top_of_the_range_is_not_continued(tmp_path):
+    """Its continuation could only hold beta there: at the cheap end, where nothing else can gain, a fresh
+    training goes instead."""
     import numpy as np
     import optuna
     from conftest import tiny_raw
 
     from hqsearch.config import parse_config
-    from hqsearch.continuation import choose
+    from hqsearch.continuation import choose, gains
 
     cfg = parse_config(
         tiny_raw(
@@ -236,12 +249,13 @@ def test_a_point_whose_beta_is_at_the_top_of_the_range_holds_it_for_the_shortest
             "top",
             study={"objectives": {"accuracy": "max", "luts": "min"}},
             training={"continuation": {"share": 1.0, "startup": 1}},
-            search_space={"beta": {"low": 1e-6, "high": 1e-4, "log": True}, "epochs": {"low": 10, "high": 40}},
+            search_space={"beta": {"low": 1e-6, "high": 1e-4, "log": True}},
             report={"hypervolume": {"reference": {"accuracy": 0.8, "luts": 40000}}},
         )
     )
     study = optuna.create_study(directions=["maximize", "minimize"])
     attrs = {"metrics": {"accuracy": 0.9, "luts": 60}, "origin": "training", "model_artifact": "m"}
     study.add_trial(optuna.trial.create_trial(values=[0.9, 60], user_attrs={**attrs, "info": {"final_beta": 1e-4}}))
-    plan = choose(study.get_trials(), cfg, np.random.default_rng(0))
-    assert plan.below is None and plan.params["beta"] == pytest.approx(1e-4) and plan.params["epochs"] == 10
+    trials = study.get_trials()
+    assert gains(trials, cfg)[0] > 0
+    assert choose(trials, cfg, np.random.default_rng(0)) is None
