@@ -234,14 +234,14 @@ def test_ray_a_design_over_its_timeout_fails_alone(tmp_path, ray_instance):
     finally:
         ray_instance.clear()
     watcher.assert_all_gone()
-    slow = json.loads(marker.read_text())
-    assert slow["pid"] in watcher.seen  # the hung design's tool was seen, and is gone
     study = load_existing(cfg.study.storage_url, "ray_slow_design")
     (training,) = [t for t in study.trials if "parent" not in t.user_attrs]
     assert training.state == TrialState.COMPLETE, training.user_attrs.get("error")
     assert training.user_attrs["sources"]["luts"].startswith("yosys")
     harvest = training.user_attrs["info"]["harvest"]
     assert harvest["candidates"] == 2, "the training must harvest two candidates for this test"
+    slow = json.loads(marker.read_text())
+    assert slow["pid"] in watcher.seen  # the hung design's tool was seen, and is gone
     epoch = int(Path(slow["cwd"]).parent.name.removeprefix("epoch_"))
     (error,) = harvest["errors"]
     assert error.startswith(f"epoch {epoch}: SynthError: yosys ran over its timeout of")
