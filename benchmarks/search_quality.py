@@ -272,6 +272,7 @@ def plot(hists: pd.DataFrame, fronts: pd.DataFrame, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     hists = hists[~hists["method"].str.contains("(issue", regex=False)]  # earlier measurements: tables only
+    fronts = fronts[fronts["method"].isin(set(hists["method"]))]
     studies = list(dict.fromkeys(hists["study"]))
     colour = {m: f"C{i}" for i, m in enumerate(dict.fromkeys(hists["method"]))}
     fig, axes = plt.subplots(2, len(studies), figsize=(6.5 * len(studies), 8), dpi=110, squeeze=False)
