@@ -171,7 +171,7 @@ class Starts:
         self.front = Front(self.maximise)
         self.worst: np.ndarray | None = None  # per metric, in its own direction
         self.started = 0  # COMPLETE trainings
-        self.children: Counter[int] = Counter()  # COMPLETE trainings per continued point
+        self.children: Counter[int] = Counter()  # COMPLETE or FAILed trainings per continued point
         self.rows: dict[int, tuple[np.ndarray, Start, dict]] = {}  # every scored start, for a rebuild
         self.measured_as: dict[int, int] = {}  # a design told with its estimate -> the point measuring it
         self.failed: set[int] = set()  # points a continuation could not start from: never chosen again
@@ -180,6 +180,8 @@ class Starts:
         """A trial that just finished."""
         if t.state == TrialState.FAIL and (point := t.user_attrs.get(START_FAILED_ATTR)) is not None:
             self.start_failed(point)
+        if t.state == TrialState.FAIL and (parent := t.user_attrs.get(CONTINUES_ATTR)) is not None:
+            self.children[self.measured_as.get(parent, parent)] += 1  # a failed try is a try
         if t.state != TrialState.COMPLETE:
             return
         if origin(t) is Origin.TRAINING:
