@@ -221,8 +221,11 @@ class Starts:
         """A continuation of `point` could not start: the point is not chosen again."""
         self.failed.add(point)
 
-    def gains(self, step: float = 0.05) -> dict[int, tuple[float, int | None]]:
-        """`_gains` of every feasible start, from the front and a row of the worst values alone."""
+    def gains(self, step: float = 0.05) -> dict[int, float]:
+        """`gains` of every feasible start, from the front and a row of the worst values alone."""
+        return {n: g for n, (g, _) in self._gains(step).items()}
+
+    def _gains(self, step: float = 0.05) -> dict[int, tuple[float, int | None]]:
         if self.worst is None:
             return {}
         rows = [{**metrics, "trial": start.point} for start, metrics in self.front.items]
@@ -237,7 +240,7 @@ class Starts:
         running = [t for t in unfinished if origin(t) is Origin.TRAINING]
         if policy.share <= 0 or self.started + len(running) < policy.startup or rng.random() >= policy.share:
             return None
-        gain = self.gains()
+        gain = self._gains()
         continued = (t.user_attrs.get(CONTINUES_ATTR) for t in running)
         children = self.children + Counter(self.measured_as.get(n, n) for n in continued)
         # a measurement continues from the model of the estimate it replaced: that model's failure is its own

@@ -136,4 +136,5 @@ def test_the_driver_keeps_count_over_hundreds_of_instant_trials(tmp_path, limit)
         assert all(t.state == TrialState.COMPLETE for t in study.trials)
     assert seen[-1] == (complete, len(study.best_trials))
     assert [c for c, _ in seen] == sorted(c for c, _ in seen)
-    assert sum("continues" in t.user_attrs for t in study.trials) > complete / 2
+    # a share of 0.75 asks for continuations, but a front point gets two tries and none at the top of beta
+    assert sum("continues" in t.user_attrs for t in study.trials) > complete / 3
