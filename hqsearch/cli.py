@@ -278,11 +278,18 @@ def _search_shape(cfg) -> str:
         shape = f"beta {beta}, {t.beta_schedule} schedule"
     c = t.continuation
     if c.share <= 0:
-        return shape + "; every training fresh"
-    return (
-        shape + f"; after {c.startup} fresh trainings, {c.share:.0%} continue the point above the front's widest "
-        "gap, with a ramp through it"
-    )
+        shape += "; every training fresh"
+    else:
+        shape += (
+            f"; after {c.startup} fresh trainings, {c.share:.0%} continue the point above the front's widest "
+            "gap, with a ramp through it"
+        )
+    if t.stopping.behind_front:
+        shape += (
+            f"; a training stops once further behind the front than any of its kind closed later "
+            f"(learned from {t.stopping.learn_from} of them)"
+        )
+    return shape
 
 
 def _epochs(cfg) -> str:

@@ -214,6 +214,13 @@ class ContinuationSection(_Section):
     startup: int = Field(default=4, ge=1)  # fresh trainings first, so there is a front to continue from
 
 
+class StoppingSection(_Section):
+    """When a training ends before its last epoch because it can no longer reach the study's front."""
+
+    behind_front: bool = True  # further below the front than any training of its kind closed afterwards
+    learn_from: int = Field(default=3, ge=1)  # finished trainings of that kind the margin needs, per share of epochs
+
+
 class TrainingSection(_Section):
     epochs: int = Field(default=30, ge=1)
     batch_size: int = Field(default=64, ge=1)
@@ -224,6 +231,7 @@ class TrainingSection(_Section):
     pid_warmup: int = Field(default=5, ge=0)
     harvest: HarvestSection = HarvestSection()
     continuation: ContinuationSection = ContinuationSection()
+    stopping: StoppingSection = StoppingSection()
 
     @model_validator(mode="after")
     def _needs(self) -> TrainingSection:

@@ -183,7 +183,8 @@ class Driver:
             set_user_attrs(trial, attrs)
             ledger.asked({**enqueued, **attrs})
             seed = None if self.cfg.study.seed is None else self.cfg.study.seed + trial.number
-            job = TrialJob(trial.number, params, trial_dir, seed, start_from, ledger.gate)  # pickled at submission
+            outlook = ledger.outlook(continued=continued is not None)
+            job = TrialJob(trial.number, params, trial_dir, seed, start_from, ledger.gate, outlook)  # pickled now
             self.executor.submit(job)
         except Exception as err:  # a trial asked for is always told, even when it could not start
             self.in_flight.pop(trial.number, None)

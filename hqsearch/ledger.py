@@ -17,8 +17,9 @@ from optuna.trial import FrozenTrial, TrialState
 from .config import StudyConfig
 from .continuation import Starts
 from .fidelity import ESTIMATE_KEY, Gate, empty_gate
-from .front import Front, is_skipped, stands
-from .points import MEASURES_ATTR, MODEL_ARTIFACT_ATTR, Origin, origin
+from .front import Front, is_skipped, meets_constraints, stands
+from .points import CONTINUES_ATTR, MEASURES_ATTR, MODEL_ARTIFACT_ATTR, Origin, origin
+from .stopping import CURVE_KEY, Outlook, learn
 
 
 @dataclass
@@ -34,6 +35,8 @@ class Ledger:
     skipped: dict[int, FrozenTrial] = field(default_factory=dict)  # told with their estimate, with a model
     measured: set[int] = field(default_factory=set)  # skipped points a later synthesis measured
     trials: list[FrozenTrial] = field(default_factory=list)  # the study as of the last refresh, by number
+    points: list[tuple[float, float]] = field(default_factory=list)  # feasible (val accuracy, EBOPs) as trained
+    curves: dict[str, list[dict]] = field(default_factory=lambda: {"fresh": [], "continued": []})  # by kind
 
     def __post_init__(self) -> None:
         self.front = Front([d == "maximize" for d in self.cfg.study.directions])
@@ -69,14 +72,27 @@ class Ledger:
         """RUNNING trainings (not the trials that measure a deferred design, which spend no budget)."""
         return [t for t in self.pending() if t.state == TrialState.RUNNING and origin(t) is Origin.TRAINING]
 
+    def outlook(self, continued: bool) -> Outlook | None:
+        """What a training of this kind is told of the front and how far behind it may fall (see `stopping`)."""
+        if not self.cfg.training.stopping.behind_front:
+            return None
+        kind = "continued" if continued else "fresh"
+        return learn(self.points, self.curves[kind], kind, self.cfg.training.stopping.learn_from)
+
     def _finished(self, t: FrozenTrial) -> None:
         self.starts.add(t)
         if t.state != TrialState.COMPLETE:
             return
         attrs = t.user_attrs
+        info = attrs.get("info", {})
+        acc, ebops = info.get("val_accuracy"), info.get("training_ebops")
+        if acc is not None and ebops is not None and meets_constraints(t.constraints, estimates=True):
+            self.points.append((float(acc), float(ebops)))  # the front a training sees, in its own terms
         if origin(t) is Origin.TRAINING:
             self.trainings += 1
-            self.epochs += int(attrs.get("info", {}).get("epochs", 0))
+            self.epochs += int(info.get("epochs", 0))
+            if (c := info.get(CURVE_KEY)) is not None:
+                self.curves["continued" if CONTINUES_ATTR in attrs else "fresh"].append(c)
         if stands(t):
             self.front.add(t.values, t.number)
         if is_skipped(t):

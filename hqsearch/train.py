@@ -18,6 +18,7 @@ import numpy as np
 from .config import TrainingSection
 from .data import Dataset
 from .space import TrialParams
+from .stopping import Outlook
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,30 @@ class StopWhenCollapsed(keras.callbacks.Callback):
         elif self.below >= self.patience:
             self.reason = f"validation accuracy below {self.floor:g} for {self.below} epochs, to epoch {epoch + 1}"
         if self.reason is not None:
+            self.model.stop_training = True
+
+
+class StopWhenBehind(keras.callbacks.Callback):
+    """Ends a training whose epoch lies further below the study's front than the outlook's margin. Runs
+    after HGQ2's callbacks (`ebops` in the logs)."""
+
+    def __init__(self, outlook: Outlook, epochs: int) -> None:
+        super().__init__()
+        self.outlook, self.epochs = outlook, epochs
+        self.reason: str | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        acc, ebops = logs.get("val_accuracy"), logs.get("ebops")
+        if acc is None or ebops is None or self.reason is not None:
+            return
+        if (behind := self.outlook.behind(epoch, self.epochs, float(acc), float(ebops))) is not None:
+            gap, margin = behind
+            self.reason = (
+                f"behind the study's front after epoch {epoch + 1}: validation accuracy {acc:.4f} is {gap:.4f} "
+                f"below the front at {ebops:.4g} EBOPs; no {self.outlook.kind} training closed more than "
+                f"{margin:.4f} after this share of its epochs"
+            )
             self.model.stop_training = True
 
 

@@ -23,6 +23,7 @@ from .config import StudyConfig
 from .fidelity import ESTIMATE_KEY, Gate
 from .front import SKIPPED_ATTR_KEY
 from .space import TrialParams
+from .stopping import CURVE_KEY, Outlook
 
 _PACKAGES = ("hqsearch", "hgq2", "alkaid", "keras", "optuna")
 
@@ -136,16 +137,19 @@ def train_stage(
     seed: int | None = None,
     on_stage: Callable[[str], None] = lambda stage: None,
     start_from: Path | None = None,
+    outlook: Outlook | None = None,
 ) -> Trained:
     """Stages `train` (data, model, training, calibration) and `firmware` (the designs and their emulation:
     the final model's, then each harvested candidate's). With `start_from`, a saved model of the same
-    architecture, training continues from its weights (under this trial's L1/L2, learning rate and ramp)."""
+    architecture, training continues from its weights (under this trial's L1/L2, learning rate and ramp).
+    With `outlook`, a training that falls too far behind the study's front stops (see `stopping`)."""
     import keras
 
     from .data import load_dataset
     from .harvest import InRunFront, thin
     from .model import build_model
-    from .train import StopWhenCollapsed, calibrate, train
+    from .stopping import curve
+    from .train import StopWhenBehind, StopWhenCollapsed, calibrate, epochs_of, train
 
     cfg = cfg.with_synthesis(**params.hls4ml)
     trial_dir.mkdir(parents=True, exist_ok=True)
@@ -159,7 +163,10 @@ def train_stage(
         started = _continue(model, start_from, data) if start_from is not None else {}
         front = InRunFront()
         stop = StopWhenCollapsed(accuracy_floor(cfg)) if cfg.training.beta_schedule != "pid" else None
-        watch = [w for w in (front if cfg.training.harvest.max_candidates else None, stop) if w is not None]
+        planned = epochs_of(cfg.training, params)
+        behind = StopWhenBehind(outlook, planned) if outlook is not None else None
+        harvest = front if cfg.training.harvest.max_candidates else None
+        watch = [w for w in (harvest, stop, behind) if w is not None]
         fit = train(model, data, cfg.training, params, watch=watch)
         ebops = calibrate(model, data.x_train)
 
@@ -197,7 +204,9 @@ def train_stage(
         training_ebops=fit.training_ebops,
         final_beta=fit.final_beta,
         first_val_accuracy=fit.first_val_accuracy,
-        stopped_early=stop.reason if stop is not None else None,
+        stopped_early=next((w.reason for w in (stop, behind) if w is not None and w.reason), None),
+        unspent_epochs=planned - fit.epochs,  # back in the study's budget
+        **({CURVE_KEY: c} if (c := curve(fit.history)) is not None else {}),
         **started,
         harvest={"in_run_front": len(front.front), "candidates": len(trained.candidates), "errors": errors},
         versions=library_versions(),
@@ -416,7 +425,8 @@ def run_trial(
     on_stage: Callable[[str], None] = lambda stage: None,
     start_from: Path | None = None,
     gate: Gate | None = None,
+    outlook: Outlook | None = None,
 ) -> TrialOutcome:
     """Both stages in this process, the design handed over in memory."""
-    trained = train_stage(cfg, params, trial_dir, seed, on_stage, start_from)
+    trained = train_stage(cfg, params, trial_dir, seed, on_stage, start_from, outlook)
     return synth_stage(cfg, params, trained, trial_dir, on_stage, gate)

@@ -37,12 +37,13 @@ def tiny_raw(out: Path, name: str = "tiny", **sections) -> dict:
             "objectives": {"accuracy": "max", "luts": "min", "latency_cycles": "min"},
         },
         "model": {"widths": [8]},
-        # harvest and continuation off: these tests are about other things; their own tests turn them on
+        # harvest, continuation and stopping off: these tests are about other things; their own tests turn them on
         "training": {
             "epochs": 3,
             "batch_size": 128,
             "harvest": {"max_candidates": 0},
             "continuation": {"share": 0.0},
+            "stopping": {"behind_front": False},
         },
         "search_space": {
             "beta": {"low": 1e-6, "high": 1e-4, "log": True},

@@ -12,6 +12,7 @@ from ..config import StudyConfig
 from ..fidelity import Gate
 from ..preflight import Ready
 from ..space import TrialParams
+from ..stopping import Outlook
 from ..trial import TrialOutcome
 
 # Seconds an executor waits past the synth stage's limit before it kills the worker itself: inside, the
@@ -27,6 +28,7 @@ class TrialJob:
     seed: int | None
     start_from: Path | None = None  # a continuation's checkpoint, copied into its trial folder by the driver
     gate: Gate | None = None  # which designs the synthesis backend measures (see `fidelity`); None: all
+    outlook: Outlook | None = None  # when the training stops behind the study's front (see `stopping`)
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ def run_job(cfg: StudyConfig, job: Job, on_stage: Callable[[str], None], model_b
 
     if isinstance(job, SynthJob):
         return synth_later(cfg, job.model_path, job.ebops, job.trial_dir, on_stage, model_bytes, job.settings)
-    return run_trial(cfg, job.params, job.trial_dir, job.seed, on_stage, job.start_from, job.gate)
+    return run_trial(cfg, job.params, job.trial_dir, job.seed, on_stage, job.start_from, job.gate, job.outlook)
 
 
 def error_text(err: BaseException) -> str:

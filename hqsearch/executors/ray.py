@@ -111,7 +111,9 @@ def _train(cfg: StudyConfig, job: TrialJob, threads: int, with_bytes: bool, on_s
     (job.trial_dir / "train.pid").write_text(str(os.getpid()))
     from ..trial import train_stage
 
-    return train_stage(cfg, job.params, job.trial_dir, job.seed, start_from=job.start_from).portable(with_bytes)
+    return train_stage(
+        cfg, job.params, job.trial_dir, job.seed, start_from=job.start_from, outlook=job.outlook
+    ).portable(with_bytes)
 
 
 def _train_task(cfg: StudyConfig, job: TrialJob, threads: int, with_bytes: bool) -> Trained:
