@@ -5,7 +5,8 @@ da4ml estimate backend; every method gets the same budget of training epochs (di
 the same data split, and is repeated with 3 seeds:
 
   default      the study as shipped: TPE over ramp shapes and lengths, continuation of the front's most
-               promising points, in-run harvest, the epoch budget
+               promising points, in-run harvest, stopping behind the front, the epoch budget
+  no-stopping  the default without stopping a training behind the front (`training.stopping`)
   fixed-length the same search without the ramp shape, length or continuation: 20 fresh trainings of
                budget/20 epochs, each a log ramp over the whole range (the issue-8 default, for reference)
   no-harvest, random, nsga2, harvest-N, constant-beta
@@ -100,7 +101,9 @@ def study_raw(bench: str, method: str, seed: int, work: Path) -> dict:
         raw["study"].update(n_trials=b.trials, budget=None)
         raw["training"].update(epochs=b.epochs, continuation={"share": 0.0})
         raw["search_space"].update(epochs=None, ramp={"start": 0.0, "hold": 0.0})
-    if method == "no-harvest":
+    if method == "no-stopping":
+        raw["training"]["stopping"] = {"behind_front": False}
+    elif method == "no-harvest":
         harvest["max_candidates"] = 0
     elif method.startswith("harvest-"):
         harvest["max_candidates"] = int(method.removeprefix("harvest-"))

@@ -222,7 +222,7 @@ class StoppingSection(_Section):
 
 
 class TrainingSection(_Section):
-    epochs: int = Field(default=30, ge=1)
+    epochs: int = Field(default=40, ge=1)  # the middle of the lengths searched (search_space.epochs)
     batch_size: int = Field(default=64, ge=1)
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
     learning_rate: float = Field(default=3e-3, gt=0)
@@ -297,8 +297,9 @@ class RampSpace(_Section):
     on the log scale (0: the whole range, the HGQ authors' ramp; 1: beta constant); `hold` is the
     fraction of the epochs spent at the start. A continuation starts at its checkpoint's beta instead."""
 
-    start: FractionRange | Fraction = 0.0
-    hold: FractionRange | Fraction = 0.0
+    # the benchmark's shape (README, Search quality): every start, and a hold of up to a quarter
+    start: FractionRange | Fraction = FractionRange(low=0.0, high=1.0)
+    hold: FractionRange | Fraction = FractionRange(low=0.0, high=0.25)
 
 
 HLS4ML_SETTINGS = ("strategy", "reuse_factor", "io_type")  # synthesis fields the search space may search
@@ -330,7 +331,8 @@ class HLS4MLSpace(_Section):
 
 class SearchSpace(_Section):
     beta: FloatRange | Annotated[float, Field(ge=0)] = FloatRange(low=1e-7, high=1e-4, log=True)  # ramps' end
-    epochs: IntRange | Annotated[int, Field(ge=1)] | None = None  # a training's length; default training.epochs
+    # a training's length; unset: half to twice training.epochs (see StudyConfig); null: training.epochs
+    epochs: IntRange | Annotated[int, Field(ge=1)] | None = None
     ramp: RampSpace = RampSpace()
     l1: FloatRange | Annotated[float, Field(ge=0)] = 0.0
     l2: FloatRange | Annotated[float, Field(ge=0)] = 0.0
@@ -476,6 +478,21 @@ class StudyConfig(_Section):
 
     _source: Path | None = PrivateAttr(default=None)  # the YAML file, for errors found after loading
     _raw: Any = PrivateAttr(default=None)  # the YAML as read, with the line of every key
+
+    @model_validator(mode="before")
+    @classmethod
+    def _epochs_around_training(cls, raw: Any) -> Any:
+        """A search space that leaves `epochs` unset searches half to twice `training.epochs`: trainings of
+        several lengths, as the benchmark's default (README, Search quality). `null` or a number fixes it."""
+        if not isinstance(raw, dict):
+            return raw
+        training, space = raw.get("training") or {}, raw.get("search_space") or {}
+        if not isinstance(training, dict) or not isinstance(space, dict) or "epochs" in space:
+            return raw
+        epochs = training.get("epochs", TrainingSection.model_fields["epochs"].default)
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            return raw  # the field's own check names the error
+        return {**raw, "search_space": {**space, "epochs": {"low": max(1, epochs // 2), "high": 2 * epochs}}}
 
     def error(self, key: str, message: str) -> ConfigError:
         """A `ConfigError` that points at `key` (dotted) in the file this config came from."""

@@ -54,6 +54,9 @@ def tiny_raw(out: Path, name: str = "tiny", **sections) -> dict:
     }
     for key, value in sections.items():
         raw.setdefault(key, {}).update(value)
+    # trainings of the length the test gives, beta ramped over the whole range (the defaults search both)
+    raw["search_space"].setdefault("epochs", raw["training"]["epochs"])
+    raw["search_space"].setdefault("ramp", {"start": 0.0, "hold": 0.0})
     return raw
 
 

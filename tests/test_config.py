@@ -143,6 +143,18 @@ def test_ramp_epochs_and_budget(tmp_path):
     assert "training.continuation.share" in error_of(tmp_path, base + "training:\n  continuation: {share: 2}\n")
 
 
+def test_a_search_left_unset_gets_the_benchmarks_shape(tmp_path):
+    base = "study:\n  name: ok\n"
+    space = load_config(write(tmp_path, base)).search_space
+    assert (space.epochs.low, space.epochs.high) == (20, 80)  # around training.epochs (40)
+    assert (space.ramp.start.low, space.ramp.start.high, space.ramp.hold.high) == (0, 1, 0.25)
+    space = load_config(write(tmp_path, base + "training:\n  epochs: 7\n")).search_space
+    assert (space.epochs.low, space.epochs.high) == (3, 14)
+    cfg = load_config(write(tmp_path, base + "training:\n  epochs: 7\nsearch_space:\n  epochs: null\n"))
+    assert cfg.search_space.epochs is None  # fixed at training.epochs
+    assert "training.epochs" in error_of(tmp_path, base + "training:\n  epochs: many\n")  # still its own error
+
+
 def test_cli_check_prints_one_message_and_no_traceback(tmp_path, capsys):
     path = write(tmp_path, GOOD.replace("n_trials: 3", "n_trials: -1"))
     assert main(["check", str(path)]) == 2
