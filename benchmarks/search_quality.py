@@ -97,7 +97,7 @@ def study_raw(bench: str, method: str, seed: int, work: Path) -> dict:
     raw.setdefault("synthesis", {})["cache"] = False  # every run measures its own designs
     raw["report"] = {"hypervolume": {"reference": b.reference}}
     harvest = raw["training"].setdefault("harvest", {})
-    if method not in ("default", "one-ramp"):  # the fixed-length methods: n trainings of fixed length
+    if method not in ("default", "no-stopping", "one-ramp"):  # the fixed-length methods: n trainings of fixed length
         raw["study"].update(n_trials=b.trials, budget=None)
         raw["training"].update(epochs=b.epochs, continuation={"share": 0.0})
         raw["search_space"].update(epochs=None, ramp={"start": 0.0, "hold": 0.0})
