@@ -5,8 +5,8 @@ da4ml estimate backend; every method gets the same budget of training epochs (di
 the same data split, and is repeated with 3 seeds:
 
   default      the study as shipped: TPE over ramp shapes and lengths, continuation of the front's most
-               promising points, in-run harvest, stopping behind the front, the epoch budget
-  no-stopping  the default without stopping a training behind the front (`training.stopping`)
+               promising points, in-run harvest, the epoch budget
+  stopping     the default, with a training stopped once behind the front (`training.stopping`)
   fixed-length the same search without the ramp shape, length or continuation: 20 fresh trainings of
                budget/20 epochs, each a log ramp over the whole range (the issue-8 default, for reference)
   no-harvest, random, nsga2, harvest-N, constant-beta
@@ -97,12 +97,12 @@ def study_raw(bench: str, method: str, seed: int, work: Path) -> dict:
     raw.setdefault("synthesis", {})["cache"] = False  # every run measures its own designs
     raw["report"] = {"hypervolume": {"reference": b.reference}}
     harvest = raw["training"].setdefault("harvest", {})
-    if method not in ("default", "no-stopping", "one-ramp"):  # the fixed-length methods: n trainings of fixed length
+    if method not in ("default", "stopping", "one-ramp"):  # the fixed-length methods: n trainings of fixed length
         raw["study"].update(n_trials=b.trials, budget=None)
         raw["training"].update(epochs=b.epochs, continuation={"share": 0.0})
         raw["search_space"].update(epochs=None, ramp={"start": 0.0, "hold": 0.0})
-    if method == "no-stopping":
-        raw["training"]["stopping"] = {"behind_front": False}
+    if method == "stopping":
+        raw["training"]["stopping"] = {"behind_front": True}
     elif method == "no-harvest":
         harvest["max_candidates"] = 0
     elif method.startswith("harvest-"):

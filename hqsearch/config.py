@@ -217,7 +217,9 @@ class ContinuationSection(_Section):
 class StoppingSection(_Section):
     """When a training ends before its last epoch because it can no longer reach the study's front."""
 
-    behind_front: bool = True  # further below the front than any training of its kind closed afterwards
+    # further below the front than any training of its kind closed afterwards; off: the benchmark found
+    # no gain from it (README, Search quality)
+    behind_front: bool = False
     learn_from: int = Field(default=3, ge=1)  # finished trainings of that kind the margin needs, per share of epochs
 
 
