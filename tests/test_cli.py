@@ -3,6 +3,7 @@
 import contextlib
 import hashlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -75,7 +76,8 @@ def test_every_documented_default_runs(tmp_path):
     config.write_text("study: {name: minimal, n_trials: 1}\n")
     res = hq("run", str(config), "--no-progress", cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "1 COMPLETE trainings (30 epochs) in study minimal" in res.stdout
+    ran = re.search(r"1 COMPLETE trainings \((\d+) epochs\) in study minimal", res.stdout)
+    assert ran and 20 <= int(ran[1]) <= 80, res.stdout  # a length from the default search, around 40
     res = hq("report", str(config), cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     front = (tmp_path / "runs" / "minimal" / "report" / "pareto.csv").read_text().splitlines()
