@@ -156,7 +156,10 @@ class Driver:
         rng = np.random.default_rng([self.cfg.study.seed or 0, ledger.size()])
         if (plan := ledger.starts.choose(ledger.pending(), rng)) is not None:  # the sampler fills in the rest
             attrs = {CONTINUES_ATTR: plan.start.point, **({TOWARD_ATTR: plan.below} if plan.below is not None else {})}
-            self.study.enqueue_trial(plan.params, user_attrs=attrs)
+            params = plan.params
+            if epochs_left is not None and params.get("epochs", 0) > epochs_left:  # the ramp, within the budget
+                params = {**params, "epochs": epochs_left}
+            self.study.enqueue_trial(params, user_attrs=attrs)
         trial = self.study.ask()
         self.in_flight[trial.number] = trial  # heartbeats from now on: no peer takes a trial still starting
         try:

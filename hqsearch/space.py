@@ -117,6 +117,19 @@ def _hls4ml(trial: optuna.Trial, cfg: StudyConfig, inter_only: bool, activations
     return {"strategy": strategy, "reuse_factor": reuse, "io_type": _choice(trial, "io_type", io_types)}
 
 
+def _epochs(trial: optuna.Trial, cfg: StudyConfig, max_epochs: int | None, notes: list[str]) -> int:
+    """The training's length. Where the epoch budget has less left than the searched range's top, it is
+    sampled up to what is left (or is what is left, below the range), so that the trial's `epochs` is
+    the length that ran, for the sampler and the dashboard alike."""
+    spec = cfg.search_space.epochs
+    if max_epochs is None or (spec.high if isinstance(spec, IntRange) else spec or cfg.training.epochs) <= max_epochs:
+        return _int(trial, "epochs", spec) or cfg.training.epochs
+    notes.append(f"epochs at most {max_epochs}: what the epoch budget had left")
+    if isinstance(spec, IntRange):
+        return trial.suggest_int("epochs", min(spec.low, max_epochs), max_epochs)
+    return max_epochs
+
+
 def suggest(
     trial: optuna.Trial, cfg: StudyConfig, start_beta: float | None = None, max_epochs: int | None = None
 ) -> TrialParams:
@@ -143,10 +156,7 @@ def suggest(
         widths = tuple(space.widths[labels.index(_choice(trial, "widths", labels))])
 
     lr = cfg.training.learning_rate if space.learning_rate is None else _float(trial, "lr", space.learning_rate)
-    epochs = _int(trial, "epochs", space.epochs) or cfg.training.epochs
-    if max_epochs is not None and epochs > max_epochs:
-        notes.append(f"epochs cut from {epochs} to {max_epochs}: what the epoch budget had left")
-        epochs = max_epochs
+    epochs = _epochs(trial, cfg, max_epochs, notes)
     if start_beta is not None and beta < start_beta:  # a continuation ramps on or holds
         notes.append(f"beta held at the checkpoint's {start_beta:.3g}, above the {beta:.3g} sampled")
         beta = start_beta

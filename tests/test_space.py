@@ -40,6 +40,20 @@ def test_fixed_values_and_width_choices():
     assert all(p.beta == 0 and p.l2 == 1e-5 and 3 <= p.init_weight_bits <= 6 for p, _ in draws)
 
 
+def test_a_length_the_budget_cuts_is_the_trials_parameter():
+    """What the epoch budget has left bounds the sampled length: the trial's `epochs` is what runs, within
+    the range where the budget allows and exactly what is left below it; the sampler's range stays whole."""
+    cfg = parse_config({"study": {"name": "s"}, "search_space": {"epochs": {"low": 20, "high": 80}}})
+    study = optuna.create_study(directions=["maximize"], sampler=optuna.samplers.TPESampler(seed=1, multivariate=True))
+    for left, lowest, highest in ((None, 20, 80), (50, 20, 50), (7, 7, 7)):
+        for _ in range(12):
+            t = study.ask()
+            p = suggest(t, cfg, max_epochs=left)
+            assert t.params["epochs"] == p.epochs and lowest <= p.epochs <= highest
+            assert (left is not None) == any("what the epoch budget had left" in n for n in p.notes)
+            study.tell(t, float(p.epochs))
+
+
 HLS_SPACE = {
     "heterogeneity": {"weights": ["intra", "per_channel", "inter"], "activations": ["intra", "inter"]},
     "hls4ml": {
