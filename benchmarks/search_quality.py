@@ -7,6 +7,7 @@ the same data split, and is repeated with 3 seeds:
   default      the study as shipped: TPE over ramp shapes and lengths, continuation of the front's most
                promising points, in-run harvest, the epoch budget
   stopping     the default, with a training stopped once behind the front (`training.stopping`)
+  fixed-share  the default with the continuation share fixed (`continuation.adapt: false`)
   fixed-length the same search without the ramp shape, length or continuation: 20 fresh trainings of
                budget/20 epochs, each a log ramp over the whole range (the issue-8 default, for reference)
   no-harvest, random, nsga2, harvest-N, constant-beta
@@ -97,12 +98,14 @@ def study_raw(bench: str, method: str, seed: int, work: Path) -> dict:
     raw.setdefault("synthesis", {})["cache"] = False  # every run measures its own designs
     raw["report"] = {"hypervolume": {"reference": b.reference}}
     harvest = raw["training"].setdefault("harvest", {})
-    if method not in ("default", "stopping", "one-ramp"):  # the fixed-length methods: n trainings of fixed length
+    if method not in ("default", "stopping", "fixed-share", "one-ramp"):  # fixed-length: n trainings of one length
         raw["study"].update(n_trials=b.trials, budget=None)
         raw["training"].update(epochs=b.epochs, continuation={"share": 0.0})
         raw["search_space"].update(epochs=None, ramp={"start": 0.0, "hold": 0.0})
     if method == "stopping":
         raw["training"]["stopping"] = {"behind_front": True}
+    elif method == "fixed-share":
+        raw["training"]["continuation"] = {**raw["training"].get("continuation", {}), "adapt": False}
     elif method == "no-harvest":
         harvest["max_candidates"] = 0
     elif method.startswith("harvest-"):
@@ -153,10 +156,12 @@ def run(bench: str, method: str, seed: int, work: Path) -> tuple[dict, pd.DataFr
 
     cfg = parse_config(study_raw(bench, method, seed, work), f"search_quality[{bench}, {method}, seed {seed}]")
     t0 = time.perf_counter()
+    ended = {"failed": 0, "stopped_because": None}
     if method == "one-ramp":
         one_ramp(cfg, seed)
     else:
-        run_study(cfg)
+        summary = run_study(cfg)
+        ended = {"failed": summary.failed_this_run, "stopped_because": summary.stopped_because}
     wall = time.perf_counter() - t0
     study = load_existing(cfg.study.storage_url, cfg.study.name)
     frame = trials_frame(study)
@@ -179,6 +184,7 @@ def run(bench: str, method: str, seed: int, work: Path) -> tuple[dict, pd.DataFr
         "points": s.trainings + s.harvested + s.imported,
         "epochs": spent,
         "wall_s": wall,
+        **ended,  # why a run spent less than its budget
     }
     points = complete(frame).dropna(subset=list(scale.metrics))
     on_front = nondominated(points[list(scale.metrics)].to_numpy(dtype=float), scale.maximise)

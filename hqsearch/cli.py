@@ -283,6 +283,7 @@ def _search_shape(cfg) -> str:
         shape += (
             f"; after {c.startup} fresh trainings, {c.share:.0%} continue the point above the front's widest "
             "gap, with a ramp through it"
+            + (" (a share that moves toward the kind that adds more hypervolume per epoch)" if c.adapt else "")
         )
     if t.stopping.behind_front:
         shape += (

@@ -212,6 +212,7 @@ class ContinuationSection(_Section):
 
     share: float = Field(default=0.75, ge=0, le=1)  # of the trainings after `startup`; 0: always fresh
     startup: int = Field(default=4, ge=1)  # fresh trainings first, so there is a front to continue from
+    adapt: bool = True  # `share` moves toward the kind of training that adds more hypervolume per epoch
 
 
 class StoppingSection(_Section):

@@ -37,6 +37,7 @@ from .points import (
     CONTINUES_ATTR,
     MEASURES_ATTR,
     MODEL_ARTIFACT_ATTR,
+    PARENT_ATTR,
     START_FAILED_ATTR,
     Origin,
     origin,
@@ -83,13 +84,26 @@ def _frame(points: list[FrozenTrial]) -> pd.DataFrame:
     return pd.DataFrame([{**t.user_attrs.get("metrics", {}), "trial": t.number} for t in points])
 
 
-def _gains(frame: pd.DataFrame, cfg: StudyConfig, step: float) -> dict[int, tuple[float, int | None]]:
-    """Per front point: (gain, the trial number of its next cheaper neighbour, None at the cheap end)."""
-    import moocore
+@dataclass(frozen=True)
+class _Scaled:
+    """Front points in the hypervolume's own space, with its reference."""
 
+    v: np.ndarray
+    numbers: np.ndarray
+    ref: np.ndarray
+    maximise: np.ndarray
+
+    def volume(self) -> float:
+        import moocore
+
+        return float(moocore.hypervolume(self.v, ref=self.ref, maximise=list(self.maximise))) if len(self.v) else 0.0
+
+
+def _scaled(frame: pd.DataFrame, cfg: StudyConfig) -> _Scaled | None:
+    """The frame's front in the hypervolume's space (see `gains`); None where it lacks a metric."""
     scale = resolve(cfg.study, cfg.report.hypervolume, frame)
     if frame.empty or not all(m in frame for m in scale.metrics):
-        return {}
+        return None
     frame = frame.dropna(subset=list(scale.metrics))
     v = scale.transform(frame[list(scale.metrics)].to_numpy(dtype=float))
     ref = scale.transform(np.array([scale.reference]))[0]
@@ -102,14 +116,23 @@ def _gains(frame: pd.DataFrame, cfg: StudyConfig, step: float) -> dict[int, tupl
     ref = ref + np.array([margin[i] if m in scale.defaulted else 0.0 for i, m in enumerate(scale.metrics)])
     inside = in_box(v, ref, scale.maximise)
     v, numbers = v[inside], frame["trial"].to_numpy()[inside]
-    if not len(v):
+    on_front = nondominated(v, scale.maximise) if len(v) else np.zeros(0, dtype=bool)
+    return _Scaled(v[on_front], numbers[on_front], ref, mx)
+
+
+def _gains(frame: pd.DataFrame, cfg: StudyConfig, step: float) -> dict[int, tuple[float, int | None]]:
+    """Per front point: (gain, the trial number of its next cheaper neighbour, None at the cheap end)."""
+    import moocore
+
+    scaled = _scaled(frame, cfg)
+    if scaled is None or not len(scaled.v):
         return {}
-    on_front = nondominated(v, scale.maximise)
-    v, numbers = v[on_front], numbers[on_front]
+    v, numbers, ref, mx = scaled.v, scaled.numbers, scaled.ref, scaled.maximise
+    sign = np.where(mx, 1.0, -1.0)
     best = np.where(mx, v.max(axis=0), v.min(axis=0))
     cheaper_by_step = np.where(mx, 0.0, sign * step * np.abs(best - ref))  # costs only: same accuracy, cheaper
     costs = np.flatnonzero(~mx)
-    base = moocore.hypervolume(v, ref=ref, maximise=list(mx))
+    base = scaled.volume()
     out: dict[int, tuple[float, int | None]] = {}
     for n, row in zip(numbers.tolist(), v, strict=True):
         below = None
@@ -175,6 +198,10 @@ class Starts:
         self.rows: dict[int, tuple[np.ndarray, Start, dict]] = {}  # every scored start, for a rebuild
         self.measured_as: dict[int, int] = {}  # a design told with its estimate -> the point measuring it
         self.failed: set[int] = set()  # points a continuation could not start from: never chosen again
+        # what each kind of training after the startup spent and added to the front (see `share`)
+        self.kind: dict[int, str] = {}  # training number -> "fresh" | "continued"
+        self.spent: Counter[str] = Counter()  # epochs
+        self.gained: Counter[str] = Counter()  # validation hypervolume its points added when they came
 
     def add(self, t: FrozenTrial) -> None:
         """A trial that just finished."""
@@ -185,9 +212,13 @@ class Starts:
         if t.state != TrialState.COMPLETE:
             return
         if origin(t) is Origin.TRAINING:
-            self.started += 1
-            if (parent := t.user_attrs.get(CONTINUES_ATTR)) is not None:
+            continued = (parent := t.user_attrs.get(CONTINUES_ATTR)) is not None
+            if continued:
                 self.children[self.measured_as.get(parent, parent)] += 1
+            if continued or self.started >= self.cfg.training.continuation.startup:
+                kind = self.kind[t.number] = "continued" if continued else "fresh"
+                self.spent[kind] += int(t.user_attrs.get("info", {}).get("epochs", 0))
+            self.started += 1
         if origin(t) is Origin.SYNTHESIS and (estimated := t.user_attrs.get(MEASURES_ATTR)) is not None:
             self._replace(estimated, t.number)
         start = start_of(t)
@@ -198,14 +229,56 @@ class Starts:
         if np.isnan(row).any():
             return
         self.rows[t.number] = (row, start, metrics)
+        producer = t.user_attrs.get(PARENT_ATTR) if origin(t) is Origin.HARVEST else t.number
+        if (kind := self.kind.get(producer)) is None or not self._adapts():
+            self._take(row, start, metrics)
+            return
+        before = self._volume(extra=row)  # with the reference as it will be once the point is in
         self._take(row, start, metrics)
+        self.gained[kind] += max(0.0, self._volume() - before)
 
     def _take(self, row: np.ndarray, start: Start, metrics: dict) -> None:
-        if self.worst is None:
-            self.worst = row
-        else:
-            self.worst = np.where(np.array(self.maximise), np.minimum(self.worst, row), np.maximum(self.worst, row))
+        self.worst = self._worse(row)
         self.front.add(row, (start, metrics))
+
+    def _worse(self, row: np.ndarray) -> np.ndarray:
+        """The worst values seen, with `row` among them."""
+        if self.worst is None:
+            return row
+        return np.where(np.array(self.maximise), np.minimum(self.worst, row), np.maximum(self.worst, row))
+
+    def _frame(self, worst: np.ndarray) -> pd.DataFrame:
+        """The front and a row of the worst values (dominated, or a tie): all `resolve` needs of the study."""
+        rows = [{**metrics, "trial": start.point} for start, metrics in self.front.items]
+        rows.append({**dict(zip(self.metrics, worst, strict=True)), "trial": -1})
+        return pd.DataFrame(rows)
+
+    def _volume(self, extra: np.ndarray | None = None) -> float:
+        """The front's validation hypervolume, its reference taken as if `extra` had been seen too."""
+        worst = self.worst if extra is None else self._worse(extra)
+        if worst is None:
+            return 0.0
+        scaled = _scaled(self._frame(worst), self.cfg)
+        return 0.0 if scaled is None else scaled.volume()
+
+    def _adapts(self) -> bool:
+        policy = self.cfg.training.continuation
+        return policy.adapt and 0.0 < policy.share < 1.0
+
+    def share(self) -> float:
+        """The chance that a training after the startup continues a point: `continuation.share`, moved by how
+        much hypervolume each kind of training (fresh, continued) has added per epoch since the startup,
+        each rate shrunk toward the pooled one by two trainings' worth of epochs. Where continuations stop
+        paying, fresh trainings (new architectures, new ramps) get the epochs, and back."""
+        share = self.cfg.training.continuation.share
+        spent, gained = sum(self.spent.values()), sum(self.gained.values())
+        if not self._adapts() or spent <= 0 or gained <= 0:
+            return share
+        prior = 2 * self.cfg.training.epochs
+        pooled = gained / spent
+        rate = {k: (self.gained[k] + pooled * prior) / (self.spent[k] + prior) for k in ("fresh", "continued")}
+        continued, fresh = share * rate["continued"], (1 - share) * rate["fresh"]
+        return continued / (continued + fresh)
 
     def _replace(self, estimated: int, measured: int) -> None:
         """A measurement replaces the estimate it was told with: the front is rebuilt without it."""
@@ -228,9 +301,7 @@ class Starts:
     def _gains(self, step: float = 0.05) -> dict[int, tuple[float, int | None]]:
         if self.worst is None:
             return {}
-        rows = [{**metrics, "trial": start.point} for start, metrics in self.front.items]
-        rows.append({**dict(zip(self.metrics, self.worst, strict=True)), "trial": -1})  # dominated, or a tie
-        out = _gains(pd.DataFrame(rows), self.cfg, step)
+        out = _gains(self._frame(self.worst), self.cfg, step)
         out.pop(-1, None)
         return out
 
@@ -238,7 +309,7 @@ class Starts:
         """The next training's continuation, or None for a fresh one; `unfinished`: the RUNNING and WAITING trials."""
         policy = self.cfg.training.continuation
         running = [t for t in unfinished if origin(t) is Origin.TRAINING]
-        if policy.share <= 0 or self.started + len(running) < policy.startup or rng.random() >= policy.share:
+        if policy.share <= 0 or self.started + len(running) < policy.startup or rng.random() >= self.share():
             return None
         gain = self._gains()
         continued = (t.user_attrs.get(CONTINUES_ATTR) for t in running)

@@ -264,3 +264,52 @@ def test_a_point_whose_beta_is_at_the_top_of_the_range_is_not_continued(tmp_path
     trials = study.get_trials()
     assert gains(trials, cfg)[0] > 0
     assert choose(trials, cfg, np.random.default_rng(0)) is None
+
+
+@pytest.mark.parametrize("paying", ["fresh", "continued"])
+def test_the_share_moves_toward_the_kind_of_training_that_adds_hypervolume(tmp_path, paying):
+    """After the startup, one fresh and one continued training of equal length: the one whose points widen
+    the front draws the next trainings; with `adapt` off the share stays as configured."""
+    import optuna
+    from conftest import tiny_raw
+
+    from hqsearch.config import parse_config
+    from hqsearch.continuation import Starts
+
+    def cfg(adapt: bool):
+        raw = tiny_raw(
+            tmp_path,
+            "share",
+            study={"objectives": {"accuracy": "max", "luts": "min"}},
+            training={"epochs": 20, "continuation": {"share": 0.5, "startup": 1, "adapt": adapt}},
+            report={"hypervolume": {"reference": {"accuracy": 0.8, "luts": 40000}}},
+        )
+        return parse_config(raw)
+
+    def training(number: int, acc: float, luts: float, **attrs):
+        user = {
+            "metrics": {"accuracy": acc, "luts": luts},
+            "origin": "training",
+            "model_artifact": f"m{number}",
+            "info": {"epochs": 20, "final_beta": 1e-6},
+            **attrs,
+        }
+        t = optuna.trial.create_trial(values=[acc, luts], user_attrs=user)
+        t.number = number
+        return t
+
+    first = training(0, 0.90, 1000)  # the startup: not counted
+    gaining, idle = (0.95, 200), (0.85, 2000)  # one widens the front, the other is dominated
+    fresh = training(1, *(gaining if paying == "fresh" else idle))
+    continued = training(2, *(gaining if paying == "continued" else idle), continues=0)
+    for adapt in (True, False):
+        starts = Starts(cfg(adapt))
+        for t in (first, fresh, continued):
+            starts.add(t)
+        share = starts.share()
+        if not adapt:
+            assert share == 0.5
+        elif paying == "fresh":
+            assert share < 0.4
+        else:
+            assert share > 0.6
