@@ -169,7 +169,7 @@ def run(bench: str, method: str, seed: int, work: Path) -> tuple[dict, pd.DataFr
     s = score(frame, scale)
     spent = BENCHES[bench].budget if method == "one-ramp" else s.epochs
     if method == "one-ramp":  # one training whose points all exist once it ends
-        hist = pd.DataFrame([{"trainings": 1, "epochs": spent, "hypervolume": s.hypervolume,
+        hist = pd.DataFrame([{"trainings": 1, "epochs": spent, "seconds": wall, "hypervolume": s.hypervolume,
                               "test_hypervolume": s.test_hypervolume, "front": s.front}])  # fmt: skip
     else:
         hist = history(frame, scale)
@@ -218,16 +218,18 @@ def idle_share(trials: list[FrozenTrial], front: set[int]) -> float:
     return sum(e for n, e in epochs.items() if n not in useful) / total if total else 0.0
 
 
-def mean_curve(hist: pd.DataFrame) -> pd.Series:
-    """Mean test hypervolume over seeds against epochs spent: each seed's curve holds its last value until
-    its next training ends (trainings differ in length, so seeds end trainings at different epochs)."""
-    per_seed = hist.pivot_table(index="epochs", columns="seed", values="test_hypervolume", aggfunc="last")
+def mean_curve(hist: pd.DataFrame, x: str = "epochs") -> pd.Series:
+    """Mean test hypervolume over seeds against epochs spent (or `seconds` waited): each seed's curve holds
+    its last value until its next training ends (seeds end trainings at different epochs)."""
+    if x not in hist or hist[x].isna().all():
+        return pd.Series(dtype=float)
+    per_seed = hist.pivot_table(index=x, columns="seed", values="test_hypervolume", aggfunc="last")
     return per_seed.sort_index().ffill().fillna(0.0).mean(axis=1)
 
 
-def epochs_to_reach(hist: pd.DataFrame, target: float) -> float | None:
-    """Epochs after which the mean (over seeds) test hypervolume first reaches `target`."""
-    mean = mean_curve(hist)
+def to_reach(hist: pd.DataFrame, target: float, x: str = "epochs") -> float | None:
+    """Epochs (or seconds) after which the mean (over seeds) test hypervolume first reaches `target`."""
+    mean = mean_curve(hist, x)
     reached = mean[mean >= target]
     return float(reached.index[0]) if len(reached) else None
 
@@ -252,12 +254,13 @@ def summarise(runs: pd.DataFrame, hists: pd.DataFrame) -> pd.DataFrame:
     methods = table.index.get_level_values("method")
     ramp = table["test_hv_mean"][methods == "one-ramp"].droplevel("method")
     table["vs_one_ramp"] = [v / ramp.get(study, float("nan")) for (study, _), v in table["test_hv_mean"].items()]
-    reach = []
-    for study, method in table.index:
-        target = ramp.get(study)
-        h = hists[(hists["study"] == study) & (hists["method"] == method)]
-        reach.append(None if target is None or method == "one-ramp" else epochs_to_reach(h, target))
-    table["epochs_to_one_ramp"] = reach
+    for x in ("epochs", "seconds"):  # at equal epochs, and what a user waits (one-ramp: its wall_s_mean)
+        reach = []
+        for study, method in table.index:
+            target = ramp.get(study)
+            h = hists[(hists["study"] == study) & (hists["method"] == method)]
+            reach.append(None if target is None or method == "one-ramp" else to_reach(h, target, x))
+        table[f"{x}_to_one_ramp"] = reach
     return table
 
 

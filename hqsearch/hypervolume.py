@@ -143,15 +143,18 @@ def score(trials: pd.DataFrame, scale: Scale) -> Score:
 
 def history(points: pd.DataFrame, scale: Scale) -> pd.DataFrame:
     """Hypervolume after each training, in the order trainings completed: `points` needs `completed`
-    (the parent's completion for harvested points), `training` (True for trainings) and `epochs`."""
+    (the parent's completion for harvested points), `training` (True for trainings) and `epochs`; with
+    `duration_s`, `seconds` counts from the start of the first training (what a user waits)."""
     rows = []
     candidates = complete(points).dropna(subset=list(scale.metrics))
     trainings = points[(points["state"] == "COMPLETE") & points["training"]].sort_values(["completed", "trial"])
     spent = trainings["epochs"].cumsum()
+    began = (trainings["completed"] - trainings["duration_s"]).min() if "duration_s" in trainings else float("nan")
     for i, (completed, epochs) in enumerate(zip(trainings["completed"], spent, strict=True), start=1):
         seen = candidates[candidates["completed"].isna() | (candidates["completed"] <= completed)]
-        rows.append((i, int(epochs), *scores(seen, scale)))
-    return pd.DataFrame(rows, columns=["trainings", "epochs", "hypervolume", "test_hypervolume", "front"])
+        rows.append((i, int(epochs), completed - began, *scores(seen, scale)))
+    columns = ["trainings", "epochs", "seconds", "hypervolume", "test_hypervolume", "front"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def plot_history(hist: pd.DataFrame, scale: Scale, path: Path) -> Path:

@@ -61,6 +61,9 @@ def test_history_adds_harvested_points_with_their_parent_and_counts_epochs():
 
     hist = history(frame, ACC_LUTS)
     assert list(hist["trainings"]) == [1, 2, 3] and list(hist["epochs"]) == [40, 80, 120]
+    assert hist["seconds"].isna().all()  # no durations, no clock
+    timed = history(frame.assign(duration_s=[8.0, 15.0, 0.0, None, 12.0]), ACC_LUTS)
+    assert list(timed["seconds"]) == [8.0, 18.0, 28.0]  # from the first training's start (completed 10, took 8)
     imported = 0.02 * 2  # (0.82 - 0.8) x (5 - 3), there from the start
     assert hist["hypervolume"].iloc[0] == pytest.approx(imported + 0.03 * 1)
     assert hist["hypervolume"].iloc[1] == pytest.approx(imported + 0.13 * 1)  # trial 2 counts with its parent
