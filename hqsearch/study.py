@@ -20,17 +20,42 @@ from .exceptions import ConfigError, StudyError
 CONFIG_ATTR = "hqsearch_config"
 
 
+class OnePerTraining(optuna.samplers.TPESampler):
+    """TPE that counts each set of parameters once. A training's harvested epochs are points of the study
+    with the training's parameters: Optuna ranks them all (the front they form is what the training
+    achieved), but TPE would fit its good and bad densities to each copy as if it were another sample, so
+    one training with six epochs on the front outweighs six trainings with one each, and its dominated
+    epochs count against the very parameters its good ones favour. Here the parameters of the ranked
+    points are kept once per split, and a set that is among the good ones is not also counted bad."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._good: set[tuple] = set()
+
+    def _build_parzen_estimator(self, study, search_space, trials, handle_below):  # type: ignore[override]
+        seen = set() if handle_below else set(self._good)  # `_sample` builds the good split, then the bad
+        kept = []
+        for t in trials:
+            key = tuple(sorted(t.params.items()))
+            if key not in seen:
+                seen.add(key)
+                kept.append(t)
+        if handle_below:
+            self._good = seen
+        return super()._build_parzen_estimator(study, search_space, kept, handle_below)
+
+
 def make_sampler(study: StudySection) -> optuna.samplers.BaseSampler:
     """TPE is multivariate over groups of parameters that occur together (`group=True`): the space is
     conditional (a continuation samples no ramp start, `l1` exists only when `l1_on`), and an imported
     point has no parameters at all, either of which leaves plain multivariate TPE's one joint space
-    without beta, sampled on its own."""
+    without beta, sampled on its own. It sees each training once (`OnePerTraining`)."""
     seed = study.seed
     match study.sampler:
         case "tpe":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # `group`, since Optuna 2.8
-                return optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True, group=True)
+                return OnePerTraining(seed=seed, constant_liar=True, multivariate=True, group=True)
         case "nsga2":
             return optuna.samplers.NSGAIISampler(seed=seed)
         case "random":

@@ -52,3 +52,34 @@ def test_tpe_models_beta_with_the_rest_after_continuations_and_an_import(tiny_co
     study.ask()
     modelled = study.sampler.infer_relative_search_space(study, study.get_trials()[-1])
     assert {"beta", "ramp_start", "widths"} <= set(modelled)
+
+
+@pytest.mark.parametrize("sampler", ["OnePerTraining", "TPESampler"])
+def test_tpe_counts_a_trainings_harvested_epochs_once(sampler):
+    """Two trainings on the front, one with eight harvested epochs beside it (the same parameters): TPE's
+    good density weighs the two trainings alike, instead of nine to one."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    from hqsearch.study import OnePerTraining
+
+    dist = {"widths": CategoricalDistribution(["a", "b", "c"])}
+    cls = OnePerTraining if sampler == "OnePerTraining" else optuna.samplers.TPESampler
+    tpe = cls(seed=0, n_startup_trials=0, gamma=lambda n: 10, n_ei_candidates=1)  # the good split: the front
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=tpe)
+
+    def point(widths: str, acc: float, luts: float) -> None:
+        study.add_trial(optuna.trial.create_trial(params={"widths": widths}, distributions=dist, values=[acc, luts]))
+
+    point("a", 0.95, 1000)
+    for i in range(8):  # its harvested epochs: a front of their own
+        point("a", 0.94 - 0.01 * i, 900 - 100 * i)
+    point("b", 0.97, 5000)
+    for i in range(10):
+        point("c", 0.5, 10000 + i)
+    chosen = [study.ask(dist).params["widths"] for _ in range(200)]
+    share_b = chosen.count("b") / len(chosen)
+    if sampler == "OnePerTraining":
+        assert share_b > 0.3
+    else:  # what the parameters' copies do to plain TPE
+        assert share_b < 0.2
