@@ -30,7 +30,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from .config import FloatRange, IntRange, StudyConfig
-from .front import Front, meets_constraints, nondominated
+from .front import Front, dominates, meets_constraints, nondominated, signed
 from .hypervolume import in_box, resolve
 from .points import (
     BETA_ATTR,
@@ -230,7 +230,8 @@ class Starts:
             return
         self.rows[t.number] = (row, start, metrics)
         producer = t.user_attrs.get(PARENT_ATTR) if origin(t) is Origin.HARVEST else t.number
-        if (kind := self.kind.get(producer)) is None or not self._adapts():
+        kind = self.kind.get(producer)
+        if kind is None or not self._adapts() or dominates(self.front.values, signed(row, self.maximise)).any():
             self._take(row, start, metrics)
             return
         before = self._volume(extra=row)  # with the reference as it will be once the point is in
