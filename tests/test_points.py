@@ -54,16 +54,21 @@ def test_candidates_are_points_with_their_parent(harvest_study):
         assert count == info["candidates"] <= 3 and not info["errors"]
 
 
-def test_optuna_best_trials_lists_candidates(harvest_study):
+def test_optuna_cli_lists_candidates_and_ranks_them_with_the_trainings(harvest_study):
+    """Optuna's own tools see a candidate as a trial: `optuna trials` lists it, and `optuna best-trials` ranks
+    it with the trainings (whether an earlier epoch beats the final model on this machine is the training's
+    business, so the front is compared with Optuna's `best_trials`, not assumed to hold a candidate)."""
     cfg, _ = harvest_study
-    res = subprocess.run(
-        ["optuna", "best-trials", "--study-name", cfg.study.name, "--storage", cfg.study.storage_url, "-f", "json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    front = json.loads(res.stdout)
-    assert any(t["user_attrs"].get("origin") == "harvest" for t in front), [t["user_attrs"] for t in front]
+    study = load_existing(cfg.study.storage_url, cfg.study.name)
+
+    def cli(command: str) -> list[dict]:
+        args = ["optuna", command, "--study-name", cfg.study.name, "--storage", cfg.study.storage_url, "-f", "json"]
+        return json.loads(subprocess.run(args, capture_output=True, text=True, check=True).stdout)
+
+    harvested = {t.number for t in study.trials if origin(t) is Origin.HARVEST}
+    listed = {t["number"] for t in cli("trials") if t["user_attrs"].get("origin") == "harvest"}
+    assert harvested and listed == harvested
+    assert {t["number"] for t in cli("best-trials")} == {t.number for t in study.best_trials}
 
 
 def test_status_report_and_resume_count_trainings(harvest_study, tmp_path, capsys):
@@ -81,4 +86,5 @@ def test_status_report_and_resume_count_trainings(harvest_study, tmp_path, capsy
     assert f"from 2 trainings (24 epochs), {n_harvested} harvested candidates" in printed
     assert "measured in: accuracy above" in printed and "luts below 1,000,000 in log10" in printed
     assert (tmp_path / "hypervolume.png").read_bytes()[:4] == b"\x89PNG"
-    assert Path(tmp_path / "hypervolume.csv").read_text().splitlines()[0].startswith("trainings,epochs,hypervolume")
+    header = Path(tmp_path / "hypervolume.csv").read_text().splitlines()[0]
+    assert header.startswith("trainings,epochs,seconds,hypervolume")
