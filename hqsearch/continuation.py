@@ -2,7 +2,8 @@
 
 HGQ removes bits best along a long, slow ramp of beta, and a long ramp fills the front because it passes
 through every cost slowly; trainings that jump leave gaps. After `startup` fresh trainings, a `share` of
-the trainings continue a point of the study (a training's final model or a harvested epoch): the front
+the trainings (moved toward the kind, fresh or continued, that adds more hypervolume per epoch: see
+`Starts.share`) continue a point of the study (a training's final model or a harvested epoch): the front
 point above the gap that would add the most hypervolume if it were filled (`gains`: the box between a
 point and its next cheaper neighbour on the front, in the hypervolume's own scale; at the cheap end, a
 step beyond it), divided by one plus the continuations already started from it, so that the search
