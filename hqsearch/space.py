@@ -122,12 +122,13 @@ def _epochs(trial: optuna.Trial, cfg: StudyConfig, max_epochs: int | None, notes
     sampled up to what is left (or is what is left, below the range), so that the trial's `epochs` is
     the length that ran, for the sampler and the dashboard alike."""
     spec = cfg.search_space.epochs
-    if max_epochs is None or (spec.high if isinstance(spec, IntRange) else spec or cfg.training.epochs) <= max_epochs:
-        return _int(trial, "epochs", spec) or cfg.training.epochs
+    longest = spec.high if isinstance(spec, IntRange) else spec or cfg.training.epochs
+    if max_epochs is None or longest <= max_epochs:
+        return _int(trial, "epochs", spec) or longest
     notes.append(f"epochs at most {max_epochs}: what the epoch budget had left")
-    if isinstance(spec, IntRange):
-        return trial.suggest_int("epochs", min(spec.low, max_epochs), max_epochs)
-    return max_epochs
+    if not isinstance(spec, IntRange):  # a fixed length: what is left
+        return max_epochs
+    return trial.suggest_int("epochs", min(spec.low, max_epochs), max_epochs)
 
 
 def suggest(
