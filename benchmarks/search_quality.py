@@ -18,6 +18,10 @@ request `digits-4x`, digits with 3,200) on the same data split, and is repeated 
                beta constant at the low end of the study's range for the first 1/16, then a log ramp to
                the high end; HGQ2's `ParetoFront` keeps every checkpoint non-dominated in (val_accuracy,
                ebops); each one is then calibrated, converted and measured (`hqsearch import`)
+  one-ramp-hours
+               one-ramp given the wall-clock time the default took (front per hour): its length is the
+               budget scaled by the default's wall time over one-ramp's, both measured in this run's rows
+               for the same study and seed (run them first); one ramp on every core
   METHOD@BACKEND
                the method with its trials on that Keras backend (`default@tensorflow`); the others run on
                the default (`execution.keras_backend`)
@@ -78,8 +82,9 @@ BENCHES = {
 }
 
 
-def study_raw(bench: str, method: str, seed: int, work: Path) -> dict:
-    """`method@backend` (`default@tensorflow`) is the method with its trials on that Keras backend."""
+def study_raw(bench: str, method: str, seed: int, work: Path, epochs: int | None = None) -> dict:
+    """`method@backend` (`default@tensorflow`) is the method with its trials on that Keras backend; `epochs`
+    is one-ramp-hours' length."""
     b = BENCHES[bench]
     raw = yaml.safe_load((ROOT / "studies" / b.config).read_text())
     raw = copy.deepcopy(raw)
@@ -99,7 +104,7 @@ def study_raw(bench: str, method: str, seed: int, work: Path) -> dict:
     raw.setdefault("synthesis", {})["cache"] = False  # every run measures its own designs
     raw["report"] = {"hypervolume": {"reference": b.reference}}
     harvest = raw["training"].setdefault("harvest", {})
-    if method not in ("default", "stopping", "fixed-share", "one-ramp"):  # fixed-length: n trainings of one length
+    if method not in ("default", "stopping", "fixed-share", "one-ramp", "one-ramp-hours"):  # n trainings of one length
         raw["study"].update(n_trials=b.trials, budget=None)
         raw["training"].update(epochs=b.epochs, continuation={"share": 0.0})
         raw["search_space"].update(epochs=None, ramp={"start": 0.0, "hold": 0.0})
@@ -115,10 +120,18 @@ def study_raw(bench: str, method: str, seed: int, work: Path) -> dict:
         raw["study"]["sampler"] = method
     elif method == "constant-beta":
         raw["training"]["beta_schedule"] = "constant"
-    elif method == "one-ramp":
+    elif method in ("one-ramp", "one-ramp-hours"):
         raw["study"].update(n_trials=1, budget=None)
-        raw["training"]["epochs"] = b.budget
+        raw["training"]["epochs"] = epochs or b.budget
     return raw
+
+
+def hours_epochs(runs: pd.DataFrame, bench: str, seed: int) -> int:
+    """One-ramp's length at the default's wall-clock time: the budget scaled by their measured wall times."""
+    walls = runs[(runs["study"] == bench) & (runs["seed"] == seed)].set_index("method")["wall_s"]
+    if not {"default", "one-ramp"} <= set(walls.index):
+        raise SystemExit(f"one-ramp-hours needs this run's default and one-ramp rows for {bench}, seed {seed}")
+    return int(BENCHES[bench].budget * walls["default"] / walls["one-ramp"])
 
 
 def one_ramp(cfg: StudyConfig, seed: int) -> None:
@@ -152,13 +165,17 @@ def one_ramp(cfg: StudyConfig, seed: int) -> None:
     import_checkpoints(cfg, [folder])
 
 
-def run(bench: str, method: str, seed: int, work: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+def run(
+    bench: str, method: str, seed: int, work: Path, epochs: int | None = None
+) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     from hqsearch.driver import run_study
 
-    cfg = parse_config(study_raw(bench, method, seed, work), f"search_quality[{bench}, {method}, seed {seed}]")
+    raw = study_raw(bench, method, seed, work, epochs)
+    cfg = parse_config(raw, f"search_quality[{bench}, {method}, seed {seed}]")
+    ramps = method.startswith("one-ramp")
     t0 = time.perf_counter()
     ended = {"failed": 0, "stopped_because": None}
-    if method == "one-ramp":
+    if ramps:
         one_ramp(cfg, seed)
     else:
         summary = run_study(cfg)
@@ -168,8 +185,8 @@ def run(bench: str, method: str, seed: int, work: Path) -> tuple[dict, pd.DataFr
     frame = trials_frame(study)
     scale = resolve(cfg.study, cfg.report.hypervolume, frame)
     s = score(frame, scale)
-    spent = BENCHES[bench].budget if method == "one-ramp" else s.epochs
-    if method == "one-ramp":  # one training whose points all exist once it ends
+    spent = cfg.training.epochs if ramps else s.epochs
+    if ramps:  # one training whose points all exist once it ends
         hist = pd.DataFrame([{"trainings": 1, "epochs": spent, "seconds": wall, "hypervolume": s.hypervolume,
                               "test_hypervolume": s.test_hypervolume, "front": s.front}])  # fmt: skip
     else:
@@ -181,7 +198,7 @@ def run(bench: str, method: str, seed: int, work: Path) -> tuple[dict, pd.DataFr
         "test_hypervolume": s.test_hypervolume,
         "hypervolume": s.hypervolume,
         "front": s.front,
-        "trainings": 1 if method == "one-ramp" else s.trainings,
+        "trainings": 1 if ramps else s.trainings,
         "points": s.trainings + s.harvested + s.imported,
         "epochs": spent,
         "wall_s": wall,
@@ -190,7 +207,7 @@ def run(bench: str, method: str, seed: int, work: Path) -> tuple[dict, pd.DataFr
     points = complete(frame).dropna(subset=list(scale.metrics))
     on_front = nondominated(points[list(scale.metrics)].to_numpy(dtype=float), scale.maximise)
     front = points[on_front][["trial", "accuracy", "test_accuracy", "luts", "origin", "epoch"]]
-    row["idle_epochs"] = 0.0 if method == "one-ramp" else idle_share(study.trials, set(front["trial"]))
+    row["idle_epochs"] = 0.0 if ramps else idle_share(study.trials, set(front["trial"]))
     tag = {"study": bench, "method": method, "seed": seed}
     return row, hist.assign(**tag), front.assign(**tag)
 
@@ -255,6 +272,11 @@ def summarise(runs: pd.DataFrame, hists: pd.DataFrame) -> pd.DataFrame:
     methods = table.index.get_level_values("method")
     ramp = table["test_hv_mean"][methods == "one-ramp"].droplevel("method")
     table["vs_one_ramp"] = [v / ramp.get(study, float("nan")) for (study, _), v in table["test_hv_mean"].items()]
+    hours = table["test_hv_mean"][methods == "one-ramp-hours"].droplevel("method")
+    if len(hours):  # front per hour: against one-ramp given the default's wall-clock time
+        table["vs_one_ramp_hours"] = [
+            v / hours.get(study, float("nan")) for (study, _), v in table["test_hv_mean"].items()
+        ]
     for x in ("epochs", "seconds"):  # at equal epochs, and what a user waits (one-ramp: its wall_s_mean)
         reach = []
         for study, method in table.index:
@@ -341,7 +363,8 @@ def main() -> None:
             for method in args.methods:
                 if ((runs["study"] == study) & (runs["method"] == method) & (runs["seed"] == seed)).any():
                     continue
-                row, hist, front = run(study, method, seed, args.work)
+                epochs = hours_epochs(runs, study, seed) if method == "one-ramp-hours" else None
+                row, hist, front = run(study, method, seed, args.work, epochs)
                 print(f"{study} {method:>11} seed {seed}: test hypervolume {row['test_hypervolume']:.4f}")
                 runs = pd.concat([runs, pd.DataFrame([row])], ignore_index=True)
                 hists = pd.concat([hists, hist], ignore_index=True)

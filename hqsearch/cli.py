@@ -18,6 +18,7 @@ from rich.table import Table
 from .config import Backend, StudyConfig, SynthesisSection, hls4ml_choices, load_config
 from .exceptions import ConfigError, DataNotHere, HQSearchError, ToolNotHere
 from .metrics import METRICS
+from .space import opening_ramp
 
 console = Console()
 if not console.is_terminal:  # files and pipes get full rows instead of 80-column wrapping
@@ -274,6 +275,8 @@ def _search_shape(cfg) -> str:
             f"beta {beta}, each training a log ramp to its beta from {span(ramp.start)} of the way up from "
             f"beta's low end, held for {span(ramp.hold, 100, '.0f')} % of its epochs first"
         )
+        if ramp.opening and opening_ramp(cfg):
+            shape += f"; the first {ramp.opening} trainings the authors' ramp, from the range's low end to its top"
     else:
         shape = f"beta {beta}, {t.beta_schedule} schedule"
     c = t.continuation

@@ -303,6 +303,8 @@ class RampSpace(_Section):
     # the benchmark's shape (README, Search quality): every start, and a hold of up to a quarter
     start: FractionRange | Fraction = FractionRange(low=0.0, high=1.0)
     hold: FractionRange | Fraction = FractionRange(low=0.0, high=0.25)
+    # the study's first trainings ramp over the whole range at the longest length (`space.opening_ramp`)
+    opening: int = Field(default=2, ge=0)
 
 
 HLS4ML_SETTINGS = ("strategy", "reuse_factor", "io_type")  # synthesis fields the search space may search

@@ -328,6 +328,11 @@ class Starts:
         toward = self._beta_toward(starts[n], self.rows[below][0]) if below is not None else None
         return Plan(starts[n], below, {**starts[n].architecture, **ramp_through(self.cfg, starts[n], toward)})
 
+    def opens(self, unfinished: list[FrozenTrial]) -> bool:
+        """Whether the next training is one of the study's opening ramps (`search_space.ramp.opening`)."""
+        running = sum(origin(t) is Origin.TRAINING for t in unfinished)
+        return self.started + running < self.cfg.search_space.ramp.opening
+
     def _can_ramp(self, start: Start) -> bool:
         """Whether a continuation can raise the start's beta: not when it is at the top of the range already
         (holding it there only adds another point at the cheap end)."""

@@ -61,7 +61,7 @@ from .points import (
     copy_artifacts,
     trainings_done,
 )
-from .space import hls4ml_settings, suggest
+from .space import hls4ml_settings, opening_ramp, suggest
 from .study import artifact_store, open_study, set_user_attrs
 from .trial import TrialOutcome
 
@@ -154,12 +154,12 @@ class Driver:
     def _ask(self, epochs_left: int | None) -> None:
         ledger = self.ledger
         rng = np.random.default_rng([self.cfg.study.seed or 0, ledger.size()])
-        if (plan := ledger.starts.choose(ledger.pending(), rng)) is not None:  # the sampler fills in the rest
+        pending = ledger.pending()
+        if (plan := ledger.starts.choose(pending, rng)) is not None:  # the sampler fills in the rest
             attrs = {CONTINUES_ATTR: plan.start.point, **({TOWARD_ATTR: plan.below} if plan.below is not None else {})}
-            params = plan.params
-            if epochs_left is not None and params.get("epochs", 0) > epochs_left:  # the ramp, within the budget
-                params = {**params, "epochs": epochs_left}
-            self.study.enqueue_trial(params, user_attrs=attrs)
+            self.study.enqueue_trial(_within(plan.params, epochs_left), user_attrs=attrs)
+        elif ledger.starts.opens(pending) and (opening := opening_ramp(self.cfg)):
+            self.study.enqueue_trial(_within(opening, epochs_left))
         trial = self.study.ask()
         self.in_flight[trial.number] = trial  # heartbeats from now on: no peer takes a trial still starting
         try:
@@ -560,6 +560,13 @@ class Driver:
         if self.progress.failed >= self.cfg.execution.max_failures:
             return f"{self.progress.failed} trials failed in this run (execution.max_failures)"
         return None
+
+
+def _within(params: dict, epochs_left: int | None) -> dict:
+    """An enqueued ramp, shortened to what the epoch budget has left."""
+    if epochs_left is not None and params.get("epochs", 0) > epochs_left:
+        return {**params, "epochs": epochs_left}
+    return params
 
 
 def run_study(cfg: StudyConfig, on_progress: Callable[[Progress], None] = lambda p: None) -> RunSummary:

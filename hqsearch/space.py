@@ -7,6 +7,7 @@ the range itself in log scale and TPE learns "off" as its own choice.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import optuna
 
@@ -129,6 +130,28 @@ def _epochs(trial: optuna.Trial, cfg: StudyConfig, max_epochs: int | None, notes
     if not isinstance(spec, IntRange):  # a fixed length: what is left
         return max_epochs
     return trial.suggest_int("epochs", min(spec.low, max_epochs), max_epochs)
+
+
+def opening_ramp(cfg: StudyConfig) -> dict[str, Any]:
+    """The Optuna parameters an opening training fixes: the HGQ authors' ramp at the longest length searched,
+    from the lowest start the space allows (`beta.low` by default) held for 1/16 of the epochs, up to
+    `beta.high`. It passes slowly through every cost, so its harvested epochs span the front before the
+    search narrows, which randomly drawn first trainings leave to chance. The network (widths,
+    heterogeneity) and L1/L2 the sampler chooses: fixed to the widest network, as the authors train, the
+    short ramp ended far below the front in the search-quality benchmark, and every later training
+    copied its architecture. Empty where the trainings do not ramp over a beta range."""
+    space = cfg.search_space
+    beta, ramp = space.beta, space.ramp
+    if cfg.training.beta_schedule != "ramp" or not isinstance(beta, FloatRange) or beta.low <= 0:
+        return {}
+    params: dict[str, Any] = {"beta": beta.high, **({"beta_on": True} if beta.allow_zero else {})}
+    if isinstance(ramp.start, FloatRange) and ramp.start.low < ramp.start.high:
+        params["ramp_start"] = ramp.start.low
+    if isinstance(ramp.hold, FloatRange) and ramp.hold.low < ramp.hold.high:
+        params["ramp_hold"] = min(max(1 / 16, ramp.hold.low), ramp.hold.high)
+    if isinstance(space.epochs, IntRange):
+        params["epochs"] = space.epochs.high
+    return params
 
 
 def suggest(

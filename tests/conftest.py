@@ -57,6 +57,7 @@ def tiny_raw(out: Path, name: str = "tiny", **sections) -> dict:
     # trainings of the length the test gives, beta ramped over the whole range (the defaults search both)
     raw["search_space"].setdefault("epochs", raw["training"]["epochs"])
     raw["search_space"].setdefault("ramp", {"start": 0.0, "hold": 0.0})
+    raw["search_space"]["ramp"].setdefault("opening", 0)  # the first trainings as sampled, not the opening ramp
     return raw
 
 

@@ -1,7 +1,9 @@
 import optuna
 
 from hqsearch.config import parse_config
-from hqsearch.space import suggest
+from hqsearch.continuation import Starts
+from hqsearch.points import ORIGIN_ATTR, Origin
+from hqsearch.space import opening_ramp, suggest
 
 
 def sample(raw_space: dict, synthesis: dict | None = None, n: int = 30):
@@ -52,6 +54,32 @@ def test_a_length_the_budget_cuts_is_the_trials_parameter():
             assert t.params["epochs"] == p.epochs and lowest <= p.epochs <= highest
             assert (left is not None) == any("what the epoch budget had left" in n for n in p.notes)
             study.tell(t, float(p.epochs))
+
+
+def test_the_opening_trainings_are_the_authors_ramp():
+    """The study's first `ramp.opening` trainings ramp from `beta.low` (held 1/16 of the epochs) to
+    `beta.high` at the longest length searched; the sampler chooses the network and the rest."""
+    space = {
+        "beta": {"low": 1e-7, "high": 1e-3, "log": True, "allow_zero": True},
+        "epochs": {"low": 16, "high": 48},
+        "ramp": {"start": {"low": 0.0, "high": 1.0}, "hold": {"low": 0.0, "high": 0.25}, "opening": 2},
+        "widths": [[8], [32, 16], [16, 8]],
+        "l1": {"low": 1e-8, "high": 1e-5, "log": True},
+    }
+    cfg = parse_config({"study": {"name": "s"}, "search_space": space})
+    study = optuna.create_study(directions=["maximize"], sampler=optuna.samplers.RandomSampler(seed=1))
+    starts, opened = Starts(cfg), []
+    while starts.opens(study.get_trials(states=(optuna.trial.TrialState.RUNNING,))):
+        study.enqueue_trial(opening_ramp(cfg))
+        t = study.ask()
+        t.set_user_attr(ORIGIN_ATTR, Origin.TRAINING.value)
+        opened.append((suggest(t, cfg), t.params))
+    assert len(opened) == 2
+    for p, raw in opened:
+        assert (p.beta, p.beta_start, p.epochs, p.hold) == (1e-3, 1e-7, 48, 3)
+        assert 1e-8 <= p.l1 <= 1e-5 and raw["beta_on"] and "widths" in raw
+    pid = cfg.training.model_copy(update={"beta_schedule": "pid"})
+    assert opening_ramp(cfg.model_copy(update={"training": pid})) == {}  # no ramp: nothing to open with
 
 
 HLS_SPACE = {
