@@ -282,7 +282,7 @@ def summarise(runs: pd.DataFrame, hists: pd.DataFrame) -> pd.DataFrame:
         for study, method in table.index:
             target = ramp.get(study)
             h = hists[(hists["study"] == study) & (hists["method"] == method)]
-            reach.append(None if target is None or method == "one-ramp" else to_reach(h, target, x))
+            reach.append(None if target is None or method.startswith("one-ramp") else to_reach(h, target, x))
         table[f"{x}_to_one_ramp"] = reach
     return table
 

@@ -211,7 +211,8 @@ class ContinuationSection(_Section):
     """When a training continues a stored checkpoint (a point of the study) instead of starting fresh."""
 
     share: float = Field(default=0.75, ge=0, le=1)  # of the trainings after `startup`; 0: always fresh
-    startup: int = Field(default=4, ge=1)  # fresh trainings first, so there is a front to continue from
+    # fresh trainings first, so there is a front to continue from: the opening ramps (`search_space.ramp.opening`)
+    startup: int = Field(default=2, ge=1)
     adapt: bool = True  # `share` moves toward the kind of training that adds more hypervolume per epoch
 
 

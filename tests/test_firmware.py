@@ -87,6 +87,7 @@ def test_conv_study_runs_through_alkaid(tmp_path):
 
     from hqsearch.config import parse_config
     from hqsearch.driver import run_study
+    from hqsearch.points import Origin, origin
     from hqsearch.study import load_existing
 
     root = Path(__file__).parents[1]
@@ -97,7 +98,7 @@ def test_conv_study_runs_through_alkaid(tmp_path):
     raw["synthesis"] = {"cache_dir": str(tmp_path / "cache")}
     cfg = parse_config(raw)
     assert run_study(cfg).complete == 1
-    (t,) = load_existing(cfg.study.storage_url, "digits_conv").trials
+    (t,) = [t for t in load_existing(cfg.study.storage_url, "digits_conv").trials if origin(t) is Origin.TRAINING]
     assert t.user_attrs["info"]["mismatches"] == 0
     assert t.user_attrs["sources"]["luts"] == "alkaid estimate" and t.values[1] > 0
     assert t.user_attrs["params"]["widths"] == [16]
