@@ -56,6 +56,19 @@ def test_trained_model_firmware_is_bit_exact_and_estimated(tmp_path):
     assert np.isfinite(list(m.values())).all()
 
 
+def test_a_layer_left_with_constant_outputs_is_named_in_the_error():
+    """A real model a high beta collapsed (tests/fixtures/models): the trial's error names the layer and
+    why, where alkaid says only `StopIteration`."""
+    from hqsearch.exceptions import FirmwareError
+    from hqsearch.firmware import load_model
+
+    model = load_model(Path(__file__).parent / "fixtures" / "models" / "collapsed_htru2.keras")
+    with pytest.raises(
+        FirmwareError, match=r"layer 'q_dense' \(QDense\) cannot be traced: every output it computes is"
+    ):
+        trace(model, SynthesisSection())
+
+
 def test_verify_rtl_simulates_the_verilog_bit_exactly(tiny_model, tmp_path):
     import pytest
 
