@@ -178,6 +178,11 @@ def ramp_through(cfg: StudyConfig, start: Start, toward: float | None) -> dict[s
     return params
 
 
+def _trainings(unfinished: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The trainings among unfinished trials: started, not yet counted in `Starts.started`."""
+    return [t for t in unfinished if origin(t) is Origin.TRAINING]
+
+
 class Starts:
     """What `choose` needs, kept one finished trial at a time, so a choice costs the front, not the study.
 
@@ -310,7 +315,7 @@ class Starts:
     def choose(self, unfinished: list[FrozenTrial], rng: np.random.Generator) -> Plan | None:
         """The next training's continuation, or None for a fresh one; `unfinished`: the RUNNING and WAITING trials."""
         policy = self.cfg.training.continuation
-        running = [t for t in unfinished if origin(t) is Origin.TRAINING]
+        running = _trainings(unfinished)
         if policy.share <= 0 or self.started + len(running) < policy.startup or rng.random() >= self.share():
             return None
         gain = self._gains()
@@ -330,8 +335,7 @@ class Starts:
 
     def opens(self, unfinished: list[FrozenTrial]) -> bool:
         """Whether the next training is one of the study's opening ramps (`search_space.ramp.opening`)."""
-        running = sum(origin(t) is Origin.TRAINING for t in unfinished)
-        return self.started + running < self.cfg.search_space.ramp.opening
+        return self.started + len(_trainings(unfinished)) < self.cfg.search_space.ramp.opening
 
     def _can_ramp(self, start: Start) -> bool:
         """Whether a continuation can raise the start's beta: not when it is at the top of the range already

@@ -54,18 +54,18 @@ def trace(model: keras.Model, cfg: SynthesisSection):
     args = (model, HWConfig(1, -1, -1), {"hard_dc": cfg.hard_dc})
     try:
         inp, out = trace_model(*args, framework="keras")
-    except StopIteration:  # alkaid 0.8 on a tensor with no variable left in it
-        name, cls = _failing_layer(trace_model, args)
-        raise FirmwareError(
-            f"layer {name!r} ({cls}) cannot be traced: every output it computes is a constant (its weights or "
-            "inputs quantised away, as a high beta does), which alkaid does not trace"
-        ) from None
-    except (KeyError, AssertionError, NotImplementedError) as err:  # no mirror for the layer, or not its config
+    # no mirror for the layer, not its config, or (alkaid 0.8: StopIteration) a tensor with no variable left in it
+    except (KeyError, AssertionError, NotImplementedError, StopIteration) as err:
         if isinstance(err, KeyError) and not (err.args and isinstance(err.args[0], type)):
             raise  # a KeyError that is not a missing layer class: a bug, shown as one
         name, cls = _failing_layer(trace_model, args)
         why = "alkaid traces HGQ2 layers and the few Keras layers HGQ2 registers; use the HGQ2 equivalent"
-        if isinstance(err, AssertionError | NotImplementedError) and str(err):
+        if isinstance(err, StopIteration):
+            why = (
+                "every output it computes is a constant (its weights or inputs quantised away, as a high beta "
+                "does), which alkaid does not trace"
+            )
+        elif isinstance(err, AssertionError | NotImplementedError) and str(err):
             why = f"{str(err).rstrip('.')}; {why}"
         raise FirmwareError(f"layer {name!r} ({cls}) cannot be traced: {why}") from None
     return comb_trace(inp, out)
