@@ -255,8 +255,11 @@ class Driver:
         out = done.outcome
         attrs = out.user_attrs()
         for f in [*out.files, str(done.job.trial_dir / "trial.log")]:
+            if out.error is not None and not Path(f).is_file():  # the trial's own error says more
+                log.warning("trial %d failed; its file %s is not on the driver's node", trial.number, f)
+                continue
             artifact = self._upload(trial, f)
-            if str(f).endswith(".keras") and artifact is not None:  # what a continuation downloads
+            if f.endswith(".keras"):  # what a continuation downloads
                 attrs[MODEL_ARTIFACT_ATTR] = artifact
         set_user_attrs(trial, attrs)
         models = [self._upload_candidate(trial, c) for c in out.candidates]
@@ -270,9 +273,10 @@ class Driver:
         self.study.tell(trial, self.cfg.study.values(out.metrics))
         return Told.COMPLETE, models
 
-    def _upload(self, trial_or_study: optuna.Trial | optuna.Study, f: str) -> str | None:
+    def _upload(self, trial_or_study: optuna.Trial | optuna.Study, f: str) -> str:
+        """A file the trial wrote, as an artifact; one that is not here is an error that says why."""
         if not Path(f).is_file():
-            return None
+            raise FileNotFoundError(f"{f} is not on the driver's node{_NOT_SHARED}")
         return upload_artifact(artifact_store=self.store, file_path=f, study_or_trial=trial_or_study)
 
     def _upload_candidate(self, parent: optuna.Trial, cand: TrialOutcome) -> str | None:
@@ -385,7 +389,7 @@ class Driver:
         kept = (PARENT_ATTR, EPOCH_ATTR, MODEL_ARTIFACT_ATTR, "params", "trial_dir")
         study = self.cfg.study
         try:
-            reports = [a for f in out.files if (a := self._upload(self.study, f)) is not None]
+            reports = [self._upload(self.study, f) for f in out.files]
             new = {
                 **{k: attrs[k] for k in kept if k in attrs},
                 BETA_ATTR: attrs.get(BETA_ATTR, info.get("final_beta")),
@@ -560,6 +564,13 @@ class Driver:
         if self.progress.failed >= self.cfg.execution.max_failures:
             return f"{self.progress.failed} trials failed in this run (execution.max_failures)"
         return None
+
+
+# why a trial's file can be missing on the driver's node
+_NOT_SHARED = (
+    " (its worker wrote it on a node that shares no filesystem with the driver: execution.ray.transfer "
+    "'object_store' brings a trial's files back through Ray)"
+)
 
 
 def _within(params: dict, epochs_left: int | None) -> dict:

@@ -101,7 +101,8 @@ class Trained:
 
     In one process the design itself is handed over. Across processes or machines (Ray) the RTL backends
     need only the traced logic, which pickles; the HLS backends rebuild their project from the saved
-    model, which travels as a path on a shared filesystem or as bytes through the object store.
+    model, found at its path (on a shared filesystem, or written there from the training's files, see
+    `executors.parcel`). A later synthesis gets the model's bytes.
     """
 
     outcome: TrialOutcome
@@ -112,11 +113,9 @@ class Trained:
     model_bytes: bytes | None = None
     candidates: list[Trained] = field(default_factory=list)  # harvested epochs, designed like the final model
 
-    def portable(self, with_bytes: bool) -> Trained:
-        """A copy that pickles: no live Keras objects; the traced logic, optionally the model file's bytes."""
-        data = self.model_path.read_bytes() if with_bytes else None
-        cands = [c.portable(with_bytes) for c in self.candidates]
-        return replace(self, design=None, model_bytes=data, candidates=cands)
+    def portable(self) -> Trained:
+        """A copy that pickles: no live Keras objects, the traced logic."""
+        return replace(self, design=None, candidates=[c.portable() for c in self.candidates])
 
 
 def _timed(timings: dict[str, float], on_stage: Callable[[str], None]):
@@ -147,6 +146,7 @@ def train_stage(
 
     from .data import load_dataset
     from .harvest import InRunFront, thin
+    from .keras_backend import device
     from .model import build_model
     from .stopping import curve
     from .train import StopWhenBehind, StopWhenCollapsed, calibrate, epochs_of, train
@@ -210,6 +210,7 @@ def train_stage(
         **started,
         harvest={"in_run_front": len(front.front), "candidates": len(trained.candidates), "errors": errors},
         versions=library_versions(),
+        device=device(),  # what it trained on: cpu, cuda:0
         train_pid=os.getpid(),
     )
     return trained

@@ -26,7 +26,10 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..config import RayStage, StudyConfig
 from ..keras_backend import DEFAULT
@@ -34,6 +37,7 @@ from ..preflight import Ready, check_synth_tools, ray_address_problem
 from ..trial import Trained, TrialOutcome
 from .base import SYNTH_GRACE, Finished, Job, SynthJob, TrialJob, check, error_text, prepare_worker, work_job
 from .forked import Forked, WorkerLost, WorkFailed, context
+from .parcel import Parcel, pack, trial_files, unpack
 
 _ctx = None  # this Ray worker's fork server
 
@@ -104,22 +108,30 @@ def _where(outcome: TrialOutcome, stage: str) -> None:
     outcome.info[f"{stage}_host"] = socket.gethostname()
     outcome.info[f"{stage}_node"] = ray.get_runtime_context().get_node_id()
     outcome.info[f"{stage}_worker"] = os.getpid()  # the Ray worker; `{stage}_pid` is the stage's own process
+    if (gpus := os.environ.get("CUDA_VISIBLE_DEVICES")) is not None:  # set by Ray for a task given GPUs
+        outcome.info[f"{stage}_cuda_visible_devices"] = gpus
 
 
-def _train(cfg: StudyConfig, job: TrialJob, threads: int, with_bytes: bool, on_stage) -> Trained:  # noqa: ARG001
+def _train(cfg: StudyConfig, job: TrialJob, threads: int, start: bytes | None, on_stage) -> Trained:  # noqa: ARG001
     prepare_worker(cfg, job.trial_dir, threads)
     (job.trial_dir / "train.pid").write_text(str(os.getpid()))
+    if start is not None:  # a continuation's checkpoint, from the driver's node
+        job.start_from.write_bytes(start)
     from ..trial import train_stage
 
     return train_stage(
         cfg, job.params, job.trial_dir, job.seed, start_from=job.start_from, outlook=job.outlook
-    ).portable(with_bytes)
+    ).portable()
 
 
-def _train_task(cfg: StudyConfig, job: TrialJob, threads: int, with_bytes: bool) -> Trained:
-    trained = _forked(f"train-{job.number}", _train, cfg, job, threads, with_bytes)
+def _train_task(
+    cfg: StudyConfig, job: TrialJob, threads: int, with_bytes: bool, start: bytes | None
+) -> tuple[Trained, Parcel]:
+    """The training and its files (see `parcel`: empty unless the files travel through Ray)."""
+    with _log_on_failure(job.trial_dir, with_bytes):
+        trained = _forked(f"train-{job.number}", _train, cfg, job, threads, start)
     _where(trained.outcome, "train")
-    return trained
+    return trained, _parcel([trained.outcome, *(c.outcome for c in trained.candidates)], job.trial_dir, with_bytes)
 
 
 def _synth(cfg: StudyConfig, job: TrialJob, trained: Trained, threads: int, on_stage) -> TrialOutcome:  # noqa: ARG001
@@ -130,17 +142,40 @@ def _synth(cfg: StudyConfig, job: TrialJob, trained: Trained, threads: int, on_s
     return synth_stage(cfg, job.params, trained, job.trial_dir, gate=job.gate)
 
 
-def _synth_task(cfg: StudyConfig, job: TrialJob, trained: Trained, threads: int) -> TrialOutcome:
-    outcome = _forked(f"synth-{job.number}", _synth, cfg, job, trained, threads)
+def _synth_task(
+    cfg: StudyConfig, job: TrialJob, trained: Trained, threads: int, with_bytes: bool, trained_files: Parcel
+) -> tuple[TrialOutcome, Parcel]:
+    """The synthesis, on a node that may not be the training's: the training's files are written there
+    first (where they are missing), and the whole trial's go back."""
+    unpack(trained_files, job.trial_dir, keep_existing=True)
+    with _log_on_failure(job.trial_dir, with_bytes):
+        outcome = _forked(f"synth-{job.number}", _synth, cfg, job, trained, threads)
     _where(outcome, "synth")
-    return outcome
+    return outcome, _parcel([outcome], job.trial_dir, with_bytes)
 
 
-def _later_task(cfg: StudyConfig, job: SynthJob, threads: int, model_bytes: bytes | None) -> TrialOutcome:
+def _later_task(
+    cfg: StudyConfig, job: SynthJob, threads: int, model_bytes: bytes | None
+) -> tuple[TrialOutcome, Parcel]:
     # the design is traced again from the model: the process prepares Keras
-    outcome = _forked(f"later-{job.number}", work_job, cfg, job, threads, model_bytes)
+    with _log_on_failure(job.trial_dir, model_bytes is not None):
+        outcome = _forked(f"later-{job.number}", work_job, cfg, job, threads, model_bytes)
     _where(outcome, "synth")
-    return outcome
+    return outcome, _parcel([outcome], job.trial_dir, model_bytes is not None)
+
+
+def _parcel(outcomes: list[TrialOutcome], trial_dir: Path, with_bytes: bool) -> Parcel:
+    return pack(trial_files(outcomes, trial_dir), trial_dir) if with_bytes else {}
+
+
+@contextmanager
+def _log_on_failure(trial_dir: Path, with_bytes: bool) -> Iterator[None]:
+    """A stage that raised takes its trial's log back with its error, for the driver to upload."""
+    try:
+        yield
+    except WorkFailed as err:
+        log = pack([trial_dir / "trial.log"], trial_dir) if with_bytes else {}
+        raise WorkFailed(*err.args[:2], log) from None
 
 
 @dataclass
@@ -272,7 +307,8 @@ class RayExecutor:
             self.running[job.number] = _RayTrial(job, "synth", ref)
             return
         train = self.cfg.execution.ray.train
-        ref = self.train_fn.remote(self.cfg, job, self._threads(train), self.with_bytes)
+        start = job.start_from.read_bytes() if self.with_bytes and job.start_from is not None else None
+        ref = self.train_fn.remote(self.cfg, job, self._threads(train), self.with_bytes, start)
         self.running[job.number] = _RayTrial(job, "train", ref)
 
     def poll(self, timeout: float) -> list[Finished]:
@@ -301,13 +337,15 @@ class RayExecutor:
             except ray.exceptions.RayError as err:  # worker or node died, retries used up; cancelled
                 finished.append(self._fail(r, f"{r.stage} task lost: {error_text(err)}"))
                 continue
+            result, files = result
             if r.stage == "train":
-                synth = self.cfg.execution.ray.synth
-                r.ref = self.synth_fn.remote(self.cfg, r.job, result, self._threads(synth))
+                synth = self._threads(self.cfg.execution.ray.synth)
+                r.ref = self.synth_fn.remote(self.cfg, r.job, result, synth, self.with_bytes, files)
                 r.stage, r.submitted = "synth", time.monotonic()
                 r.designs = 1 + len(result.candidates)
             else:
                 del self.running[r.job.number]
+                unpack(files, r.job.trial_dir)  # the driver uploads them from here
                 finished.append(Finished(r.job, result))
         now = time.monotonic()
         for r in list(self.running.values()):
@@ -328,8 +366,9 @@ class RayExecutor:
             return limit
         return r.designs * (limit + SYNTH_GRACE)
 
-    def _fail(self, r: _RayTrial, error: str, tb: str | None = None) -> Finished:
+    def _fail(self, r: _RayTrial, error: str, tb: str | None = None, log: Parcel | None = None) -> Finished:
         self.running.pop(r.job.number, None)
+        unpack(log or {}, r.job.trial_dir)
         info = {"traceback": tb} if tb else {}
         return Finished(r.job, TrialOutcome(error=error, info=info))
 
