@@ -434,7 +434,7 @@ class RaySection(_Section):
     max_retries: int = Field(default=1, ge=0)  # re-runs of a stage whose worker or node died
     # seconds the preflight waits for a node that has a stage's resources (nodes may still be joining)
     resource_wait: float = Field(default=60, gt=0)
-    transfer: Literal["object_store", "shared_fs"] = "object_store"  # how the model reaches the synth task
+    transfer: Literal["object_store", "shared_fs"] = "object_store"  # how a trial's files travel between nodes
 
 
 class ExecutionSection(_Section):
