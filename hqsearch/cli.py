@@ -197,6 +197,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if summary.stopped_because:
         console.print(f"[yellow]stopped: {summary.stopped_because}[/yellow]")
     console.print(f"next: hqsearch report {args.config}")
+    if summary.terminated:
+        return 143  # what a shell reports for a command SIGTERM ended (128 + 15)
     if summary.interrupted:
         return 130  # what a shell reports for Ctrl-C, as every other command's KeyboardInterrupt
     return 0 if summary.reached(cfg.study) else 1

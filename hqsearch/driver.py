@@ -43,7 +43,7 @@ from .fidelity import ESTIMATE_KEY
 from .front import SKIPPED_ATTR_KEY, constraint_values
 from .ledger import Ledger
 from .metrics import unusable
-from .orphans import DRIVER_ATTR, HEARTBEAT_ATTR, DriverId, measure, recover_orphans
+from .orphans import DRIVER_ATTR, HEARTBEAT_ATTR, DriverId, measure, recover_orphans, retry
 from .points import (
     ARTIFACTS_ATTR,
     BETA_ATTR,
@@ -95,6 +95,7 @@ class RunSummary:
     cache_hits: int = 0
     told: list[int] = field(default_factory=list)
     interrupted: bool = False  # stopped by Ctrl-C (`hqsearch run` then exits 130)
+    terminated: bool = False  # stopped by SIGTERM, its running trainings re-enqueued (`hqsearch run` exits 143)
     harvested: int = 0  # in-run candidates added as points of the study in this run
     measured_later: int = 0  # skipped points measured in this run, once the front let them in
     stopped_because: str | None = None
@@ -145,6 +146,7 @@ class Driver:
         self.later_failed: set[int] = set()  # not tried again in this run
         self.progress = Progress(target=cfg.study.n_trials, budget=cfg.study.budget)
         self._interrupts = 0
+        self._terminated = False
         self.me = DriverId()
         self._last_sweep = time.monotonic()
         self._stop_beating = threading.Event()
@@ -486,11 +488,19 @@ class Driver:
         within a poll's second or once the trial being recorded is told."""
         self._interrupts += 1
 
+    def _on_sigterm(self, signum, frame) -> None:  # noqa: ARG002
+        """A batch system ends the job (`scancel`, its time limit, preemption), with seconds to spare before
+        its SIGKILL: the loop cancels what runs within a poll's second and re-enqueues the trainings, for the
+        next driver on the study. Never raises, as `_on_sigint`; it also replaces Ray's handler, which raises
+        `SystemExit` wherever the driver is."""
+        self._terminated = True
+
     def run(self) -> RunSummary:
         cfg = self.cfg
         summary = RunSummary(cfg.study.name, cfg.study.storage_url, 0, 0)
         main_thread = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, self._on_sigint) if main_thread else None
+        if main_thread:
+            previous = {sig: signal.signal(sig, handler) for sig, handler in self._handlers.items()}
         beats = threading.Thread(target=self._beat, daemon=True, name="hqsearch-heartbeat")
         beats.start()
         try:
@@ -507,6 +517,9 @@ class Driver:
                         self._submit_later(waiting[0])
                     else:
                         break
+                if self._terminated:
+                    summary.stopped_because = "stopped by SIGTERM; the running trainings are re-enqueued"
+                    break
                 if self._interrupts >= 2:
                     summary.stopped_because = "cancelled by a second Ctrl-C"
                     break
@@ -530,7 +543,8 @@ class Driver:
             summary.told += self._end_the_rest()
             self._stop_beating.set()
             if main_thread:
-                signal.signal(signal.SIGINT, previous)
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
         summary.complete, summary.epochs = trainings_done(self.study)
         summary.harvested = self.progress.harvested
         summary.failed_this_run = self.progress.failed
@@ -539,26 +553,44 @@ class Driver:
         summary.recovered = self.recovered
         summary.dropped = self.dropped
         summary.interrupted = self._interrupts > 0
+        summary.terminated = self._terminated
         return summary
+
+    @property
+    def _handlers(self) -> dict[signal.Signals, Callable]:
+        return {signal.SIGINT: self._on_sigint, signal.SIGTERM: self._on_sigterm}
 
     def _end_the_rest(self) -> list[int]:
         told = []
         try:
             for done in self.executor.cancel_all():
-                if self._finish(done) is not None:  # a cancelled later synthesis leaves its point as it was
+                if self._terminated and isinstance(done.job, TrialJob):
+                    self._requeue(self.in_flight.pop(done.job.number), "while it ran")
+                    told.append(done.job.number)
+                elif self._finish(done) is not None:  # a cancelled later synthesis leaves its point as it was
                     told.append(done.job.number)
         finally:
             self.executor.close()
             for trial in list(self.in_flight.values()):  # asked but unknown to the executor
                 self.in_flight.pop(trial.number)
-                self._fail(trial, "the driver stopped before this trial ran")
+                if self._terminated:
+                    self._requeue(trial, "before this trial ran")
+                else:
+                    self._fail(trial, "the driver stopped before this trial ran")
                 told.append(trial.number)
             for number in list(self.claims):  # a measurement the executor did not hand back
                 self.later.pop(number, None)
                 self._release(self.claims.pop(number), "the driver stopped before this measurement ended")
         return told
 
+    def _requeue(self, trial: optuna.Trial, when: str) -> None:
+        """Fail a training the driver had to stop, and enqueue it again for the next driver on the study."""
+        if self._fail(trial, f"the driver was stopped by SIGTERM {when}; re-enqueued") is Told.FAILED:
+            retry(self.study, trial)
+
     def _stop_reason(self) -> str | None:
+        if self._terminated:
+            return "stopped by SIGTERM"
         if self._interrupts:
             return "interrupted by Ctrl-C (running trials were allowed to finish)"
         if self.progress.failed >= self.cfg.execution.max_failures:

@@ -143,13 +143,17 @@ def recover_orphans(study: optuna.Study, me: DriverId, stale_after: float) -> li
         if why is None or not claim(study, t, f"lost: {why}; {then}"):
             continue
         claimed.append(t.number)
-        if measures:
-            continue
-        attrs = {"retry_of": t.number}
-        if CONTINUES_ATTR in t.user_attrs:  # a continuation is retried as one, from the same point
-            attrs[CONTINUES_ATTR] = t.user_attrs[CONTINUES_ATTR]
-        study.enqueue_trial(t.params, user_attrs=attrs, skip_if_exists=False)
+        if not measures:
+            retry(study, t)
     return claimed
+
+
+def retry(study: optuna.Study, t: FrozenTrial | optuna.Trial) -> None:
+    """Enqueue a training that was lost, failed, with its parameters: the next ask of any driver runs it."""
+    attrs = {"retry_of": t.number}
+    if CONTINUES_ATTR in t.user_attrs:  # a continuation is retried as one, from the same point
+        attrs[CONTINUES_ATTR] = t.user_attrs[CONTINUES_ATTR]
+    study.enqueue_trial(t.params, user_attrs=attrs, skip_if_exists=False)
 
 
 def measure(study: optuna.Study, point: FrozenTrial, me: DriverId) -> FrozenTrial | None:

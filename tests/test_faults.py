@@ -95,6 +95,33 @@ def test_driver_killed_with_sigkill_then_resumed(tmp_path):
     assert lost  # the first poll saw them running
 
 
+def test_sigterm_stops_the_driver_at_once_and_re_enqueues_its_trainings(tmp_path):
+    """What a batch system sends at `scancel`, its time limit or preemption: the driver ends its workers,
+    fails its running trainings and enqueues them again, and exits 143; the next driver runs them."""
+    slow = tiny_raw(tmp_path / "out", "terminated", study={"n_trials": 3}, training={"epochs": 400})
+    url = f"sqlite:///{tmp_path / 'out' / 'study.db'}"
+    driver = start_driver(tmp_path, slow)
+    logs = tmp_path / "out" / "trials"
+    wait_for(lambda: logs.exists() and len(list(logs.glob("*/trial.log"))) == 2, 120, "two trial workers", driver)
+    workers = descendants(driver.pid)
+    driver.send_signal(signal.SIGTERM)
+    assert driver.wait(timeout=60) == 143, said(driver)
+    assert "stopped: stopped by SIGTERM" in driver.log.read_text()
+    wait_for(lambda: not any(process_alive(p) for p in workers), 30, "the workers to exit")
+
+    trials = optuna.load_study(study_name="terminated", storage=url).trials
+    stopped = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(stopped) == 2 and all("stopped by SIGTERM" in t.user_attrs["error"] for t in stopped)
+    retries = {t.user_attrs["retry_of"]: t.number for t in trials if t.state == TrialState.WAITING}
+    assert sorted(retries) == sorted(t.number for t in stopped)
+
+    summary = run_study(parse_config(tiny_raw(tmp_path / "out", "terminated", study={"n_trials": 3})))
+    assert summary.complete == 3 and not summary.recovered  # nothing was left RUNNING to recover
+    done = {t.number: t for t in optuna.load_study(study_name="terminated", storage=url).trials}
+    for t in stopped:  # each ran again, as it was asked
+        assert done[retries[t.number]].state == TrialState.COMPLETE and done[retries[t.number]].params == t.params
+
+
 def test_workers_do_not_outlive_a_killed_driver(tmp_path):
     """The trial workers of a SIGKILLed driver end themselves within seconds."""
     raw = tiny_raw(tmp_path / "out", "orphaned_workers", study={"n_trials": 2}, training={"epochs": 200})
