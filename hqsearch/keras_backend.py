@@ -8,7 +8,9 @@ JAX is the default because it trains HGQ2 several times faster on a CPU (`benchm
 XLA compiles the whole training step once, where TensorFlow without XLA runs it op by op. What XLA
 compiles is kept in a persistent cache (`execution.compile_cache_dir`), so a trial whose architecture an
 earlier trial had loads its programs instead of compiling them again. JAX places arrays on its default
-device: a GPU where jaxlib has one, else the CPU.
+device: a GPU where jaxlib has CUDA (extra `gpu`) and the process sees one, else the CPU; TensorFlow's CUDA
+build (`tensorflow`, not `tensorflow-cpu`) likewise, where it finds the CUDA libraries. A trial records the
+one it trained on (`device`).
 """
 
 from __future__ import annotations
@@ -57,6 +59,11 @@ def prepare(backend: KerasBackend, threads: int, compile_cache: Path | None) -> 
         raise RuntimeError(f"this worker's Keras runs on {running!r}, the study asks for {backend!r}")
     threads = max(1, threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
+    # On a GPU each process takes memory as it needs it, so trainings can share one (`ray.train.num_gpus`
+    # below 1, or a local executor's workers): JAX would take 75 % of it at its first op, TensorFlow all of
+    # it. Read when the backend starts on the GPU, after this; a value the user set stays.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -75,6 +82,24 @@ def prepare(backend: KerasBackend, threads: int, compile_cache: Path | None) -> 
         # every program: a trial's many small ones add up to seconds, and all of them recur
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def device() -> str:
+    """The device this process's Keras computes on: `cpu`, or `cuda:0` for the first GPU it sees (under Ray,
+    the first of those in `CUDA_VISIBLE_DEVICES`). Asked after the work started: asking initialises the
+    backend's runtime, which must not happen in a fork server."""
+    backend = active()
+    if backend == "jax":
+        import jax
+
+        d = jax.devices()[0]  # JAX's default device: a GPU where jaxlib has CUDA and sees one
+        return "cpu" if d.platform == "cpu" else f"{'cuda' if d.platform == 'gpu' else d.platform}:{d.id}"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        # TensorFlow places an op on its first GPU where it sees one, else on the CPU
+        return "cuda:0" if tf.config.list_logical_devices("GPU") else "cpu"
+    return backend
 
 
 def versions() -> dict[str, str]:

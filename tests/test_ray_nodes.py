@@ -11,6 +11,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -31,13 +33,49 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def ray_start(log: Path, *flags: str) -> subprocess.Popen:
-    """`ray start --block` on loopback in its own session, so the node's processes all end with it. The
-    cluster is reachable from this machine only: Ray's token authentication is left off."""
-    argv = ["ray", "start", "--block", "--disable-usage-stats", "--node-ip-address=127.0.0.1", *flags]
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+ENV = {**os.environ, "RAY_AUTH_MODE": "disabled"}  # the cluster is reachable from this machine only
+
+
+def ray_start(log: Path, *flags: str, within: Sequence[str] = ()) -> subprocess.Popen:
+    """`ray start --block` on loopback in its own session, so the node's processes all end with it; run by
+    the command `within` where one is given (which then execs its arguments)."""
+    argv = [*within, "ray", "start", "--block", "--disable-usage-stats", "--node-ip-address=127.0.0.1", *flags]
     with log.open("ab") as out:
-        return subprocess.Popen(argv, start_new_session=True, stdout=out, stderr=out, env=env)
+        return subprocess.Popen(argv, start_new_session=True, stdout=out, stderr=out, env=ENV)
+
+
+@contextlib.contextmanager
+def cluster(folder: Path, head: Sequence[str], node: Sequence[str], within: Sequence[str] = ()) -> Iterator[Cluster]:
+    """A running two-node cluster: a head started with the flags `head`, a second node with `node` (and
+    `within`, see `ray_start`). The drivers that join it run in processes of their own, as `hqsearch run`
+    does on a cluster. Every process of both nodes is gone after it."""
+    address = f"127.0.0.1:{free_port()}"
+    log = folder / "ray_nodes.log"
+    nodes = [ray_start(log, "--head", f"--port={address.split(':')[1]}", "--include-dashboard=false", *head)]
+    try:
+        deadline = time.monotonic() + 120
+        while subprocess.run(["ray", "status", f"--address={address}"], capture_output=True, env=ENV).returncode:
+            assert nodes[0].poll() is None and time.monotonic() < deadline, f"the Ray head did not start; see {log}"
+            time.sleep(1)
+        nodes.append(ray_start(log, f"--address={address}", *node, within=within))
+        out = subprocess.run([sys.executable, "-c", NODES, address], capture_output=True, text=True, env=ENV)
+        alive = json.loads(out.stdout.strip().splitlines()[-1])
+        assert len(alive) == 2, f"the second Ray node did not join; see {log}"
+        yield Cluster(address, alive, nodes[1])
+    finally:
+        for n in reversed(nodes):
+            stop(n)
+
+
+@dataclass
+class Cluster:
+    address: str
+    alive: list[dict]  # each node's id and resources
+    second: subprocess.Popen  # the second node's `ray start`
+
+    def node(self, has: str, present: bool = True) -> str:
+        """The id of the node whose resources have (or lack) `has`."""
+        return next(n["id"] for n in self.alive if bool(n["resources"].get(has)) is present)
 
 
 def in_session(sid: int) -> list[int]:
@@ -78,28 +116,9 @@ print(json.dumps([{"id": n["NodeID"], "resources": n["Resources"]} for n in ray.
 
 @pytest.fixture
 def two_nodes(tmp_path):
-    """(address, head node id, tool node id) of a running two-node cluster. The drivers that join it run in
-    processes of their own, as `hqsearch run` does on a cluster."""
-    address = f"127.0.0.1:{free_port()}"
-    log = tmp_path / "ray_nodes.log"
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    head = ray_start(log, "--head", f"--port={address.split(':')[1]}", "--num-cpus=1", "--include-dashboard=false")
-    nodes = [head]
-    try:
-        deadline = time.monotonic() + 120
-        while subprocess.run(["ray", "status", f"--address={address}"], capture_output=True, env=env).returncode:
-            assert head.poll() is None and time.monotonic() < deadline, f"the Ray head did not start; see {log}"
-            time.sleep(1)
-        nodes.append(ray_start(log, f"--address={address}", "--num-cpus=2", f'--resources={{"{TOOL}": 1}}'))
-        out = subprocess.run([sys.executable, "-c", NODES, address], capture_output=True, text=True, env=env)
-        alive = json.loads(out.stdout.strip().splitlines()[-1])
-        assert len(alive) == 2, f"the second Ray node did not join; see {log}"
-        tool_node = next(n["id"] for n in alive if TOOL in n["resources"])
-        head_node = next(n["id"] for n in alive if TOOL not in n["resources"])
-        yield address, head_node, tool_node
-    finally:
-        for node in reversed(nodes):
-            stop(node)
+    """(address, head node id, tool node id) of a cluster whose second node alone has the tool."""
+    with cluster(tmp_path, ["--num-cpus=1"], ["--num-cpus=2", f'--resources={{"{TOOL}": 1}}']) as c:
+        yield c.address, c.node(TOOL, present=False), c.node(TOOL)
 
 
 def test_synthesis_runs_only_on_the_node_with_the_tool_and_training_on_both(two_nodes, tmp_path):
@@ -119,7 +138,7 @@ def test_synthesis_runs_only_on_the_node_with_the_tool_and_training_on_both(two_
             },
         },
     )
-    driver = start_driver(tmp_path, raw, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+    driver = start_driver(tmp_path, raw, env=ENV)
     assert driver.wait(timeout=600) == 0
     study = load_existing(f"sqlite:///{tmp_path / 'out' / 'study.db'}", "two_nodes")
     trials = study.get_trials(states=(TrialState.COMPLETE,))
@@ -140,42 +159,21 @@ def isolated_node(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("isolated")
     study_dir = tmp_path / "study"
     study_dir.mkdir()
-    address = f"127.0.0.1:{free_port()}"
-    log = tmp_path / "ray_nodes.log"
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    head = ray_start(log, "--head", f"--port={address.split(':')[1]}", "--num-cpus=0", "--include-dashboard=false")
-    nodes = [head]
-    try:
-        deadline = time.monotonic() + 120
-        while subprocess.run(["ray", "status", f"--address={address}"], capture_output=True, env=env).returncode:
-            assert head.poll() is None and time.monotonic() < deadline, f"the Ray head did not start; see {log}"
-            time.sleep(1)
-        private = 'mount -t tmpfs tmpfs "$0" && exec "$@"'
-        worker = [f"--address={address}", "--num-cpus=2", f'--resources={{"{ISOLATED}": 2}}']
-        with log.open("ab") as out:
-            argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", private, str(study_dir)]
-            argv += ["ray", "start", "--block", "--disable-usage-stats", "--node-ip-address=127.0.0.1", *worker]
-            nodes.append(subprocess.Popen(argv, start_new_session=True, stdout=out, stderr=out, env=env))
-        out = subprocess.run([sys.executable, "-c", NODES, address], capture_output=True, text=True, env=env)
-        alive = json.loads(out.stdout.strip().splitlines()[-1])
-        assert len(alive) == 2, f"the isolated Ray node did not join; see {log}"
-        node_id = next(n["id"] for n in alive if ISOLATED in n["resources"])
+    private = ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'mount -t tmpfs tmpfs "$0" && exec "$@"']
+    worker = ["--num-cpus=2", f'--resources={{"{ISOLATED}": 2}}']
+    with cluster(tmp_path, ["--num-cpus=0"], worker, within=[*private, str(study_dir)]) as c:
         # the node's processes see the tmpfs, not the driver's folder
         ours = os.readlink("/proc/self/ns/mnt")
-        theirs = [p for p in in_session(nodes[1].pid) if os.readlink(f"/proc/{p}/ns/mnt") != ours]
+        theirs = [p for p in in_session(c.second.pid) if os.readlink(f"/proc/{p}/ns/mnt") != ours]
         assert theirs and f" {study_dir} " in Path(f"/proc/{theirs[0]}/mountinfo").read_text()
-        yield address, node_id, study_dir
-    finally:
-        for node in reversed(nodes):
-            stop(node)
+        yield c.address, c.node(ISOLATED), study_dir
 
 
 def run_driver(tmp_path: Path, raw: dict, code: int = 0) -> tuple[Path, StudyConfig]:
     """`hqsearch run` on `raw` in its own process, to its end with exit code `code`: its config file, and
     the config."""
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     with (tmp_path / "driver.log").open("w") as log:
-        driver = start_driver(tmp_path, raw, env=env, stdout=log, stderr=subprocess.STDOUT)
+        driver = start_driver(tmp_path, raw, env=ENV, stdout=log, stderr=subprocess.STDOUT)
         assert driver.wait(timeout=600) == code, (tmp_path / "driver.log").read_text()[-3000:]
     config = tmp_path / f"{raw['study']['name']}.yaml"
     return config, parse_config(yaml.safe_load(config.read_text()))

@@ -9,7 +9,8 @@ are sized from the task's CPUs before its first op, and the stage's memory goes 
 without paying the imports per task. Every task carries `KERAS_BACKEND` in its runtime environment:
 Ray starts the workers of each environment apart, so a worker's server never serves two backends.
 A stage whose process or worker or node dies is retried `max_retries` times by Ray; an exception in the
-trial is not retried.
+trial is not retried. With `transfer: object_store` no node needs a filesystem shared with the driver: a
+task's files travel with its result (see `parcel`).
 
 On Ray a stage's timeout counts from the task's submission, time spent waiting for resources included.
 A synth task measures the final design and then each harvested candidate, and each design has
@@ -288,7 +289,13 @@ class RayExecutor:
         import ray
 
         return ray.remote(
-            runtime_env={"env_vars": {"KERAS_BACKEND": self.cfg.execution.keras_backend}},
+            # a task given no GPU sees none (Ray leaves CUDA_VISIBLE_DEVICES unset for it otherwise)
+            runtime_env={
+                "env_vars": {
+                    "KERAS_BACKEND": self.cfg.execution.keras_backend,
+                    "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1",
+                }
+            },
             num_cpus=stage.num_cpus,
             num_gpus=stage.num_gpus,
             resources=stage.resources or None,

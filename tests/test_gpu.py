@@ -1,0 +1,121 @@
+"""GPU trainings on Ray, on a machine that has no GPU: a node started with `--num-gpus=1` declares a logical one.
+Trainings that ask for half a GPU each go only to that node, two at once, see the GPU Ray gives them in
+`CUDA_VISIBLE_DEVICES` (in the Ray worker and in the process the stage forks from the worker's warm server),
+and record the device Keras ran on: the CPU, since no CUDA is found here."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from conftest import tiny_raw
+from optuna.trial import TrialState
+from test_ray_nodes import cluster, run_driver
+
+from hqsearch.study import load_existing
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_the_gpu_extra_has_one_set_of_cuda_libraries_for_both_backends():
+    """The base has the one TensorFlow that can run on a GPU (`tensorflow`: on Linux x86_64 the CUDA build, which
+    runs on a CPU too; `tensorflow-cpu` cannot sit beside it), and `gpu` adds TensorFlow's CUDA libraries and
+    JAX's plugin for the same CUDA major, so the two backends share one set of nvidia wheels."""
+    import tomllib
+    from importlib.metadata import PackageNotFoundError, requires
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    base = {Requirement(r).name for r in project["dependencies"]}
+    assert "tensorflow" in base and "tensorflow-cpu" not in base
+    gpu = [Requirement(r) for r in project["optional-dependencies"]["gpu"]]
+    assert any(r.name == "tensorflow" and r.extras == {"and-cuda"} for r in gpu)
+    (jax_cuda,) = next(r.extras for r in gpu if r.name == "jax")  # cuda12
+    for dist in ("tensorflow", "tensorflow-cpu"):  # whichever this machine has: the same requirements
+        try:
+            needs = [Requirement(r) for r in requires(dist) or []]
+            break
+        except PackageNotFoundError:
+            continue
+    cuda_libs = [r.name for r in needs if r.marker and "and-cuda" in str(r.marker)]
+    assert cuda_libs and all(name.endswith("-" + jax_cuda.replace("cuda", "cu")) for name in cuda_libs), cuda_libs
+
+
+def test_the_device_recorded_here_is_the_cpu():
+    from hqsearch.keras_backend import active, device
+
+    assert active() == "tensorflow"  # this process's (conftest); the Ray test below records JAX's
+    assert device() == "cpu"
+
+
+@pytest.fixture
+def gpu_node(tmp_path):
+    """(address, head node id, GPU node id): a head with one CPU and no GPU, and a node with two CPUs and one
+    logical GPU."""
+    with cluster(tmp_path, ["--num-cpus=1", "--num-gpus=0"], ["--num-cpus=2", "--num-gpus=1"]) as c:
+        yield c.address, c.node("GPU", present=False), c.node("GPU")
+
+
+def visible_gpus(on_stage) -> str | None:  # noqa: ARG001
+    """In the forked stage process: the GPUs it sees."""
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def gpu_task(meet: str, tasks: int) -> tuple[str | None, str | None]:
+    """In a Ray task: the GPUs Ray gave it, and those its forked stage process sees; it returns once `tasks`
+    such tasks run at once (it fails after a minute)."""
+    from hqsearch.executors.ray import _forked
+
+    here = Path(meet)
+    (here / str(os.getpid())).touch()
+    deadline = time.monotonic() + 60
+    while len(list(here.iterdir())) < tasks:
+        assert time.monotonic() < deadline, "the tasks did not run at once"
+        time.sleep(0.1)
+    return os.environ.get("CUDA_VISIBLE_DEVICES"), _forked("gpus", visible_gpus)
+
+
+def test_trainings_that_ask_for_half_a_gpu_run_on_the_gpu_node_and_record_their_device(gpu_node, tmp_path):
+    address, head_node, gpu_node_id = gpu_node
+    raw = tiny_raw(
+        tmp_path / "out",
+        "gpu",
+        study={"n_trials": 2},
+        execution={
+            "executor": "ray",
+            "max_concurrent": 2,
+            "ray": {
+                "address": address,
+                "train": {"num_cpus": 1, "num_gpus": 0.5},  # two share the node's one GPU
+                "synth": {"num_cpus": 1},
+                "transfer": "object_store",
+            },
+        },
+    )
+    _, cfg = run_driver(tmp_path, raw)
+    study = load_existing(cfg.study.storage_url, cfg.study.name)
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(trials) == 2, [t.user_attrs.get("error") for t in study.trials]
+    infos = [t.user_attrs["info"] for t in trials]
+    assert {info["train_node"] for info in infos} == {gpu_node_id}
+    assert {info["train_cuda_visible_devices"] for info in infos} == {"0"}  # the node's one GPU, set by Ray
+    assert {info["device"] for info in infos} == {"cpu"}  # no CUDA here: Keras ran on the CPU
+    # synthesis asks for no GPU and sees none (Ray itself would leave CUDA_VISIBLE_DEVICES unset there)
+    assert {info["synth_cuda_visible_devices"] for info in infos} == {""}
+
+    # Two tasks of half a GPU each run at once on the one GPU. A stage runs in a process forked from a server
+    # that the Ray worker started before its task: it sees the task's CUDA_VISIBLE_DEVICES
+    import ray
+
+    meet = tmp_path / "meet"
+    meet.mkdir()
+    ray.init(address=address, log_to_driver=False)
+    try:
+        task = ray.remote(num_cpus=1, num_gpus=0.5, runtime_env={"env_vars": {"KERAS_BACKEND": "jax"}})(gpu_task)
+        seen = ray.get([task.remote(str(meet), 2) for _ in range(2)], timeout=300)
+    finally:
+        ray.shutdown()
+    assert seen == [("0", "0")] * 2
