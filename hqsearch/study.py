@@ -138,15 +138,21 @@ def storage_errors(url: str) -> Iterator[None]:
 
 
 def make_storage(url: str) -> str | optuna.storages.BaseStorage:
-    """An Optuna storage for a URL: RDB URLs (sqlite, postgresql, mysql) as Optuna takes them, and
-    `journal:///path` for a journal file locked with open(2) so it works on NFS. As with sqlite, three
-    slashes start a relative path and four an absolute one."""
-    if url.startswith(JOURNAL_PREFIX):
+    """An Optuna storage for a URL: RDB URLs (sqlite, postgresql, mysql) as Optuna takes them;
+    `journal:///path` for a journal file locked with open(2) so it works on NFS (as with sqlite, three
+    slashes start a relative path and four an absolute one); and `grpc://host:port` for Optuna's gRPC
+    storage proxy (`optuna.storages.run_grpc_proxy_server`, run apart, in front of a database)."""
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if url.startswith(JOURNAL_PREFIX) and url != JOURNAL_PREFIX:
         from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
         path = url.removeprefix(JOURNAL_PREFIX)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
+    if scheme == "journal" or url.lower().startswith("journal:"):
+        raise ConfigError(f"study.storage {url!r}: a journal file is journal:///path (three slashes, then the path)")
+    if scheme == "grpc" or url.lower().startswith("grpc:"):
+        return grpc_storage(url)
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         return url
@@ -154,7 +160,40 @@ def make_storage(url: str) -> str | optuna.storages.BaseStorage:
         # connections dropped by a database restart or a firewall are replaced instead of failing a tell
         with storage_errors(url):  # RDBStorage connects at once: every caller gets the one-line error
             return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
-    raise StudyError(f"storage {url!r} is not a URL: use sqlite:///path, postgresql+psycopg2://… or journal:///path")
+    raise StudyError(
+        f"storage {url!r} is not a URL: use sqlite:///path, postgresql+psycopg2://…, journal:///path or grpc://host:port"
+    )
+
+
+GRPC_CONNECT_TIMEOUT = 10.0  # seconds a gRPC storage proxy has to answer when a study is opened
+
+
+def grpc_storage(url: str) -> optuna.storages.BaseStorage:
+    """`grpc://host:port` as Optuna's `GrpcStorageProxy`, once its server answers (one error line if not)."""
+    from urllib.parse import urlsplit
+
+    usage = "a gRPC storage proxy is grpc://host:port, e.g. grpc://db-proxy:13000"
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError as err:  # a port that is no number, or out of range
+        raise ConfigError(f"study.storage {url!r}: {err}; {usage}") from None
+    if not url.lower().startswith("grpc://") or not host or port is None:
+        raise ConfigError(f"study.storage {url!r}: {usage}")
+    if parts.path.strip("/") or parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigError(f"study.storage {url!r}: nothing may follow the port; {usage}")
+    with warnings.catch_warnings():  # experimental since Optuna 4.2, unchanged in 5
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = optuna.storages.GrpcStorageProxy(host=host, port=port)
+    try:
+        storage.wait_server_ready(timeout=GRPC_CONNECT_TIMEOUT)
+    except ConnectionError:
+        storage.close()
+        raise StudyError(
+            f"storage {url}: no gRPC storage proxy answered at {host}:{port} within {GRPC_CONNECT_TIMEOUT:.0f} s "
+            "(start one with optuna.storages.run_grpc_proxy_server in front of the study's database)"
+        ) from None
+    return storage
 
 
 def open_study(cfg: StudyConfig) -> optuna.Study:
