@@ -109,6 +109,10 @@ class RunSummary:
         )
 
 
+class _Terminated(Exception):
+    """SIGTERM, raised only out of the executor's wait (see `Driver._on_sigterm`)."""
+
+
 class Told(Enum):
     COMPLETE = "complete"
     FAILED = "failed"
@@ -147,6 +151,7 @@ class Driver:
         self.progress = Progress(target=cfg.study.n_trials, budget=cfg.study.budget)
         self._interrupts = 0
         self._terminated = False
+        self._polling = False  # in the executor's wait, which SIGTERM interrupts
         self.me = DriverId()
         self._last_sweep = time.monotonic()
         self._stop_beating = threading.Event()
@@ -489,11 +494,24 @@ class Driver:
         self._interrupts += 1
 
     def _on_sigterm(self, signum, frame) -> None:  # noqa: ARG002
-        """A batch system ends the job (`scancel`, its time limit, preemption), with seconds to spare before
-        its SIGKILL: the loop cancels what runs within a poll's second and re-enqueues the trainings, for the
-        next driver on the study. Never raises, as `_on_sigint`; it also replaces Ray's handler, which raises
-        `SystemExit` wherever the driver is."""
+        """A batch system ends the job (`scancel`, its time limit, preemption), and its Ray nodes with it:
+        the loop re-enqueues the running trainings for the next driver on the study at once, before the Ray
+        this process talks to is gone (and ends it). It raises only out of the executor's wait; anywhere else
+        the loop sees the flag when its write is done, as with `_on_sigint`. It replaces Ray's handler, which
+        raises `SystemExit` wherever the driver is."""
         self._terminated = True
+        if self._polling:  # out of the executor's wait at once, where nothing of the study is being written
+            raise _Terminated
+
+    def _poll(self) -> list[Finished]:
+        """What finished within a second; nothing once SIGTERM came (see `_on_sigterm`)."""
+        self._polling = True
+        try:
+            return [] if self._terminated else self.executor.poll(timeout=1.0)
+        except _Terminated:
+            return []
+        finally:
+            self._polling = False
 
     def run(self) -> RunSummary:
         cfg = self.cfg
@@ -527,7 +545,7 @@ class Driver:
                     summary.stopped_because = stop
                     break
                 self._sweep()
-                if finished := self.executor.poll(timeout=1.0):
+                if finished := self._poll():
                     for done in finished:
                         told = self._finish(done)
                         if told is Told.FAILED:
@@ -562,31 +580,29 @@ class Driver:
 
     def _end_the_rest(self) -> list[int]:
         told = []
+        if self._terminated:  # the study first: the batch system's SIGKILL, or Ray's end, may come any moment
+            for trial in list(self.in_flight.values()):
+                self.in_flight.pop(trial.number)
+                if self._fail(trial, "the driver was stopped by SIGTERM; re-enqueued") is Told.FAILED:
+                    retry(self.study, trial)
+                told.append(trial.number)
         try:
             for done in self.executor.cancel_all():
-                if self._terminated and isinstance(done.job, TrialJob):
-                    self._requeue(self.in_flight.pop(done.job.number), "while it ran")
-                    told.append(done.job.number)
-                elif self._finish(done) is not None:  # a cancelled later synthesis leaves its point as it was
+                if isinstance(done.job, SynthJob):
+                    self._tell_later(done)  # a cancelled later synthesis leaves its point as it was
+                elif done.job.number in self.in_flight:  # not re-enqueued above
+                    self._tell(done)
                     told.append(done.job.number)
         finally:
             self.executor.close()
             for trial in list(self.in_flight.values()):  # asked but unknown to the executor
                 self.in_flight.pop(trial.number)
-                if self._terminated:
-                    self._requeue(trial, "before this trial ran")
-                else:
-                    self._fail(trial, "the driver stopped before this trial ran")
+                self._fail(trial, "the driver stopped before this trial ran")
                 told.append(trial.number)
             for number in list(self.claims):  # a measurement the executor did not hand back
                 self.later.pop(number, None)
                 self._release(self.claims.pop(number), "the driver stopped before this measurement ended")
         return told
-
-    def _requeue(self, trial: optuna.Trial, when: str) -> None:
-        """Fail a training the driver had to stop, and enqueue it again for the next driver on the study."""
-        if self._fail(trial, f"the driver was stopped by SIGTERM {when}; re-enqueued") is Told.FAILED:
-            retry(self.study, trial)
 
     def _stop_reason(self) -> str | None:
         if self._terminated:
