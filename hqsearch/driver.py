@@ -518,7 +518,8 @@ class Driver:
         summary = RunSummary(cfg.study.name, cfg.study.storage_url, 0, 0)
         main_thread = threading.current_thread() is threading.main_thread()
         if main_thread:
-            previous = {sig: signal.signal(sig, handler) for sig, handler in self._handlers.items()}
+            handlers = {signal.SIGINT: self._on_sigint, signal.SIGTERM: self._on_sigterm}
+            previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
         beats = threading.Thread(target=self._beat, daemon=True, name="hqsearch-heartbeat")
         beats.start()
         try:
@@ -535,8 +536,8 @@ class Driver:
                         self._submit_later(waiting[0])
                     else:
                         break
-                if self._terminated:
-                    summary.stopped_because = "stopped by SIGTERM; the running trainings are re-enqueued"
+                if self._terminated:  # what runs is re-enqueued, not waited for
+                    summary.stopped_because = self._stop_reason()
                     break
                 if self._interrupts >= 2:
                     summary.stopped_because = "cancelled by a second Ctrl-C"
@@ -574,10 +575,6 @@ class Driver:
         summary.terminated = self._terminated
         return summary
 
-    @property
-    def _handlers(self) -> dict[signal.Signals, Callable]:
-        return {signal.SIGINT: self._on_sigint, signal.SIGTERM: self._on_sigterm}
-
     def _end_the_rest(self) -> list[int]:
         told = []
         if self._terminated:  # the study first: the batch system's SIGKILL, or Ray's end, may come any moment
@@ -606,7 +603,7 @@ class Driver:
 
     def _stop_reason(self) -> str | None:
         if self._terminated:
-            return "stopped by SIGTERM"
+            return "stopped by SIGTERM; the running trainings are re-enqueued"
         if self._interrupts:
             return "interrupted by Ctrl-C (running trials were allowed to finish)"
         if self.progress.failed >= self.cfg.execution.max_failures:

@@ -142,16 +142,15 @@ def make_storage(url: str) -> str | optuna.storages.BaseStorage:
     `journal:///path` for a journal file locked with open(2) so it works on NFS (as with sqlite, three
     slashes start a relative path and four an absolute one); and `grpc://host:port` for Optuna's gRPC
     storage proxy (`optuna.storages.run_grpc_proxy_server`, run apart, in front of a database)."""
-    scheme = url.partition("://")[0].lower() if "://" in url else ""
     if url.startswith(JOURNAL_PREFIX) and url != JOURNAL_PREFIX:
         from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
         path = url.removeprefix(JOURNAL_PREFIX)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
-    if scheme == "journal" or url.lower().startswith("journal:"):
+    if url.lower().startswith("journal:"):
         raise ConfigError(f"study.storage {url!r}: a journal file is journal:///path (three slashes, then the path)")
-    if scheme == "grpc" or url.lower().startswith("grpc:"):
+    if url.lower().startswith("grpc:"):
         return grpc_storage(url)
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

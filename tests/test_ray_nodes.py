@@ -138,9 +138,8 @@ def test_synthesis_runs_only_on_the_node_with_the_tool_and_training_on_both(two_
             },
         },
     )
-    driver = start_driver(tmp_path, raw, env=ENV)
-    assert driver.wait(timeout=600) == 0
-    study = load_existing(f"sqlite:///{tmp_path / 'out' / 'study.db'}", "two_nodes")
+    _, cfg = run_driver(tmp_path, raw)
+    study = load_existing(cfg.study.storage_url, cfg.study.name)
     trials = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(trials) == 4, [t.user_attrs.get("error") for t in study.trials]
     infos = [t.user_attrs["info"] for t in trials]
