@@ -50,10 +50,10 @@ from provenance import ROOT, provenance
 from provenance import write as write_provenance
 from tables import markdown
 
-from hqsearch.config import StudyConfig, parse_config
+from hqsearch.config.schema import StudyConfig, parse_config
 from hqsearch.driver import Driver, Progress
-from hqsearch.space import suggest
-from hqsearch.study import load_existing, make_sampler, make_storage
+from hqsearch.search.space import suggest
+from hqsearch.study.storage import load_existing, make_sampler, make_storage
 
 sys.path.insert(0, str(ROOT / "tests"))
 import postgres_server  # noqa: E402

@@ -39,15 +39,15 @@ from provenance import ROOT, provenance
 from provenance import write as write_provenance
 from tables import markdown
 
-from hqsearch.config import StudyConfig, parse_config
+from hqsearch.backends.estimate import ESTIMATED
+from hqsearch.config.schema import StudyConfig, parse_config
 from hqsearch.driver import run_study
-from hqsearch.fidelity import Gate, empty_gate
-from hqsearch.front import SKIPPED_ATTR_KEY
-from hqsearch.hypervolume import resolve, scores
-from hqsearch.points import PARENT_ATTR, Origin, origin
-from hqsearch.study import load_existing
-from hqsearch.synth.estimate import ESTIMATED
-from hqsearch.trial import Trained, TrialOutcome, synth_later, synth_stage
+from hqsearch.pipeline.trial import Trained, TrialOutcome, synth_later, synth_stage
+from hqsearch.search.fidelity import Gate, empty_gate
+from hqsearch.search.front import SKIPPED_ATTR_KEY
+from hqsearch.search.hypervolume import resolve, scores
+from hqsearch.study.points import PARENT_ATTR, Origin, origin
+from hqsearch.study.storage import load_existing
 
 EMULATED = ("accuracy", "float_accuracy", "test_accuracy", "test_float_accuracy")
 

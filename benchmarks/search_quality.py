@@ -51,12 +51,12 @@ from optuna.trial import FrozenTrial, TrialState
 from provenance import ROOT, provenance
 from provenance import write as write_provenance
 
-from hqsearch.config import StudyConfig, parse_config
-from hqsearch.front import nondominated
-from hqsearch.hypervolume import complete, history, resolve, score
-from hqsearch.pareto import trials_frame
-from hqsearch.points import CONTINUES_ATTR, MEASURES_ATTR, PARENT_ATTR, Origin, origin
-from hqsearch.study import load_existing
+from hqsearch.analysis.pareto import trials_frame
+from hqsearch.config.schema import StudyConfig, parse_config
+from hqsearch.search.front import nondominated
+from hqsearch.search.hypervolume import complete, history, resolve, score
+from hqsearch.study.points import CONTINUES_ATTR, MEASURES_ATTR, PARENT_ATTR, Origin, origin
+from hqsearch.study.storage import load_existing
 
 METHODS = ("default", "one-ramp")  # the others on request: --methods fixed-length no-harvest ...
 
@@ -143,11 +143,11 @@ def one_ramp(cfg: StudyConfig, seed: int) -> None:
     import keras
     from hgq.utils.sugar import BetaScheduler, ParetoFront, PieceWiseSchedule
 
-    from hqsearch.checkpoints import import_checkpoints
-    from hqsearch.data import load_dataset
-    from hqsearch.model import build_model
-    from hqsearch.space import TrialParams
-    from hqsearch.train import train
+    from hqsearch.pipeline.checkpoints import import_checkpoints
+    from hqsearch.pipeline.data import load_dataset
+    from hqsearch.pipeline.model import build_model
+    from hqsearch.pipeline.train import train
+    from hqsearch.search.space import TrialParams
 
     beta = cfg.search_space.beta
     low, high = beta.low, beta.high

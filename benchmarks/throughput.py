@@ -31,9 +31,9 @@ from provenance import provenance
 from provenance import write as write_provenance
 from tables import markdown
 
-from hqsearch.config import parse_config
+from hqsearch.config.schema import parse_config
 from hqsearch.driver import run_study
-from hqsearch.study import load_existing
+from hqsearch.study.storage import load_existing
 
 
 def study_raw(out: Path, executor: str, concurrent: int, trials: int) -> dict:

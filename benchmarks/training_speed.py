@@ -45,11 +45,11 @@ def one_training(backend: str, study: str, widths: tuple[int, ...], threads: int
     import keras
     import numpy as np
 
-    from hqsearch.config import load_config
-    from hqsearch.data import load_dataset
-    from hqsearch.model import build_model
-    from hqsearch.space import TrialParams
-    from hqsearch.train import train
+    from hqsearch.config.schema import load_config
+    from hqsearch.pipeline.data import load_dataset
+    from hqsearch.pipeline.model import build_model
+    from hqsearch.pipeline.train import train
+    from hqsearch.search.space import TrialParams
 
     cfg = load_config(ROOT / "studies" / f"{study}.yaml")
     lr = cfg.training.learning_rate
@@ -77,7 +77,7 @@ def one_training(backend: str, study: str, widths: tuple[int, ...], threads: int
 
 
 def speeds(out: Path) -> pd.DataFrame:
-    from hqsearch.config import load_config
+    from hqsearch.config.schema import load_config
 
     cores = os.cpu_count() or 1
     rows = []

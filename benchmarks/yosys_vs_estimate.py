@@ -30,15 +30,15 @@ from provenance import provenance  # noqa: E402
 from provenance import write as write_provenance  # noqa: E402
 from tables import markdown  # noqa: E402
 
-from hqsearch.config import DataSection, ModelSection, SynthesisSection, TrainingSection  # noqa: E402
-from hqsearch.data import load_dataset  # noqa: E402
-from hqsearch.firmware import build_design, emulate, score  # noqa: E402
-from hqsearch.model import build_model  # noqa: E402
-from hqsearch.space import TrialParams  # noqa: E402
-from hqsearch.synth import measure  # noqa: E402
-from hqsearch.synth.base import Project  # noqa: E402
-from hqsearch.synth.yosys import YosysBackend, find_yosys  # noqa: E402
-from hqsearch.train import calibrate, train  # noqa: E402
+from hqsearch.backends import measure  # noqa: E402
+from hqsearch.backends.base import Project  # noqa: E402
+from hqsearch.backends.yosys import YosysBackend, find_yosys  # noqa: E402
+from hqsearch.config.schema import DataSection, ModelSection, SynthesisSection, TrainingSection  # noqa: E402
+from hqsearch.firmware.emulate import build_design, emulate, score  # noqa: E402
+from hqsearch.pipeline.data import load_dataset  # noqa: E402
+from hqsearch.pipeline.model import build_model  # noqa: E402
+from hqsearch.pipeline.train import calibrate, train  # noqa: E402
+from hqsearch.search.space import TrialParams  # noqa: E402
 
 
 def da4ml_side(model, cfg: SynthesisSection, data, tmp: Path) -> dict:
@@ -98,7 +98,7 @@ def warm_up(model, cfg: SynthesisSection) -> None:
     from da4ml.converter import trace_model
     from da4ml.trace import HWConfig
 
-    from hqsearch.firmware import trace
+    from hqsearch.firmware.emulate import trace
 
     trace_model(model, HWConfig(1, -1, -1), {"hard_dc": cfg.hard_dc})
     trace(model, cfg)

@@ -15,10 +15,10 @@ from typing import get_args
 from rich.console import Console
 from rich.table import Table
 
-from .config import Backend, StudyConfig, SynthesisSection, hls4ml_choices, load_config
-from .exceptions import ConfigError, DataNotHere, HQSearchError, ToolNotHere
-from .metrics import METRICS
-from .space import opening_ramp
+from hqsearch.config.metrics import METRICS
+from hqsearch.config.schema import Backend, StudyConfig, SynthesisSection, hls4ml_choices, load_config
+from hqsearch.exceptions import ConfigError, DataNotHere, HQSearchError, ToolNotHere
+from hqsearch.search.space import opening_ramp
 
 console = Console()
 if not console.is_terminal:  # files and pipes get full rows instead of 80-column wrapping
@@ -112,7 +112,7 @@ def _config(args: argparse.Namespace) -> StudyConfig:
 
 def _open(args: argparse.Namespace):
     """The study named by a config, or by --storage and --study; its run folder; the config if one was given."""
-    from .study import load_existing
+    from hqsearch.study.storage import load_existing
 
     if args.config is not None:
         cfg = _config(args)
@@ -123,7 +123,7 @@ def _open(args: argparse.Namespace):
 
 
 def _print_advice(cfg: StudyConfig) -> None:
-    from .advice import advise
+    from hqsearch.config.advice import advise
 
     for a in advise(cfg):
         style = "yellow" if a.level == "warning" else "cyan"
@@ -133,10 +133,10 @@ def _print_advice(cfg: StudyConfig) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .driver import Progress as RunProgress
-    from .driver import run_study
-    from .preflight import check_folders
-    from .study import shown_url
+    from hqsearch.driver import Progress as RunProgress
+    from hqsearch.driver import run_study
+    from hqsearch.pipeline.preflight import check_folders
+    from hqsearch.study.storage import shown_url
 
     cfg = _config(args)
     check_folders(cfg)
@@ -213,9 +213,16 @@ def _target(cfg) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .advice import advise
-    from .preflight import TOOLS, check_firmware_tools, check_folders, check_synth_tools, preflight, ray_address_problem
-    from .study import shown_url
+    from hqsearch.config.advice import advise
+    from hqsearch.pipeline.preflight import (
+        TOOLS,
+        check_firmware_tools,
+        check_folders,
+        check_synth_tools,
+        preflight,
+        ray_address_problem,
+    )
+    from hqsearch.study.storage import shown_url
 
     cfg = load_config(args.config)
     check_folders(cfg)
@@ -307,10 +314,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     import optuna
     from optuna.trial import TrialState
 
-    from .fidelity import syntheses
-    from .front import measured_front
-    from .points import Origin, origin, trainings_done
-    from .study import study_config
+    from hqsearch.search.fidelity import syntheses
+    from hqsearch.search.front import measured_front
+    from hqsearch.study.points import Origin, origin, trainings_done
+    from hqsearch.study.storage import study_config
 
     study, _, cfg = _open(args)
     counts = {s.name: 0 for s in TrialState}
@@ -370,8 +377,8 @@ def _front_table(front, names: list[str]) -> Table:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .pareto import objective_names
-    from .report import write_report
+    from hqsearch.analysis.pareto import objective_names
+    from hqsearch.analysis.report import write_report
 
     study, run_dir, cfg = _open(args)
     try:
@@ -404,7 +411,7 @@ def _print_score(s) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare
+    from hqsearch.analysis.compare import compare
 
     result = compare(args.studies, args.out)
     table = Table(title="studies compared (each front chosen on its validation split)")
@@ -428,8 +435,8 @@ def _cell(col: str, v) -> str:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from .checkpoints import import_checkpoints
-    from .preflight import check_folders
+    from hqsearch.pipeline.checkpoints import import_checkpoints
+    from hqsearch.pipeline.preflight import check_folders
 
     cfg = _config(args)
     check_folders(cfg)
@@ -447,13 +454,13 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from .keras_backend import DEFAULT
-    from .preflight import import_keras_quietly
+    from hqsearch.keras_backend import DEFAULT
+    from hqsearch.pipeline.preflight import import_keras_quietly
 
     import_keras_quietly(os.environ.get("KERAS_BACKEND", DEFAULT))  # no study: the environment's, else ours
-    from .firmware import build_design
-    from .synth import measure
-    from .train import saved_ebops
+    from hqsearch.backends import measure
+    from hqsearch.firmware.emulate import build_design
+    from hqsearch.pipeline.train import saved_ebops
 
     try:
         syn = SynthesisSection(
@@ -496,9 +503,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_point
-    from .preflight import import_keras_quietly
-    from .study import stored_config
+    from hqsearch.analysis.export import export_point
+    from hqsearch.pipeline.preflight import import_keras_quietly
+    from hqsearch.study.storage import stored_config
 
     study, _, cfg = _open(args)
     cfg = cfg if cfg is not None else stored_config(study, storage=args.storage)
@@ -519,7 +526,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from optuna_dashboard import run_server
 
-    from .study import artifact_store, make_storage, shown_url
+    from hqsearch.study.storage import artifact_store, make_storage, shown_url
 
     cfg = _config(args)
     storage = make_storage(cfg.study.storage_url)  # an unreachable storage is one error, before the URL is shown
@@ -543,7 +550,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def _load_model(path: Path):
-    from .firmware import load_model
+    from hqsearch.firmware.emulate import load_model
 
     if not path.is_file():
         raise ConfigError(f"{path}: no such model file")

@@ -35,16 +35,18 @@ from optuna.artifacts import download_artifact, upload_artifact
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from .config import StudyConfig, StudySection
-from .continuation import Start, start_of
-from .executors import Executor, Finished, SynthJob, TrialJob, make_executor
-from .executors.base import error_text
-from .fidelity import ESTIMATE_KEY
-from .front import SKIPPED_ATTR_KEY, constraint_values
-from .ledger import Ledger
-from .metrics import unusable
-from .orphans import DRIVER_ATTR, HEARTBEAT_ATTR, DriverId, measure, recover_orphans, retry
-from .points import (
+from hqsearch.config.metrics import unusable
+from hqsearch.config.schema import StudyConfig, StudySection
+from hqsearch.executors import Executor, Finished, SynthJob, TrialJob, make_executor
+from hqsearch.executors.base import error_text
+from hqsearch.pipeline.trial import TrialOutcome
+from hqsearch.search.continuation import Start, start_of
+from hqsearch.search.fidelity import ESTIMATE_KEY
+from hqsearch.search.front import SKIPPED_ATTR_KEY, constraint_values
+from hqsearch.search.ledger import Ledger
+from hqsearch.search.space import hls4ml_settings, opening_ramp, suggest
+from hqsearch.study.orphans import DRIVER_ATTR, HEARTBEAT_ATTR, DriverId, measure, recover_orphans, retry
+from hqsearch.study.points import (
     ARTIFACTS_ATTR,
     BETA_ATTR,
     CONTINUES_ATTR,
@@ -61,9 +63,7 @@ from .points import (
     copy_artifacts,
     trainings_done,
 )
-from .space import hls4ml_settings, opening_ramp, suggest
-from .study import artifact_store, open_study, set_user_attrs
-from .trial import TrialOutcome
+from hqsearch.study.storage import artifact_store, open_study, set_user_attrs
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 log = logging.getLogger(__name__)

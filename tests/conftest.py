@@ -24,7 +24,7 @@ os.environ["HQ_TEST_DRIVER_PID"] = str(os.getpid())  # helpers that fail in tria
 COMPILE_CACHE = Path(tempfile.mkdtemp(prefix="hqsearch-test-xla-"))
 atexit.register(shutil.rmtree, COMPILE_CACHE, ignore_errors=True)
 
-from hqsearch.config import StudyConfig, parse_config  # noqa: E402
+from hqsearch.config.schema import StudyConfig, parse_config  # noqa: E402
 
 
 def tiny_raw(out: Path, name: str = "tiny", **sections) -> dict:
@@ -107,11 +107,11 @@ def tiny_model(tmp_path_factory):
     """A trained, calibrated 64-4-10 HGQ2 model on digits, saved as .keras: (model, path, ebops)."""
     import keras
 
-    from hqsearch.config import DataSection, ModelSection, TrainingSection
-    from hqsearch.data import load_dataset
-    from hqsearch.model import build_model
-    from hqsearch.space import TrialParams
-    from hqsearch.train import calibrate, train
+    from hqsearch.config.schema import DataSection, ModelSection, TrainingSection
+    from hqsearch.pipeline.data import load_dataset
+    from hqsearch.pipeline.model import build_model
+    from hqsearch.pipeline.train import calibrate, train
+    from hqsearch.search.space import TrialParams
 
     keras.utils.set_random_seed(0)
     data = load_dataset(DataSection())

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from hqsearch.executors import Finished
-from hqsearch.preflight import Ready
-from hqsearch.trial import TrialOutcome
+from hqsearch.pipeline.preflight import Ready
+from hqsearch.pipeline.trial import TrialOutcome
 
 MODEL_BYTES = 32_000  # about the size of a small HGQ model file
 

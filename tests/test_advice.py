@@ -1,5 +1,5 @@
-from hqsearch.advice import advise
-from hqsearch.config import parse_config
+from hqsearch.config.advice import advise
+from hqsearch.config.schema import parse_config
 
 
 def cfg(**sections):

@@ -7,8 +7,8 @@ import yaml
 from conftest import tiny_raw
 
 from hqsearch.cli import main
-from hqsearch.points import Origin, origin
-from hqsearch.study import artifact_store, load_existing
+from hqsearch.study.points import Origin, origin
+from hqsearch.study.storage import artifact_store, load_existing
 
 
 @pytest.fixture
@@ -60,6 +60,6 @@ def test_a_file_that_is_no_model_is_one_error_and_adds_nothing(tiny_model, impor
 
 
 def artifact_store_for(raw):
-    from hqsearch.config import parse_config
+    from hqsearch.config.schema import parse_config
 
     return artifact_store(parse_config(raw))

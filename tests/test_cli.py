@@ -15,8 +15,8 @@ import optuna
 import yaml
 from conftest import tiny_raw
 
-from hqsearch.config import load_config
-from hqsearch.study import open_study
+from hqsearch.config.schema import load_config
+from hqsearch.study.storage import open_study
 
 ROOT = Path(__file__).parents[1]
 

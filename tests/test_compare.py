@@ -6,11 +6,11 @@ import pytest
 import yaml
 from conftest import tiny_raw
 
+from hqsearch.analysis.compare import compare
+from hqsearch.analysis.pareto import trials_frame
 from hqsearch.cli import main
-from hqsearch.compare import compare
-from hqsearch.hypervolume import score
-from hqsearch.pareto import trials_frame
-from hqsearch.study import load_existing
+from hqsearch.search.hypervolume import score
+from hqsearch.study.storage import load_existing
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from hqsearch.cli import main
-from hqsearch.config import ConfigError, load_config, parse_config
+from hqsearch.config.schema import ConfigError, load_config, parse_config
 
 GOOD = """\
 study:

@@ -7,13 +7,13 @@ import shutil
 import pytest
 from optuna.trial import TrialState
 
+from hqsearch.analysis.pareto import rank_front
 from hqsearch.cli import main
-from hqsearch.config import FloatRange
+from hqsearch.config.schema import FloatRange
 from hqsearch.driver import run_study
-from hqsearch.pareto import rank_front
-from hqsearch.points import CONTINUES_ATTR, START_FAILED_ATTR, Origin, lineage, origin
-from hqsearch.space import ARCHITECTURE
-from hqsearch.study import load_existing
+from hqsearch.search.space import ARCHITECTURE
+from hqsearch.study.points import CONTINUES_ATTR, START_FAILED_ATTR, Origin, lineage, origin
+from hqsearch.study.storage import load_existing
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +131,8 @@ def test_the_point_whose_improvement_gains_most_is_continued_and_children_spread
     import optuna
     from conftest import tiny_raw
 
-    from hqsearch.config import parse_config
-    from hqsearch.continuation import choose, gains
+    from hqsearch.config.schema import parse_config
+    from hqsearch.search.continuation import choose, gains
 
     cfg = parse_config(
         tiny_raw(
@@ -170,8 +170,8 @@ def test_without_a_configured_reference_every_front_point_can_be_continued(tmp_p
     import optuna
     from conftest import tiny_raw
 
-    from hqsearch.config import parse_config
-    from hqsearch.continuation import choose, gains
+    from hqsearch.config.schema import parse_config
+    from hqsearch.search.continuation import choose, gains
 
     # no report.hypervolume reference: it defaults to the worst values seen, which every point here touches
     raw = tiny_raw(tmp_path, "noref", training={"continuation": {"share": 1.0, "startup": 1}})
@@ -194,8 +194,8 @@ def test_the_point_above_the_largest_gap_is_continued_with_a_ramp_through_it(tmp
     from conftest import tiny_raw
     from optuna.distributions import CategoricalDistribution
 
-    from hqsearch.config import parse_config
-    from hqsearch.continuation import MAX_TRIES, choose
+    from hqsearch.config.schema import parse_config
+    from hqsearch.search.continuation import MAX_TRIES, choose
 
     cfg = parse_config(
         tiny_raw(
@@ -245,8 +245,8 @@ def test_a_point_whose_beta_is_at_the_top_of_the_range_is_not_continued(tmp_path
     import optuna
     from conftest import tiny_raw
 
-    from hqsearch.config import parse_config
-    from hqsearch.continuation import choose, gains
+    from hqsearch.config.schema import parse_config
+    from hqsearch.search.continuation import choose, gains
 
     cfg = parse_config(
         tiny_raw(
@@ -273,8 +273,8 @@ def test_the_share_moves_toward_the_kind_of_training_that_adds_hypervolume(tmp_p
     import optuna
     from conftest import tiny_raw
 
-    from hqsearch.config import parse_config
-    from hqsearch.continuation import Starts
+    from hqsearch.config.schema import parse_config
+    from hqsearch.search.continuation import Starts
 
     def cfg(adapt: bool):
         raw = tiny_raw(

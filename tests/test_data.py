@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hqsearch.config import DataSection
-from hqsearch.data import JET_HLF_FEATURES, DataError, load_dataset
+from hqsearch.config.schema import DataSection
+from hqsearch.pipeline.data import JET_HLF_FEATURES, DataError, load_dataset
 
 
 def test_digits_split_is_seeded_and_disjoint():

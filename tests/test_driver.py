@@ -6,8 +6,8 @@ from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
 from hqsearch.driver import run_study
-from hqsearch.points import Origin, origin
-from hqsearch.study import StudyError, artifact_store, load_existing, open_study
+from hqsearch.study.points import Origin, origin
+from hqsearch.study.storage import StudyError, artifact_store, load_existing, open_study
 
 
 def states(cfg) -> list[str]:
@@ -130,8 +130,8 @@ def test_yosys_study_measures_every_point(yosys_study):
 def test_a_second_live_driver_shares_the_budget(tiny_config):
     import time
 
-    from hqsearch.orphans import DRIVER_ATTR, HEARTBEAT_ATTR, DriverId
-    from hqsearch.study import open_study
+    from hqsearch.study.orphans import DRIVER_ATTR, HEARTBEAT_ATTR, DriverId
+    from hqsearch.study.storage import open_study
 
     cfg = tiny_config("joined", execution={"max_concurrent": 2})  # n_trials 2
     study = open_study(cfg)
@@ -182,7 +182,7 @@ def test_heartbeats_go_on_while_the_driver_waits(tiny_config):
     import threading
     import time
 
-    from hqsearch.orphans import HEARTBEAT_ATTR
+    from hqsearch.study.orphans import HEARTBEAT_ATTR
 
     cfg = tiny_config(
         "beats",
@@ -220,8 +220,8 @@ def test_heartbeats_go_on_while_a_finished_trial_is_uploaded(tiny_config):
     from slow_uploads import SlowStore
 
     from hqsearch.driver import Driver
-    from hqsearch.orphans import DriverId, recover_orphans
-    from hqsearch.points import MODEL_ARTIFACT_ATTR
+    from hqsearch.study.orphans import DriverId, recover_orphans
+    from hqsearch.study.points import MODEL_ARTIFACT_ATTR
 
     cfg = tiny_config(
         "slow_upload",
@@ -258,7 +258,7 @@ def test_a_continuation_keeps_its_heartbeat_through_a_slow_checkpoint_download(t
     import time
 
     import hqsearch.driver as driver
-    from hqsearch.orphans import DRIVER_ATTR, HEARTBEAT_ATTR, DriverId, recover_orphans
+    from hqsearch.study.orphans import DRIVER_ATTR, HEARTBEAT_ATTR, DriverId, recover_orphans
 
     cfg = tiny_config(
         "slow_checkpoint",
@@ -292,7 +292,7 @@ def test_a_continuation_keeps_its_heartbeat_through_a_slow_checkpoint_download(t
 
 def _drive(raw: dict, ready, go, out) -> None:
     """A driver process: built, then run once every driver of the test is ready."""
-    from hqsearch.config import parse_config
+    from hqsearch.config.schema import parse_config
     from hqsearch.driver import Driver
 
     driver = Driver(parse_config(raw))
@@ -308,10 +308,10 @@ def _deferred_study(tiny_model, tmp_path, url: str, n: int) -> tuple[dict, list[
     from conftest import tiny_raw
     from optuna.artifacts import upload_artifact
 
-    from hqsearch.config import parse_config
-    from hqsearch.fidelity import DEFERRED, ESTIMATE_KEY
-    from hqsearch.front import SKIPPED_ATTR_KEY
-    from hqsearch.points import MODEL_ARTIFACT_ATTR, ORIGIN_ATTR, add_point
+    from hqsearch.config.schema import parse_config
+    from hqsearch.search.fidelity import DEFERRED, ESTIMATE_KEY
+    from hqsearch.search.front import SKIPPED_ATTR_KEY
+    from hqsearch.study.points import MODEL_ARTIFACT_ATTR, ORIGIN_ATTR, add_point
 
     raw = tiny_raw(
         tmp_path,
@@ -343,7 +343,7 @@ def test_two_drivers_never_measure_the_same_deferred_design(storage, tiny_model,
     import multiprocessing as mp
     from collections import Counter
 
-    from hqsearch.points import MEASURES_ATTR
+    from hqsearch.study.points import MEASURES_ATTR
 
     url = f"sqlite:///{tmp_path / 'study.db'}" if storage == "sqlite" else request.getfixturevalue("postgres_url")
     raw, deferred = _deferred_study(tiny_model, tmp_path, url, 4)
@@ -378,9 +378,9 @@ def test_a_measurement_claimed_by_a_dead_driver_is_measured_by_the_next(tiny_mod
     re-enqueuing it as a training) and measures the design itself."""
     import multiprocessing as mp
 
-    from hqsearch.config import parse_config
-    from hqsearch.orphans import DriverId, measure
-    from hqsearch.points import MEASURES_ATTR
+    from hqsearch.config.schema import parse_config
+    from hqsearch.study.orphans import DriverId, measure
+    from hqsearch.study.points import MEASURES_ATTR
 
     raw, (number,) = _deferred_study(tiny_model, tmp_path, f"sqlite:///{tmp_path / 'study.db'}", 1)
     cfg = parse_config(raw)

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 from hqsearch.driver import run_study
 from hqsearch.exceptions import ConfigError, ToolNotHere
-from hqsearch.study import load_existing
+from hqsearch.study.storage import load_existing
 
 RAY = {"executor": "ray", "max_concurrent": 2, "ray": {"num_cpus": 2}}
 

@@ -9,8 +9,8 @@ import subprocess
 from optuna.trial import TrialState
 
 from hqsearch.cli import main
-from hqsearch.points import Origin, origin
-from hqsearch.study import load_existing
+from hqsearch.study.points import Origin, origin
+from hqsearch.study.storage import load_existing
 
 
 def yosys_luts(rtl) -> float:
@@ -95,9 +95,9 @@ def test_an_hls_point_exports_the_hls4ml_project_with_the_settings_its_trial_cho
     hls4ml project is written from the stored model with those settings (hls4ml writes it; nothing builds)."""
     from optuna.artifacts import upload_artifact
 
-    from hqsearch.config import parse_config
-    from hqsearch.points import MODEL_ARTIFACT_ATTR, ORIGIN_ATTR, add_point
-    from hqsearch.study import artifact_store, open_study
+    from hqsearch.config.schema import parse_config
+    from hqsearch.study.points import MODEL_ARTIFACT_ATTR, ORIGIN_ATTR, add_point
+    from hqsearch.study.storage import artifact_store, open_study
 
     _, model_path, ebops = tiny_model
     cfg = parse_config(
@@ -138,7 +138,7 @@ def test_an_hls_point_exports_the_hls4ml_project_with_the_settings_its_trial_cho
 def test_a_point_told_with_its_estimate_says_so_and_names_its_later_measurement():
     import optuna
 
-    from hqsearch.export import _estimated
+    from hqsearch.analysis.export import _estimated
 
     told = optuna.trial.create_trial(value=1.0, user_attrs={"info": {"synth_skipped": "deferred"}})
     told.number = 3

@@ -17,9 +17,9 @@ from conftest import tiny_raw
 from helpers import process_alive
 from optuna.trial import TrialState
 
-from hqsearch.config import parse_config
+from hqsearch.config.schema import parse_config
 from hqsearch.driver import run_study
-from hqsearch.points import MODEL_ARTIFACT_ATTR
+from hqsearch.study.points import MODEL_ARTIFACT_ATTR
 
 
 def wait_for(predicate, timeout: float, what: str, driver: subprocess.Popen | None = None):

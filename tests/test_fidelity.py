@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from conftest import tiny_raw
 
-from hqsearch.config import parse_config
-from hqsearch.fidelity import (
+from hqsearch.config.schema import parse_config
+from hqsearch.pipeline.trial import Trained, TrialOutcome, synth_one
+from hqsearch.search.fidelity import (
     DEFERRED,
     ESTIMATE_KEY,
     FAMILY_KEY,
@@ -18,8 +19,7 @@ from hqsearch.fidelity import (
     gate,
     syntheses,
 )
-from hqsearch.front import SKIPPED_ATTR_KEY
-from hqsearch.trial import Trained, TrialOutcome, synth_one
+from hqsearch.search.front import SKIPPED_ATTR_KEY
 
 OBJECTIVES = {"accuracy": "max", "luts": "min"}
 
@@ -141,8 +141,8 @@ def test_the_line_and_its_interval():
 
 
 def _trained(tiny_model, tmp_path):
-    from hqsearch.config import SynthesisSection
-    from hqsearch.firmware import build_design
+    from hqsearch.config.schema import SynthesisSection
+    from hqsearch.firmware.emulate import build_design
 
     model, path, ebops = tiny_model
     design = build_design(model, ebops, SynthesisSection(backend="yosys"), tmp_path)
@@ -185,9 +185,11 @@ def test_a_skipped_point_the_front_later_lets_in_is_synthesised_then(executor, t
     from optuna.artifacts import get_all_artifact_meta, upload_artifact
     from optuna.trial import TrialState
 
+    from hqsearch.analysis.report import write_report
+    from hqsearch.backends.estimate import EstimateBackend
     from hqsearch.cli import main
     from hqsearch.driver import run_study
-    from hqsearch.points import (
+    from hqsearch.study.points import (
         MEASURES_ATTR,
         MODEL_ARTIFACT_ATTR,
         ORIGIN_ATTR,
@@ -196,9 +198,7 @@ def test_a_skipped_point_the_front_later_lets_in_is_synthesised_then(executor, t
         add_point,
         copy_artifacts,
     )
-    from hqsearch.report import write_report
-    from hqsearch.study import artifact_store, open_study
-    from hqsearch.synth.estimate import EstimateBackend
+    from hqsearch.study.storage import artifact_store, open_study
 
     cfg = config(tmp_path)
     if executor == "ray":

@@ -3,13 +3,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hqsearch.config import DataSection, ModelSection, SynthesisSection, TrainingSection
-from hqsearch.data import load_dataset
-from hqsearch.firmware import emulate, trace
-from hqsearch.model import build_model
-from hqsearch.space import TrialParams
-from hqsearch.synth import Design, get_backend
-from hqsearch.train import calibrate, train
+from hqsearch.backends import Design, get_backend
+from hqsearch.config.schema import DataSection, ModelSection, SynthesisSection, TrainingSection
+from hqsearch.firmware.emulate import emulate, trace
+from hqsearch.pipeline.data import load_dataset
+from hqsearch.pipeline.model import build_model
+from hqsearch.pipeline.train import calibrate, train
+from hqsearch.search.space import TrialParams
 
 
 def test_trained_model_firmware_is_bit_exact_and_estimated(tmp_path):
@@ -60,7 +60,7 @@ def test_a_layer_left_with_constant_outputs_is_named_in_the_error():
     """A real model a high beta collapsed (tests/fixtures/models): the trial's error names the layer and
     why, where alkaid says only `StopIteration`."""
     from hqsearch.exceptions import FirmwareError
-    from hqsearch.firmware import load_model
+    from hqsearch.firmware.emulate import load_model
 
     model = load_model(Path(__file__).parent / "fixtures" / "models" / "collapsed_htru2.keras")
     with pytest.raises(
@@ -72,7 +72,7 @@ def test_a_layer_left_with_constant_outputs_is_named_in_the_error():
 def test_verify_rtl_simulates_the_verilog_bit_exactly(tiny_model, tmp_path):
     import pytest
 
-    from hqsearch.firmware import verify_rtl, verilator_problem
+    from hqsearch.firmware.emulate import verify_rtl, verilator_problem
 
     if problem := verilator_problem():
         pytest.skip(problem)
@@ -86,7 +86,7 @@ def test_verify_rtl_simulates_the_verilog_bit_exactly(tiny_model, tmp_path):
 def test_verify_rtl_without_a_usable_verilator_says_why(tiny_model, tmp_path, monkeypatch):
     import pytest
 
-    from hqsearch.firmware import FirmwareError, verify_rtl
+    from hqsearch.firmware.emulate import FirmwareError, verify_rtl
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no verilator here
     comb = trace(tiny_model[0], SynthesisSection())
@@ -98,10 +98,10 @@ def test_conv_study_runs_through_alkaid(tmp_path):
     """The shipped conv study, shortened: QConv2D + QMaxPool2D traced by alkaid, bit-exact, estimated."""
     import yaml
 
-    from hqsearch.config import parse_config
+    from hqsearch.config.schema import parse_config
     from hqsearch.driver import run_study
-    from hqsearch.points import Origin, origin
-    from hqsearch.study import load_existing
+    from hqsearch.study.points import Origin, origin
+    from hqsearch.study.storage import load_existing
 
     root = Path(__file__).parents[1]
     raw = yaml.safe_load((root / "studies" / "digits_conv.yaml").read_text())

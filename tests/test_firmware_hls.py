@@ -10,10 +10,10 @@ import pytest
 from conftest import tiny_raw
 from synth_standins import APP, APP_FIXTURE, CSYNTH_XML, StandIn, csynth_expected, fixture
 
-from hqsearch.config import parse_config
-from hqsearch.firmware import emulate, load_model, trace
-from hqsearch.space import TrialParams
-from hqsearch.trial import run_trial
+from hqsearch.config.schema import parse_config
+from hqsearch.firmware.emulate import emulate, load_model, trace
+from hqsearch.pipeline.trial import run_trial
+from hqsearch.search.space import TrialParams
 
 XML = "vitis_hls_2024_1_Lrozzy_hls4ml_OpenML/myproject_csynth.xml"
 
@@ -49,7 +49,7 @@ def test_a_trial_builds_emulates_and_measures_the_hls4ml_settings_it_chose(tmp_p
     # bit-exact: the C++ emulation equals Keras on every output, and alkaid's emulation of the same model
     assert out.info["mismatches"] == 0 and out.sources["accuracy"] == "hls4ml C++ emulation, validation split"
     model = load_model(tmp_path / "trial" / "model.keras")
-    from hqsearch.data import load_dataset
+    from hqsearch.pipeline.data import load_dataset
 
     data = load_dataset(cfg.data)
     alkaid = emulate(trace(model, cfg.synthesis), model, data.x_test, data.y_test)

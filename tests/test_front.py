@@ -20,10 +20,10 @@ from helpers import brute_front
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
-from hqsearch.config import parse_config
-from hqsearch.continuation import Starts
-from hqsearch.front import UNMEASURED, Front, measured_front, nondominated
-from hqsearch.points import Origin, origin
+from hqsearch.config.schema import parse_config
+from hqsearch.search.continuation import Starts
+from hqsearch.search.front import UNMEASURED, Front, measured_front, nondominated
+from hqsearch.study.points import Origin, origin
 
 # Yosys, but every LUT count it reports is doubled (plus five): each design measures worse than its estimate
 _WORSE_YOSYS = """#!{python}
@@ -147,9 +147,9 @@ def test_every_view_shows_the_measured_front_not_the_estimates(worse_study, tmp_
 
     # hqsearch's views: the one rule, the report's front and its hypervolume, status, the driver's ledger
     assert [t.number for t in measured_front(trials, [True, False])] == expected
-    from hqsearch.hypervolume import hypervolume
-    from hqsearch.ledger import Ledger
-    from hqsearch.report import write_report
+    from hqsearch.analysis.report import write_report
+    from hqsearch.search.hypervolume import hypervolume
+    from hqsearch.search.ledger import Ledger
 
     report = write_report(study, tmp_path / "report", cfg=cfg)
     assert sorted(report.front["trial"]) == expected

@@ -14,7 +14,7 @@ from conftest import tiny_raw
 from optuna.trial import TrialState
 from test_ray_nodes import cluster, run_driver
 
-from hqsearch.study import load_existing
+from hqsearch.study.storage import load_existing
 
 ROOT = Path(__file__).parents[1]
 

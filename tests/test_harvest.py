@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from hqsearch.harvest import Checkpoint, InRunFront, thin
+from hqsearch.pipeline.harvest import Checkpoint, InRunFront, thin
 
 
 def _ckpt(epoch: int, acc: float, ebops: float) -> Checkpoint:

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hqsearch.config import HypervolumeSpec, StudySection
-from hqsearch.hypervolume import Scale, history, hypervolume, resolve, score
+from hqsearch.config.schema import HypervolumeSpec, StudySection
+from hqsearch.search.hypervolume import Scale, history, hypervolume, resolve, score
 
 ACC_LUTS = Scale(("accuracy", "luts"), (True, False), (0.8, 100_000), (False, True))
 

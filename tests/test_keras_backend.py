@@ -23,10 +23,10 @@ from helpers import process_alive
 from optuna.trial import TrialState
 
 from hqsearch.cli import main
-from hqsearch.config import parse_config
+from hqsearch.config.schema import parse_config
 from hqsearch.driver import run_study
-from hqsearch.points import CONTINUES_ATTR, Origin, origin
-from hqsearch.study import load_existing
+from hqsearch.study.points import CONTINUES_ATTR, Origin, origin
+from hqsearch.study.storage import load_existing
 
 BACKENDS = ["jax", "tensorflow"]
 
@@ -106,7 +106,7 @@ def test_a_model_saved_on_one_backend_is_the_same_model_and_firmware_on_the_othe
     np.testing.assert_allclose(on_tf[0], on_jax[0], rtol=1e-5, atol=1e-5)  # Keras's float outputs
     # and back: saved on JAX, loaded on TensorFlow
     resaved = tmp_path / "jax.keras"
-    script = "import sys; from hqsearch.firmware import load_model; load_model(sys.argv[1]).save(sys.argv[2])"
+    script = "import sys; from hqsearch.firmware.emulate import load_model; load_model(sys.argv[1]).save(sys.argv[2])"
     env = {**os.environ, "KERAS_BACKEND": "jax"}
     subprocess.run([sys.executable, "-c", script, str(path), str(resaved)], env=env, check=True, capture_output=True)
     assert np.array_equal(_on("tensorflow", resaved, tmp_path / "back.npy")[1], on_tf[1])

@@ -9,13 +9,13 @@ import pytest
 from conftest import tiny_raw
 from optuna.trial import TrialState
 
-from hqsearch.config import parse_config
-from hqsearch.continuation import Starts, choose, gains
-from hqsearch.fidelity import gate
-from hqsearch.front import constraint_values, measured_front
-from hqsearch.ledger import Ledger
-from hqsearch.points import trainings_done
-from hqsearch.study import open_study, set_user_attrs
+from hqsearch.config.schema import parse_config
+from hqsearch.search.continuation import Starts, choose, gains
+from hqsearch.search.fidelity import gate
+from hqsearch.search.front import constraint_values, measured_front
+from hqsearch.search.ledger import Ledger
+from hqsearch.study.points import trainings_done
+from hqsearch.study.storage import open_study, set_user_attrs
 
 
 def config(tmp_path, storage: str | None = None, reference: dict | None = None):

@@ -5,9 +5,9 @@ from typing import get_args
 
 import pytest
 
-from hqsearch.config import Backend
-from hqsearch.metrics import BACKENDS, EVERY, METRICS, markdown_table, not_produced, selectable
-from hqsearch.study import load_existing
+from hqsearch.config.metrics import BACKENDS, EVERY, METRICS, markdown_table, not_produced, selectable
+from hqsearch.config.schema import Backend
+from hqsearch.study.storage import load_existing
 
 ROOT = Path(__file__).parents[1]
 

@@ -1,8 +1,8 @@
 import pytest
 
-from hqsearch.config import ModelSection
-from hqsearch.model import ModelError, build_model
-from hqsearch.space import TrialParams
+from hqsearch.config.schema import ModelSection
+from hqsearch.pipeline.model import ModelError, build_model
+from hqsearch.search.space import TrialParams
 
 
 def params(weights="intra", activations="intra", **kw) -> TrialParams:

@@ -7,8 +7,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hqsearch.orphans import DRIVER_ATTR, HEARTBEAT_ATTR, DriverId, is_orphan, measure, recover_orphans
-from hqsearch.points import MEASURES_ATTR, ORIGIN_ATTR, Origin, add_point
+from hqsearch.study.orphans import DRIVER_ATTR, HEARTBEAT_ATTR, DriverId, is_orphan, measure, recover_orphans
+from hqsearch.study.points import MEASURES_ATTR, ORIGIN_ATTR, Origin, add_point
 
 CLAIMERS = 4
 ORPHANS = 30

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from hqsearch.cli import _parser
-from hqsearch.config import load_config
+from hqsearch.config.schema import load_config
 
 ROOT = Path(__file__).parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())

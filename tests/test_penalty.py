@@ -11,12 +11,12 @@ import keras
 import numpy as np
 import pytest
 
-from hqsearch.config import DataSection, ModelSection, TrainingSection
-from hqsearch.data import load_dataset
-from hqsearch.model import build_model
-from hqsearch.penalty import lifted
-from hqsearch.space import TrialParams
-from hqsearch.train import train
+from hqsearch.config.schema import DataSection, ModelSection, TrainingSection
+from hqsearch.pipeline.data import load_dataset
+from hqsearch.pipeline.model import build_model
+from hqsearch.pipeline.penalty import lifted
+from hqsearch.pipeline.train import train
+from hqsearch.search.space import TrialParams
 
 PARAMS = TrialParams(
     beta=1e-6, l1=3e-4, l2=2e-3, weights="intra", activations="intra", learning_rate=5e-3, widths=(8,), epochs=2
@@ -58,7 +58,7 @@ def test_a_trained_model_keeps_its_regularizers_and_records_the_plain_loss(tmp_p
     assert model.get_compile_config()["loss"]["class_name"] == "SparseCategoricalCrossentropy"
     path = tmp_path / "m.keras"
     model.save(path)
-    from hqsearch.firmware import load_model
+    from hqsearch.firmware.emulate import load_model
 
     loaded = load_model(path)
     regs = [v.regularizer for v in loaded.trainable_variables if v.regularizer is not None]
@@ -71,7 +71,7 @@ def test_a_checkpoint_saved_in_the_middle_of_a_training_loads_and_predicts(tmp_p
     benchmark's one-ramp method does this); `hqsearch import` loads such a file."""
     from hgq.utils.sugar import ParetoFront
 
-    from hqsearch.firmware import load_model
+    from hqsearch.firmware.emulate import load_model
 
     model, data = model_and_data()
     front = ParetoFront(tmp_path / "front", ["val_accuracy"], [1])

@@ -9,8 +9,8 @@ from optuna.trial import TrialState
 
 from hqsearch.cli import main
 from hqsearch.driver import run_study
-from hqsearch.points import Origin, origin
-from hqsearch.study import artifact_store, load_existing
+from hqsearch.study.points import Origin, origin
+from hqsearch.study.storage import artifact_store, load_existing
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from conftest import tiny_raw
 
-from hqsearch.config import parse_config
+from hqsearch.config.schema import parse_config
 from hqsearch.exceptions import ConfigError, DataNotHere, ToolNotHere
-from hqsearch.preflight import preflight
+from hqsearch.pipeline.preflight import preflight
 
 ROOT = Path(__file__).parents[1]
 

@@ -21,8 +21,8 @@ from conftest import tiny_raw
 from optuna.trial import TrialState
 from test_faults import start_driver
 
-from hqsearch.config import StudyConfig, parse_config
-from hqsearch.study import load_existing
+from hqsearch.config.schema import StudyConfig, parse_config
+from hqsearch.study.storage import load_existing
 
 TOOL = "vivado_test"  # stands for a synthesis tool licensed on one node only
 
@@ -183,8 +183,8 @@ def test_a_study_on_a_node_that_shares_no_filesystem_with_the_driver(isolated_no
     artifact store through Ray, a continuation's checkpoint reaches the node, and a point exports."""
     from optuna.artifacts import download_artifact, get_all_artifact_meta
 
-    from hqsearch.points import CONTINUES_ATTR, MODEL_ARTIFACT_ATTR, Origin, origin
-    from hqsearch.study import artifact_store
+    from hqsearch.study.points import CONTINUES_ATTR, MODEL_ARTIFACT_ATTR, Origin, origin
+    from hqsearch.study.storage import artifact_store
 
     address, node_id, study_dir = isolated_node
     on_node = {"num_cpus": 1, "resources": {ISOLATED: 1}}

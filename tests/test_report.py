@@ -6,7 +6,7 @@ import pytest
 from helpers import brute_front
 
 from hqsearch.cli import main
-from hqsearch.study import load_existing
+from hqsearch.study.storage import load_existing
 
 
 def test_report_files_and_ranking(finished_study, tmp_path, capsys):
@@ -63,7 +63,7 @@ def test_status_and_missing_study(finished_study, capsys):
 
 
 def test_estimate_fits_use_measured_trials_only():
-    from hqsearch.report import estimate_fits
+    from hqsearch.analysis.report import estimate_fits
 
     trials = pd.DataFrame(
         {
@@ -101,8 +101,8 @@ def test_rank_front_and_optuna_list_the_brute_force_front(tmp_path):
     import optuna
     from optuna.trial import TrialState, create_trial
 
-    from hqsearch.pareto import rank_front
-    from hqsearch.points import ORIGIN_ATTR, add_point
+    from hqsearch.analysis.pareto import rank_front
+    from hqsearch.study.points import ORIGIN_ATTR, add_point
 
     url = f"sqlite:///{tmp_path / 's.db'}"
     study = optuna.create_study(study_name="brute", storage=url, directions=["maximize", "minimize"])

@@ -12,8 +12,8 @@ from conftest import tiny_raw
 from sqlalchemy.engine import make_url
 
 from hqsearch.cli import main
-from hqsearch.config import parse_config
-from hqsearch.study import CONFIG_ATTR, StudyError, load_existing, open_study, shown_url, stored_form
+from hqsearch.config.schema import parse_config
+from hqsearch.study.storage import CONFIG_ATTR, StudyError, load_existing, open_study, shown_url, stored_form
 
 PASSWORD = "pw-9Zq4xK7s"
 

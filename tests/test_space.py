@@ -1,9 +1,9 @@
 import optuna
 
-from hqsearch.config import parse_config
-from hqsearch.continuation import Starts
-from hqsearch.points import ORIGIN_ATTR, Origin
-from hqsearch.space import opening_ramp, suggest
+from hqsearch.config.schema import parse_config
+from hqsearch.search.continuation import Starts
+from hqsearch.search.space import opening_ramp, suggest
+from hqsearch.study.points import ORIGIN_ATTR, Origin
 
 
 def sample(raw_space: dict, synthesis: dict | None = None, n: int = 30):
@@ -119,7 +119,7 @@ def test_without_hls4ml_choices_a_trial_keeps_the_synthesis_settings():
 
 
 def test_a_trial_builds_and_measures_with_the_settings_it_chose():
-    from hqsearch.space import TrialParams
+    from hqsearch.search.space import TrialParams
 
     cfg = parse_config({"study": {"name": "s"}, "synthesis": {"backend": "vitis"}, "search_space": HLS_SPACE})
     p = TrialParams(1e-5, 0, 0, "inter", "inter", 1e-3, (8,), strategy="resource", reuse_factor=4, io_type="io_stream")

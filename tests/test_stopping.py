@@ -10,9 +10,9 @@ import optuna
 import pytest
 from conftest import tiny_raw
 
-from hqsearch.config import parse_config
-from hqsearch.ledger import Ledger
-from hqsearch.stopping import BINS, CURVE_KEY, Outlook, Staircase, closed_after, curve, learn, share_bin
+from hqsearch.config.schema import parse_config
+from hqsearch.pipeline.stopping import BINS, CURVE_KEY, Outlook, Staircase, closed_after, curve, learn, share_bin
+from hqsearch.search.ledger import Ledger
 
 
 def test_the_gap_is_the_distance_below_the_best_accuracy_at_or_below_that_cost():
@@ -77,7 +77,7 @@ def test_a_training_stopped_behind_the_front_keeps_its_candidates_and_returns_it
     """A real training told of a front it cannot reach (accuracy 1 at any cost), with a margin learned for
     the first half of its epochs only: it stops at the first epoch of the second half."""
     from hqsearch.executors.base import TrialJob, run_job
-    from hqsearch.space import TrialParams
+    from hqsearch.search.space import TrialParams
 
     cfg = parse_config(tiny_raw(tmp_path, training={"epochs": 8, "harvest": {"max_candidates": 4}}))
     margin = tuple(math.inf if b < BINS // 2 else 0.0 for b in range(BINS))

@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 
 from hqsearch.driver import Driver, run_study
 from hqsearch.exceptions import ConfigError
-from hqsearch.study import StudyError, load_existing, make_storage
+from hqsearch.study.storage import StudyError, load_existing, make_storage
 
 
 def test_postgresql_backed_study(tiny_config, postgres_url):
@@ -100,8 +100,8 @@ def test_a_bad_journal_url_is_a_config_error(url):
 
 
 def test_a_grpc_proxy_that_does_not_answer_is_one_error(monkeypatch):
-    import hqsearch.study
+    import hqsearch.study.storage
 
-    monkeypatch.setattr(hqsearch.study, "GRPC_CONNECT_TIMEOUT", 1.0)
+    monkeypatch.setattr(hqsearch.study.storage, "GRPC_CONNECT_TIMEOUT", 1.0)
     with pytest.raises(StudyError, match="no gRPC storage proxy answered"):
         make_storage(f"grpc://127.0.0.1:{free_port()}")

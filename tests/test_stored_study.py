@@ -11,7 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from hqsearch.cli import main
-from hqsearch.study import load_existing
+from hqsearch.study.storage import load_existing
 
 FIXTURE = Path(__file__).parent / "fixtures" / "studies"
 STORAGE = "sqlite:///legacy/study.db"
@@ -60,8 +60,8 @@ def test_an_earlier_study_continues(legacy, capsys):
 def test_every_point_of_an_earlier_study_can_be_continued_from_its_stored_checkpoint(legacy, tmp_path):
     from optuna.artifacts import FileSystemArtifactStore, download_artifact
 
-    from hqsearch.continuation import start_of
-    from hqsearch.firmware import load_model
+    from hqsearch.firmware.emulate import load_model
+    from hqsearch.search.continuation import start_of
 
     store = FileSystemArtifactStore(str(legacy / "legacy" / "artifacts"))
     starts = [s for t in _trials().values() if (s := start_of(t))]

@@ -6,7 +6,7 @@ import pytest
 from optuna.trial import TrialState
 
 from hqsearch.driver import run_study
-from hqsearch.study import load_existing, make_sampler
+from hqsearch.study.storage import load_existing, make_sampler
 
 SAMPLERS = ["nsga2", "random"] + (["gp"] if importlib.util.find_spec("torch") else [])
 
@@ -61,7 +61,7 @@ def test_tpe_counts_a_trainings_harvested_epochs_once(sampler):
     import optuna
     from optuna.distributions import CategoricalDistribution
 
-    from hqsearch.study import OnePerTraining
+    from hqsearch.study.storage import OnePerTraining
 
     dist = {"widths": CategoricalDistribution(["a", "b", "c"])}
     cls = OnePerTraining if sampler == "OnePerTraining" else optuna.samplers.TPESampler

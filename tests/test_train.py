@@ -5,11 +5,11 @@ from dataclasses import replace
 import keras
 import pytest
 
-from hqsearch.config import DataSection, ModelSection, TrainingSection
-from hqsearch.data import load_dataset
-from hqsearch.model import build_model
-from hqsearch.space import TrialParams
-from hqsearch.train import StopWhenCollapsed, train
+from hqsearch.config.schema import DataSection, ModelSection, TrainingSection
+from hqsearch.pipeline.data import load_dataset
+from hqsearch.pipeline.model import build_model
+from hqsearch.pipeline.train import StopWhenCollapsed, train
+from hqsearch.search.space import TrialParams
 
 PARAMS = TrialParams(beta=1e-6, l1=0, l2=0, weights="intra", activations="intra", learning_rate=5e-3, widths=(8,))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 
-from hqsearch.training_plot import plot_training, write_history
+from hqsearch.pipeline.training_plot import plot_training, write_history
 
 HISTORY = {
     "loss": [2.0, 1.2, 0.9, 0.8],

@@ -1,6 +1,6 @@
 import tarfile
 
-from hqsearch.trial import archive_builds
+from hqsearch.pipeline.trial import archive_builds
 
 
 def test_build_folders_are_packed_without_bulk_and_removed(tmp_path):

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from ..config import StudyConfig
-from .base import Executor, Finished, SynthJob, TrialJob
-from .local import LocalExecutor
+from hqsearch.config.schema import StudyConfig
+from hqsearch.executors.base import Executor, Finished, SynthJob, TrialJob
+from hqsearch.executors.local import LocalExecutor
 
 
 def make_executor(cfg: StudyConfig) -> Executor:
     if cfg.execution.executor == "ray":
-        from .ray import RayExecutor  # Ray loads only for studies that use it
+        from hqsearch.executors.ray import RayExecutor  # Ray loads only for studies that use it
 
         return RayExecutor(cfg)
     return LocalExecutor(cfg)

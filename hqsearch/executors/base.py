@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from ..config import StudyConfig
-from ..fidelity import Gate
-from ..preflight import Ready
-from ..space import TrialParams
-from ..stopping import Outlook
-from ..trial import TrialOutcome
+from hqsearch.config.schema import StudyConfig
+from hqsearch.pipeline.preflight import Ready
+from hqsearch.pipeline.stopping import Outlook
+from hqsearch.pipeline.trial import TrialOutcome
+from hqsearch.search.fidelity import Gate
+from hqsearch.search.space import TrialParams
 
 # Seconds an executor waits past the synth stage's limit before it kills the worker itself: inside, the
 # trial kills its tool at the limit and fails with the tool's name, which says more than a killed worker.
@@ -60,7 +60,7 @@ def prepare_worker(cfg: StudyConfig, trial_dir: Path, threads: int, keras: bool 
     os.dup2(log, 2)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if keras:
-        from ..keras_backend import prepare
+        from hqsearch.keras_backend import prepare
 
         prepare(cfg.execution.keras_backend, threads, cfg.execution.compile_cache)
 
@@ -74,7 +74,7 @@ def work_job(cfg: StudyConfig, job: Job, threads: int, model_bytes: bytes | None
 def check(cfg: StudyConfig, tools: Collection[str], where: str, on_stage: Callable[[str], None]):  # noqa: ARG001
     """The preflight in a forked worker process, finding the tools of the stages in `tools` there (`where` says
     where that is): `Ready`, or the exception it raised, for the driver to raise."""
-    from ..preflight import preflight
+    from hqsearch.pipeline.preflight import preflight
 
     try:
         return preflight(cfg, tools=tools, where=where)
@@ -84,7 +84,7 @@ def check(cfg: StudyConfig, tools: Collection[str], where: str, on_stage: Callab
 
 def run_job(cfg: StudyConfig, job: Job, on_stage: Callable[[str], None], model_bytes: bytes | None = None):
     """What a worker runs for a job: a whole trial, or a later synthesis."""
-    from ..trial import run_trial, synth_later
+    from hqsearch.pipeline.trial import run_trial, synth_later
 
     if isinstance(job, SynthJob):
         return synth_later(cfg, job.model_path, job.ebops, job.trial_dir, on_stage, model_bytes, job.settings)

@@ -25,14 +25,14 @@ from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from ..keras_backend import MODULES, KerasBackend
-from .base import error_text
+from hqsearch.executors.base import error_text
+from hqsearch.keras_backend import MODULES, KerasBackend
 
 _server_backend: str | None = None  # the backend the fork server of this process was started for
 
 PRELOAD = [
     "hqsearch.executors.forkserver_guard",
-    "hqsearch.trial",
+    "hqsearch.pipeline.trial",
     "keras",
     "hgq",
     "alkaid.converter",

@@ -10,11 +10,11 @@ import os
 import time
 from multiprocessing.connection import wait
 
-from ..config import StudyConfig
-from ..preflight import TOOLS, Ready
-from ..trial import TrialOutcome
-from .base import SYNTH_GRACE, Finished, Job, check, work_job
-from .forked import Forked, WorkerLost, context
+from hqsearch.config.schema import StudyConfig
+from hqsearch.executors.base import SYNTH_GRACE, Finished, Job, check, work_job
+from hqsearch.executors.forked import Forked, WorkerLost, context
+from hqsearch.pipeline.preflight import TOOLS, Ready
+from hqsearch.pipeline.trial import TrialOutcome
 
 
 class LocalExecutor:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..trial import TrialOutcome
+from hqsearch.pipeline.trial import TrialOutcome
 
 Parcel = dict[str, bytes]  # path relative to the trial folder -> the file's bytes
 

@@ -32,13 +32,23 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import RayStage, StudyConfig
-from ..keras_backend import DEFAULT
-from ..preflight import Ready, check_synth_tools, ray_address_problem
-from ..trial import Trained, TrialOutcome
-from .base import SYNTH_GRACE, Finished, Job, SynthJob, TrialJob, check, error_text, prepare_worker, work_job
-from .forked import Forked, WorkerLost, WorkFailed, context
-from .parcel import Parcel, pack, trial_files, unpack
+from hqsearch.config.schema import RayStage, StudyConfig
+from hqsearch.executors.base import (
+    SYNTH_GRACE,
+    Finished,
+    Job,
+    SynthJob,
+    TrialJob,
+    check,
+    error_text,
+    prepare_worker,
+    work_job,
+)
+from hqsearch.executors.forked import Forked, WorkerLost, WorkFailed, context
+from hqsearch.executors.parcel import Parcel, pack, trial_files, unpack
+from hqsearch.keras_backend import DEFAULT
+from hqsearch.pipeline.preflight import Ready, check_synth_tools, ray_address_problem
+from hqsearch.pipeline.trial import Trained, TrialOutcome
 
 _ctx = None  # this Ray worker's fork server
 
@@ -118,7 +128,7 @@ def _train(cfg: StudyConfig, job: TrialJob, threads: int, start: bytes | None, o
     (job.trial_dir / "train.pid").write_text(str(os.getpid()))
     if start is not None:  # a continuation's checkpoint, from the driver's node
         job.start_from.write_bytes(start)
-    from ..trial import train_stage
+    from hqsearch.pipeline.trial import train_stage
 
     return train_stage(
         cfg, job.params, job.trial_dir, job.seed, start_from=job.start_from, outlook=job.outlook
@@ -136,8 +146,8 @@ def _train_task(
 
 
 def _synth(cfg: StudyConfig, job: TrialJob, trained: Trained, threads: int, on_stage) -> TrialOutcome:  # noqa: ARG001
-    from ..synth import uses_hls4ml
-    from ..trial import synth_stage
+    from hqsearch.backends import uses_hls4ml
+    from hqsearch.pipeline.trial import synth_stage
 
     prepare_worker(cfg, job.trial_dir, threads, keras=uses_hls4ml(cfg.synthesis))
     return synth_stage(cfg, job.params, trained, job.trial_dir, gate=job.gate)

@@ -1,0 +1,1 @@
+"""One trial's stages: data, model, training with harvest and stopping, calibration and evaluation, the outcome."""

@@ -1,0 +1,1 @@
+"""Where the search goes next: the space, continuation, the fidelity gate, the front and its hypervolume, the ledger."""

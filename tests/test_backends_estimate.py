@@ -1,0 +1,39 @@
+"""alkaid's estimate is the cost of the design the study's backend builds, not of another one."""
+
+from __future__ import annotations
+
+import pytest
+
+from hqsearch.backends.estimate import estimate
+from hqsearch.config.schema import SynthesisSection
+from hqsearch.firmware.emulate import build_design
+
+
+def cost(comb, cfg: SynthesisSection, fused: bool) -> float:
+    from alkaid.codegen import RTLModel
+
+    rtl = RTLModel(
+        comb,
+        "unwritten",
+        prj_name="model",
+        ternary_fuse=fused,
+        flavor="verilog",
+        latency_cutoff=cfg.latency_cutoff,
+        clock_period=cfg.clock_period,
+        part_name=cfg.part,
+        print_latency=False,
+    )
+    return float(sum(stage.cost for stage in rtl.fsm.logic.values()))
+
+
+def test_the_estimate_is_of_the_design_the_backend_builds(tiny_model, tmp_path):
+    """Yosys's synth_xilinx does not map alkaid's ternary adders to one LUT per bit, so the Yosys backend
+    builds the unfused design and its designs are told with that design's cost; Vivado's with the fused."""
+    model, _, ebops = tiny_model
+    comb = build_design(model, ebops, SynthesisSection(), tmp_path).comb
+    fused, unfused = cost(comb, SynthesisSection(), True), cost(comb, SynthesisSection(), False)
+    assert fused != unfused  # the two designs differ, so the estimate has to pick the right one
+    for backend, expected in (("yosys", unfused), ("vivado-rtl", fused), ("estimate", fused)):
+        cfg = SynthesisSection(backend=backend)
+        design = build_design(model, ebops, cfg, tmp_path / backend)
+        assert estimate(design, cfg)["estimated_luts"] == pytest.approx(expected), backend
