@@ -79,10 +79,10 @@ def test_a_study_trains_harvests_continues_and_exports_on_its_backend(backend, t
 _TRACE = """
 import json, sys
 import numpy as np
-from hqsearch.config import SynthesisSection
-from hqsearch.data import load_dataset
-from hqsearch.config import DataSection
-from hqsearch.firmware import load_model, trace
+from hqsearch.config.schema import SynthesisSection
+from hqsearch.pipeline.data import load_dataset
+from hqsearch.config.schema import DataSection
+from hqsearch.firmware.emulate import load_model, trace
 import keras
 model = load_model(sys.argv[1])
 x = load_dataset(DataSection()).x_test

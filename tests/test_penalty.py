@@ -89,11 +89,11 @@ from pathlib import Path
 from hqsearch.keras_backend import prepare
 prepare("jax", 1, Path(sys.argv[1]))
 import keras
-from hqsearch.config import DataSection, ModelSection, TrainingSection
-from hqsearch.data import load_dataset
-from hqsearch.model import build_model
-from hqsearch.space import TrialParams
-from hqsearch.train import train
+from hqsearch.config.schema import DataSection, ModelSection, TrainingSection
+from hqsearch.pipeline.data import load_dataset
+from hqsearch.pipeline.model import build_model
+from hqsearch.search.space import TrialParams
+from hqsearch.pipeline.train import train
 params = TrialParams(1e-6, 1e-6, 0.0, "intra", "intra", 5e-3, (8,), epochs=2)
 data = load_dataset(DataSection())
 for l1 in (1e-6, 4e-6, 0.0):
