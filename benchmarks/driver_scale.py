@@ -53,6 +53,7 @@ from tables import markdown
 from hqsearch.config.schema import StudyConfig, parse_config
 from hqsearch.driver import Driver, Progress
 from hqsearch.search.space import suggest
+from hqsearch.study.optuna_private import rdb_backend, storage_of  # noqa: E402
 from hqsearch.study.storage import load_existing, make_sampler, make_storage
 
 sys.path.insert(0, str(ROOT / "tests"))
@@ -243,7 +244,7 @@ def profile(storage_name: str, url: str, trials: int, out: Path) -> tuple[list[d
     timed: (storage calls per trial by method, the functions the main thread spent the most time in)."""
     cfg = config(out, url, "random", trials)
     driver = Driver(cfg, executor=InstantExecutor())
-    storage = driver.study._storage
+    storage = storage_of(driver.study)
     calls: dict[str, list[float]] = {}
 
     def timed(name: str, method):
@@ -263,7 +264,7 @@ def profile(storage_name: str, url: str, trials: int, out: Path) -> tuple[list[d
     import hqsearch.driver
 
     batched = hqsearch.driver.set_user_attrs  # one transaction for several attributes on a database
-    if isinstance(getattr(storage, "_backend", storage), optuna.storages.RDBStorage):  # elsewhere: one by one
+    if rdb_backend(storage) is not None:  # elsewhere: one by one
         hqsearch.driver.set_user_attrs = timed("set_user_attrs (hqsearch: several in one transaction)", batched)
     prof = cProfile.Profile()
     t0 = time.perf_counter()

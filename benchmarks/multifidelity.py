@@ -44,9 +44,9 @@ from hqsearch.config.schema import StudyConfig, parse_config
 from hqsearch.driver import run_study
 from hqsearch.pipeline.trial import Trained, TrialOutcome, synth_later, synth_stage
 from hqsearch.search.fidelity import Gate, empty_gate
-from hqsearch.search.front import SKIPPED_ATTR_KEY
 from hqsearch.search.hypervolume import resolve, scores
-from hqsearch.study.points import PARENT_ATTR, Origin, origin
+from hqsearch.study.attrs import PARENT_ATTR, SKIPPED_ATTR_KEY
+from hqsearch.study.points import Origin, origin
 from hqsearch.study.storage import load_existing
 
 EMULATED = ("accuracy", "float_accuracy", "test_accuracy", "test_float_accuracy")

@@ -55,7 +55,8 @@ from hqsearch.analysis.pareto import trials_frame
 from hqsearch.config.schema import StudyConfig, parse_config
 from hqsearch.search.front import nondominated
 from hqsearch.search.hypervolume import complete, history, resolve, score
-from hqsearch.study.points import CONTINUES_ATTR, MEASURES_ATTR, PARENT_ATTR, Origin, origin
+from hqsearch.study.attrs import CONTINUES_ATTR, MEASURES_ATTR, PARENT_ATTR
+from hqsearch.study.points import Origin, origin
 from hqsearch.study.storage import load_existing
 
 METHODS = ("default", "one-ramp")  # the others on request: --methods fixed-length no-harvest ...

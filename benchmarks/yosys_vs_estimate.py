@@ -30,11 +30,14 @@ from provenance import provenance  # noqa: E402
 from provenance import write as write_provenance  # noqa: E402
 from tables import markdown  # noqa: E402
 
-from hqsearch.backends import measure  # noqa: E402
+from hqsearch.backends import (
+    build_design,
+    measure,  # noqa: E402
+)
 from hqsearch.backends.base import Project  # noqa: E402
 from hqsearch.backends.yosys import YosysBackend, find_yosys  # noqa: E402
 from hqsearch.config.schema import DataSection, ModelSection, SynthesisSection, TrainingSection  # noqa: E402
-from hqsearch.firmware.emulate import build_design, emulate, score  # noqa: E402
+from hqsearch.firmware.emulate import emulate, score  # noqa: E402
 from hqsearch.pipeline.data import load_dataset  # noqa: E402
 from hqsearch.pipeline.model import build_model  # noqa: E402
 from hqsearch.pipeline.train import calibrate, train  # noqa: E402

@@ -123,7 +123,7 @@ def _open(args: argparse.Namespace):
 
 
 def _print_advice(cfg: StudyConfig) -> None:
-    from hqsearch.config.advice import advise
+    from hqsearch.pipeline.advice import advise
 
     for a in advise(cfg):
         style = "yellow" if a.level == "warning" else "cyan"
@@ -213,7 +213,7 @@ def _target(cfg) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from hqsearch.config.advice import advise
+    from hqsearch.pipeline.advice import advise
     from hqsearch.pipeline.preflight import (
         TOOLS,
         check_firmware_tools,
@@ -458,8 +458,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from hqsearch.pipeline.preflight import import_keras_quietly
 
     import_keras_quietly(os.environ.get("KERAS_BACKEND", DEFAULT))  # no study: the environment's, else ours
-    from hqsearch.backends import measure
-    from hqsearch.firmware.emulate import build_design
+    from hqsearch.backends import build_design, measure
     from hqsearch.pipeline.train import saved_ebops
 
     try:

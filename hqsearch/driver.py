@@ -41,28 +41,32 @@ from hqsearch.executors import Executor, Finished, SynthJob, TrialJob, make_exec
 from hqsearch.executors.base import error_text
 from hqsearch.pipeline.trial import TrialOutcome
 from hqsearch.search.continuation import Start, start_of
-from hqsearch.search.fidelity import ESTIMATE_KEY
-from hqsearch.search.front import SKIPPED_ATTR_KEY, constraint_values
+from hqsearch.search.front import constraint_values
 from hqsearch.search.ledger import Ledger
 from hqsearch.search.space import hls4ml_settings, opening_ramp, suggest
-from hqsearch.study.orphans import DRIVER_ATTR, HEARTBEAT_ATTR, DriverId, measure, recover_orphans, retry
-from hqsearch.study.points import (
+from hqsearch.study.attrs import (
     ARTIFACTS_ATTR,
     BETA_ATTR,
     CONTINUES_ATTR,
+    DRIVER_ATTR,
     EPOCH_ATTR,
+    ESTIMATE_KEY,
+    HEARTBEAT_ATTR,
     MEASURES_ATTR,
     MODEL_ARTIFACT_ATTR,
     ORIGIN_ATTR,
     PARENT_ATTR,
+    SKIPPED_ATTR_KEY,
     START_FAILED_ATTR,
     TOWARD_ATTR,
-    TRAINING_FILES,
-    Origin,
-    add_point,
-    copy_artifacts,
-    trainings_done,
+    info_of,
+    metrics_of,
+    params_of,
+    sources_of,
 )
+from hqsearch.study.optuna_private import set_system_attr, storage_of, trial_of
+from hqsearch.study.orphans import DriverId, measure, recover_orphans, retry
+from hqsearch.study.points import TRAINING_FILES, Origin, add_point, copy_artifacts, trainings_done
 from hqsearch.study.storage import artifact_store, open_study, set_user_attrs
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -296,7 +300,7 @@ class Driver:
         """The training curve for a point being added, copied from the training or point it comes from; a
         point whose copy fails is added without one."""
         try:
-            return copy_artifacts(self.store, self.study._storage, owner, TRAINING_FILES)
+            return copy_artifacts(self.store, storage_of(self.study), owner, TRAINING_FILES)
         except Exception as err:
             log.warning("trial %d: its training curve could not be copied: %s", owner.number, error_text(err))
             return {}
@@ -339,7 +343,7 @@ class Driver:
         claimed = {t.user_attrs.get(MEASURES_ATTR) for t in ledger.unfinished}  # by any driver, as last read
         busy = ledger.measured | claimed | self.later.keys() | self.later_failed
         skipped = [
-            (t, (t.user_attrs.get("metrics", {}), t.user_attrs["info"].get(ESTIMATE_KEY) or {}))
+            (t, (metrics_of(t.user_attrs), info_of(t.user_attrs).get(ESTIMATE_KEY) or {}))
             for number, t in ledger.skipped.items()
             if number not in busy
         ]
@@ -360,7 +364,7 @@ class Driver:
             log.info("point %d is measured by another driver", number)
             self._refresh()
             return
-        claim = self.claims[number] = optuna.Trial(self.study, claimed._trial_id)  # heartbeats from now on
+        claim = self.claims[number] = trial_of(self.study, claimed)  # heartbeats from now on
         folder = self.cfg.study.run_dir / "trials" / f"{number:05d}" / "measured"
         path = folder / "model.keras"
         try:
@@ -368,8 +372,8 @@ class Driver:
             download_artifact(
                 artifact_store=self.store, file_path=str(path), artifact_id=point.user_attrs[MODEL_ARTIFACT_ATTR]
             )
-            ebops = float(point.user_attrs["metrics"]["ebops"])
-            settings = hls4ml_settings(point.user_attrs.get("params") or {})
+            ebops = float(metrics_of(point.user_attrs)["ebops"])
+            settings = hls4ml_settings(params_of(point.user_attrs))
             self.executor.submit(SynthJob(number, path, ebops, folder, settings))
         except Exception as err:
             log.warning("point %d: its later synthesis could not start: %s", number, error_text(err))
@@ -385,14 +389,14 @@ class Driver:
         point = self.later.pop(done.job.number)
         claim = self.claims.pop(point.number)
         out, attrs = done.outcome, point.user_attrs
-        metrics = {**attrs.get("metrics", {}), **out.metrics}  # its emulation, and now its measurement
+        metrics = {**metrics_of(attrs), **out.metrics}  # its emulation, and now its measurement
         error = out.error if out.error is not None else self._missing(metrics)
         if error is not None:
             log.warning("point %d: its later synthesis failed: %s", point.number, error)
             self.later_failed.add(point.number)
             self._release(claim, f"the later synthesis of point {point.number} failed: {error}")
             return
-        info = {**attrs.get("info", {}), **out.info, SKIPPED_ATTR_KEY: None}
+        info = {**info_of(attrs), **out.info, SKIPPED_ATTR_KEY: None}
         kept = (PARENT_ATTR, EPOCH_ATTR, MODEL_ARTIFACT_ATTR, "params", "trial_dir")
         study = self.cfg.study
         try:
@@ -402,13 +406,13 @@ class Driver:
                 BETA_ATTR: attrs.get(BETA_ATTR, info.get("final_beta")),
                 ARTIFACTS_ATTR: reports,
                 "metrics": metrics,
-                "sources": {**attrs.get("sources", {}), **out.sources},
+                "sources": {**sources_of(attrs), **out.sources},
                 "info": info,
                 "timings": out.timings,
             }
             values, constraints = study.values(metrics), constraint_values(study, metrics, info)
             for key, record in self._training_copies(point).items():
-                self.study._storage.set_trial_system_attr(claim._trial_id, key, record)
+                set_system_attr(self.study, claim, key, record)
             for key, value in constraints.items():
                 claim.set_constraint(key, value)
             set_user_attrs(claim, new)
@@ -467,7 +471,7 @@ class Driver:
         trainings = None if study.n_trials is None else study.n_trials - self.ledger.trainings - len(running)
         if study.budget is None:
             return trainings, None
-        planned = sum((t.user_attrs.get("params") or {}).get("epochs") or self.cfg.training.epochs for t in running)
+        planned = sum(params_of(t.user_attrs).get("epochs") or self.cfg.training.epochs for t in running)
         return trainings, study.budget - self.ledger.epochs - planned
 
     def _may_ask(self) -> tuple[bool, int | None]:

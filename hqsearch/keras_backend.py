@@ -35,6 +35,14 @@ PACKAGES: dict[str, tuple[str, ...]] = {"jax": ("jax", "jaxlib"), "tensorflow": 
 # on two cores ran 25 % faster with it on the HTRU2 32-16 model, and as fast on the digits 64-32 one
 _ONE_THREAD_XLA = ("--xla_cpu_multi_thread_eigen=false",)
 
+# rows: a split up to this size is scored (validation) or calibrated in one batch, so in one compiled shape
+ONE_BATCH = 65536
+
+
+def one_batch(rows: int) -> int | None:
+    """The batch size that takes a split of `rows` in one batch (None, Keras's default, for an empty one)."""
+    return min(rows, ONE_BATCH) or None
+
 
 def use(backend: KerasBackend) -> None:
     """Make `backend` the one Keras loads in this process and the processes it starts. Where Keras is already

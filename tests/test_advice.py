@@ -1,5 +1,5 @@
-from hqsearch.config.advice import advise
 from hqsearch.config.schema import parse_config
+from hqsearch.pipeline.advice import advise
 
 
 def cfg(**sections):

@@ -3,12 +3,12 @@
 import stat
 from pathlib import Path
 
+from hqsearch.backends import build_design
 from hqsearch.backends.base import Project
-from hqsearch.backends.rtl import write_rtl
 from hqsearch.backends.tools import xilinx_version
 from hqsearch.backends.yosys import Yosys, YosysBackend
 from hqsearch.config.schema import SynthesisSection
-from hqsearch.firmware.emulate import build_design
+from hqsearch.firmware.rtl import write_rtl
 
 TOOL = Yosys(("yosys",), "native", "0.23")
 
@@ -21,7 +21,7 @@ def test_key_follows_the_design_files_tables_included(tiny_model, tmp_path):
     model, _, ebops = tiny_model
     cfg = SynthesisSection(backend="yosys")
     comb = build_design(model, ebops, cfg, tmp_path).comb
-    a, b = write_rtl(comb, cfg, tmp_path / "a"), write_rtl(comb, cfg, tmp_path / "b")
+    a, b = (write_rtl(comb, cfg, tmp_path / d, fuses_adders=True) for d in "ab")
     assert key(a, cfg) == key(b, cfg)  # the same design in two folders: one entry
 
     for rtl, entry in ((a, "3f"), (b, "40")):  # the same sources, one lookup table entry apart

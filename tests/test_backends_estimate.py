@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hqsearch.backends.estimate import estimate
+from hqsearch.backends import build_design, estimate_backend
 from hqsearch.config.schema import SynthesisSection
-from hqsearch.firmware.emulate import build_design
 
 
 def cost(comb, cfg: SynthesisSection, fused: bool) -> float:
@@ -36,4 +35,5 @@ def test_the_estimate_is_of_the_design_the_backend_builds(tiny_model, tmp_path):
     for backend, expected in (("yosys", unfused), ("vivado-rtl", fused), ("estimate", fused)):
         cfg = SynthesisSection(backend=backend)
         design = build_design(model, ebops, cfg, tmp_path / backend)
-        assert estimate(design, cfg)["estimated_luts"] == pytest.approx(expected), backend
+        luts = estimate_backend(cfg).synthesize(design, cfg, tmp_path).metrics["estimated_luts"]
+        assert luts == pytest.approx(expected), backend

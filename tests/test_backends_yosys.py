@@ -12,11 +12,10 @@ import pytest
 from conftest import needs_native_yosys
 from helpers import ended
 
-from hqsearch.backends import SynthError, measure
-from hqsearch.backends.rtl import write_rtl
+from hqsearch.backends import SynthError, build_design, measure
 from hqsearch.backends.yosys import find_yosys, rtl_sources, xilinx_family
 from hqsearch.config.schema import SynthesisSection
-from hqsearch.firmware.emulate import build_design
+from hqsearch.firmware.rtl import write_rtl
 
 NATIVE = shutil.which("yosys")
 
@@ -83,7 +82,7 @@ def test_timeout_kills_the_tool(tiny_model, tmp_path, monkeypatch):
 
 def test_sources_family_and_missing_native(tiny_model, tmp_path, monkeypatch):
     model, _, ebops = tiny_model
-    rtl = write_rtl(design(tiny_model, tmp_path).comb, SynthesisSection(), tmp_path / "rtl")
+    rtl = write_rtl(design(tiny_model, tmp_path).comb, SynthesisSection(), tmp_path / "rtl", fuses_adders=False)
     names = {p.name for p in rtl_sources(rtl)}
     assert "model.v" in names and "lookup_table.v" not in names  # no tables: its $readmemh stays out
     assert [xilinx_family(p) for p in ("xcvu13p-flga2577-2-e", "xc7z020clg400-1", "xcku115-flvb2104-2-e")] == [

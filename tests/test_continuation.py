@@ -12,7 +12,8 @@ from hqsearch.cli import main
 from hqsearch.config.schema import FloatRange
 from hqsearch.driver import run_study
 from hqsearch.search.space import ARCHITECTURE
-from hqsearch.study.points import CONTINUES_ATTR, START_FAILED_ATTR, Origin, lineage, origin
+from hqsearch.study.attrs import CONTINUES_ATTR, START_FAILED_ATTR
+from hqsearch.study.points import Origin, lineage, origin
 from hqsearch.study.storage import load_existing
 
 

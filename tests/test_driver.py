@@ -6,6 +6,7 @@ from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
 from hqsearch.driver import run_study
+from hqsearch.study.optuna_private import storage_of
 from hqsearch.study.points import Origin, origin
 from hqsearch.study.storage import StudyError, artifact_store, load_existing, open_study
 
@@ -31,7 +32,7 @@ def test_study_runs_end_to_end(finished_study):
         assert t.user_attrs["info"]["versions"]["hgq2"] == "0.2.0"
         assert t.user_attrs["executor"] == "local"
         assert t.constraints == {"luts<=1e+06": luts - 1e6}
-        names = {a.filename for a in get_all_artifact_meta(t, storage=study._storage)}
+        names = {a.filename for a in get_all_artifact_meta(t, storage=storage_of(study))}
         assert {"model.keras", "metrics.json", "trial.log", "training.png", "training.csv"} <= names
 
 
@@ -114,12 +115,12 @@ def test_yosys_study_measures_every_point(yosys_study):
         assert src["luts"].startswith("yosys ") and src["estimated_luts"] == "alkaid estimate"
         assert t.user_attrs["metrics"]["luts"] > 0 and t.user_attrs["metrics"]["estimated_luts"] > 0
     (training,) = [t for t in points if origin(t) is Origin.TRAINING]
-    names = {a.filename for a in get_all_artifact_meta(training, storage=study._storage)}
+    names = {a.filename for a in get_all_artifact_meta(training, storage=storage_of(study))}
     assert {"yosys.log", "stat.json", "rtl.tar.gz", "training.png", "training.csv"} <= names
     store = artifact_store(cfg)
     curves = {}  # every point carries its training's curve, each a file of its own
     for t in points:
-        (png,) = [a for a in get_all_artifact_meta(t, storage=study._storage) if a.filename == "training.png"]
+        (png,) = [a for a in get_all_artifact_meta(t, storage=storage_of(study)) if a.filename == "training.png"]
         with store.open_reader(png.artifact_id) as f:
             curves[png.artifact_id] = f.read()
     assert len(curves) == len(points) and len(set(curves.values())) == 1
@@ -130,7 +131,8 @@ def test_yosys_study_measures_every_point(yosys_study):
 def test_a_second_live_driver_shares_the_budget(tiny_config):
     import time
 
-    from hqsearch.study.orphans import DRIVER_ATTR, HEARTBEAT_ATTR, DriverId
+    from hqsearch.study.attrs import DRIVER_ATTR, HEARTBEAT_ATTR
+    from hqsearch.study.orphans import DriverId
     from hqsearch.study.storage import open_study
 
     cfg = tiny_config("joined", execution={"max_concurrent": 2})  # n_trials 2
@@ -182,7 +184,7 @@ def test_heartbeats_go_on_while_the_driver_waits(tiny_config):
     import threading
     import time
 
-    from hqsearch.study.orphans import HEARTBEAT_ATTR
+    from hqsearch.study.attrs import HEARTBEAT_ATTR
 
     cfg = tiny_config(
         "beats",
@@ -220,8 +222,8 @@ def test_heartbeats_go_on_while_a_finished_trial_is_uploaded(tiny_config):
     from slow_uploads import SlowStore
 
     from hqsearch.driver import Driver
+    from hqsearch.study.attrs import MODEL_ARTIFACT_ATTR
     from hqsearch.study.orphans import DriverId, recover_orphans
-    from hqsearch.study.points import MODEL_ARTIFACT_ATTR
 
     cfg = tiny_config(
         "slow_upload",
@@ -258,7 +260,8 @@ def test_a_continuation_keeps_its_heartbeat_through_a_slow_checkpoint_download(t
     import time
 
     import hqsearch.driver as driver
-    from hqsearch.study.orphans import DRIVER_ATTR, HEARTBEAT_ATTR, DriverId, recover_orphans
+    from hqsearch.study.attrs import DRIVER_ATTR, HEARTBEAT_ATTR
+    from hqsearch.study.orphans import DriverId, recover_orphans
 
     cfg = tiny_config(
         "slow_checkpoint",
@@ -309,9 +312,9 @@ def _deferred_study(tiny_model, tmp_path, url: str, n: int) -> tuple[dict, list[
     from optuna.artifacts import upload_artifact
 
     from hqsearch.config.schema import parse_config
-    from hqsearch.search.fidelity import DEFERRED, ESTIMATE_KEY
-    from hqsearch.search.front import SKIPPED_ATTR_KEY
-    from hqsearch.study.points import MODEL_ARTIFACT_ATTR, ORIGIN_ATTR, add_point
+    from hqsearch.search.fidelity import DEFERRED
+    from hqsearch.study.attrs import ESTIMATE_KEY, MODEL_ARTIFACT_ATTR, ORIGIN_ATTR, SKIPPED_ATTR_KEY
+    from hqsearch.study.points import add_point
 
     raw = tiny_raw(
         tmp_path,
@@ -343,7 +346,7 @@ def test_two_drivers_never_measure_the_same_deferred_design(storage, tiny_model,
     import multiprocessing as mp
     from collections import Counter
 
-    from hqsearch.study.points import MEASURES_ATTR
+    from hqsearch.study.attrs import MEASURES_ATTR
 
     url = f"sqlite:///{tmp_path / 'study.db'}" if storage == "sqlite" else request.getfixturevalue("postgres_url")
     raw, deferred = _deferred_study(tiny_model, tmp_path, url, 4)
@@ -379,8 +382,8 @@ def test_a_measurement_claimed_by_a_dead_driver_is_measured_by_the_next(tiny_mod
     import multiprocessing as mp
 
     from hqsearch.config.schema import parse_config
+    from hqsearch.study.attrs import MEASURES_ATTR
     from hqsearch.study.orphans import DriverId, measure
-    from hqsearch.study.points import MEASURES_ATTR
 
     raw, (number,) = _deferred_study(tiny_model, tmp_path, f"sqlite:///{tmp_path / 'study.db'}", 1)
     cfg = parse_config(raw)

@@ -96,7 +96,8 @@ def test_an_hls_point_exports_the_hls4ml_project_with_the_settings_its_trial_cho
     from optuna.artifacts import upload_artifact
 
     from hqsearch.config.schema import parse_config
-    from hqsearch.study.points import MODEL_ARTIFACT_ATTR, ORIGIN_ATTR, add_point
+    from hqsearch.study.attrs import MODEL_ARTIFACT_ATTR, ORIGIN_ATTR
+    from hqsearch.study.points import add_point
     from hqsearch.study.storage import artifact_store, open_study
 
     _, model_path, ebops = tiny_model

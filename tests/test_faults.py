@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 from hqsearch.config.schema import parse_config
 from hqsearch.driver import run_study
-from hqsearch.study.points import MODEL_ARTIFACT_ATTR
+from hqsearch.study.attrs import MODEL_ARTIFACT_ATTR
 
 
 def wait_for(predicate, timeout: float, what: str, driver: subprocess.Popen | None = None):

@@ -10,16 +10,9 @@ from conftest import tiny_raw
 
 from hqsearch.config.schema import parse_config
 from hqsearch.pipeline.trial import Trained, TrialOutcome, synth_one
-from hqsearch.search.fidelity import (
-    DEFERRED,
-    ESTIMATE_KEY,
-    FAMILY_KEY,
-    empty_gate,
-    fit_line,
-    gate,
-    syntheses,
-)
-from hqsearch.search.front import SKIPPED_ATTR_KEY
+from hqsearch.search.fidelity import DEFERRED, empty_gate, fit_line, gate, syntheses
+from hqsearch.study.attrs import ESTIMATE_KEY, FAMILY_KEY, SKIPPED_ATTR_KEY
+from hqsearch.study.optuna_private import storage_of
 
 OBJECTIVES = {"accuracy": "max", "luts": "min"}
 
@@ -141,8 +134,8 @@ def test_the_line_and_its_interval():
 
 
 def _trained(tiny_model, tmp_path):
+    from hqsearch.backends import build_design
     from hqsearch.config.schema import SynthesisSection
-    from hqsearch.firmware.emulate import build_design
 
     model, path, ebops = tiny_model
     design = build_design(model, ebops, SynthesisSection(backend="yosys"), tmp_path)
@@ -186,18 +179,11 @@ def test_a_skipped_point_the_front_later_lets_in_is_synthesised_then(executor, t
     from optuna.trial import TrialState
 
     from hqsearch.analysis.report import write_report
-    from hqsearch.backends.estimate import EstimateBackend
+    from hqsearch.backends import estimate_backend
     from hqsearch.cli import main
     from hqsearch.driver import run_study
-    from hqsearch.study.points import (
-        MEASURES_ATTR,
-        MODEL_ARTIFACT_ATTR,
-        ORIGIN_ATTR,
-        TRAINING_FILES,
-        Origin,
-        add_point,
-        copy_artifacts,
-    )
+    from hqsearch.study.attrs import MEASURES_ATTR, MODEL_ARTIFACT_ATTR, ORIGIN_ATTR
+    from hqsearch.study.points import TRAINING_FILES, Origin, add_point, copy_artifacts
     from hqsearch.study.storage import artifact_store, open_study
 
     cfg = config(tmp_path)
@@ -205,7 +191,11 @@ def test_a_skipped_point_the_front_later_lets_in_is_synthesised_then(executor, t
         ray = {"num_cpus": 2, "synth": {"num_cpus": 1}, "transfer": "object_store"}
         cfg = cfg.model_copy(update={"execution": cfg.execution.model_validate({"executor": "ray", "ray": ray})})
     model, path, ebops = tiny_model
-    est = EstimateBackend().synthesize(_trained(tiny_model, tmp_path / "e").design, cfg.synthesis, tmp_path).metrics
+    est = (
+        estimate_backend(cfg.synthesis)
+        .synthesize(_trained(tiny_model, tmp_path / "e").design, cfg.synthesis, tmp_path)
+        .metrics
+    )
     own = {k: est[k] for k in estimate(0)}
     study = open_study(cfg)
 
@@ -236,7 +226,7 @@ def test_a_skipped_point_the_front_later_lets_in_is_synthesised_then(executor, t
             "info": {ESTIMATE_KEY: own, SKIPPED_ATTR_KEY: why},
         },
         {},
-        artifacts=copy_artifacts(store, study._storage, study, TRAINING_FILES),
+        artifacts=copy_artifacts(store, storage_of(study), study, TRAINING_FILES),
     )
     skipped = study.get_trials(deepcopy=False)[-1]
     assert gate(cfg, study.get_trials(deepcopy=False)).verdict(skipped_metrics, own) == why
@@ -271,8 +261,8 @@ def test_a_skipped_point_the_front_later_lets_in_is_synthesised_then(executor, t
     assert later.user_attrs["info"]["synth_pid"] != os.getpid()  # in a worker
     assert ("synth_host" in later.user_attrs["info"]) == (executor == "ray")  # the Ray synthesis task's record
     assert study.get_trials(deepcopy=False)[skipped.number].values == [0.6, own["luts"]]  # told values stay
-    (curve,) = [a for a in get_all_artifact_meta(later, storage=study._storage) if a.filename == "training.png"]
-    (told,) = [a for a in get_all_artifact_meta(skipped, storage=study._storage) if a.filename == "training.png"]
+    (curve,) = [a for a in get_all_artifact_meta(later, storage=storage_of(study)) if a.filename == "training.png"]
+    (told,) = [a for a in get_all_artifact_meta(skipped, storage=storage_of(study)) if a.filename == "training.png"]
     with store.open_reader(curve.artifact_id) as f, store.open_reader(told.artifact_id) as g:
         assert curve.artifact_id != told.artifact_id and f.read() == g.read()  # a copy of the measured point's
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hqsearch.backends import Design, get_backend
+from hqsearch.backends import Design, estimate_backend, get_backend
 from hqsearch.config.schema import DataSection, ModelSection, SynthesisSection, TrainingSection
 from hqsearch.firmware.emulate import emulate, trace
 from hqsearch.pipeline.data import load_dataset
@@ -38,9 +38,8 @@ def test_trained_model_firmware_is_bit_exact_and_estimated(tmp_path):
     # the cost of the RTL alkaid writes: its ternary-adder fusion saves LUTs, except for Yosys, which is
     # given the adders unfused (see `Backend.fuses_adders`)
     assert 0 < m["luts"] == m["estimated_luts"] < comb.cost
-    unfused = get_backend("estimate").synthesize(
-        Design(model, comb, ebops), cfg.model_copy(update={"backend": "yosys"}), tmp_path
-    )
+    yosys = cfg.model_copy(update={"backend": "yosys"})
+    unfused = estimate_backend(yosys).synthesize(Design(model, comb, ebops), yosys, tmp_path)
     assert unfused.metrics["estimated_luts"] == pytest.approx(comb.cost)
     assert m["latency_cycles"] >= 1 and m["latency_ns"] == m["latency_cycles"] * 4.0
     assert m["ffs"] > 0 and m["dsps"] == 0
@@ -80,7 +79,7 @@ def test_verify_rtl_simulates_the_verilog_bit_exactly(tiny_model, tmp_path):
     data = load_dataset(DataSection())
     cfg = SynthesisSection(latency_cutoff=3)
     comb = trace(model, cfg)
-    assert verify_rtl(comb, cfg, tmp_path / "sim", data.x_test[:200]) == 0
+    assert verify_rtl(comb, cfg, tmp_path / "sim", data.x_test[:200], fuses_adders=False) == 0
 
 
 def test_verify_rtl_without_a_usable_verilator_says_why(tiny_model, tmp_path, monkeypatch):
@@ -91,7 +90,7 @@ def test_verify_rtl_without_a_usable_verilator_says_why(tiny_model, tmp_path, mo
     monkeypatch.setenv("PATH", str(tmp_path))  # no verilator here
     comb = trace(tiny_model[0], SynthesisSection())
     with pytest.raises(FirmwareError, match="verify_rtl needs verilator on PATH"):
-        verify_rtl(comb, SynthesisSection(), tmp_path / "sim", np.zeros((2, 64), np.float32))
+        verify_rtl(comb, SynthesisSection(), tmp_path / "sim", np.zeros((2, 64), np.float32), fuses_adders=True)
 
 
 def test_conv_study_runs_through_alkaid(tmp_path):

@@ -15,6 +15,7 @@ from typing import get_args
 import numpy as np
 import pytest
 
+from hqsearch.backends import get_backend
 from hqsearch.config.schema import PragmaFixup, SynthesisSection
 from hqsearch.firmware.hls_project import hls_write
 from hqsearch.firmware.pragmas import (
@@ -69,7 +70,7 @@ def projects(tmp_path_factory) -> dict[str, Path]:
         ("conv_pf2", conv(2), "latency"),
         ("dense_resource", dense, "resource"),
     ):
-        hls_write(model, SynthesisSection(backend="vitis", strategy=strategy), root / name)
+        hls_write(model, SynthesisSection(backend="vitis", strategy=strategy), root / name, "Vitis")
         out[name] = root / name
     return out
 
@@ -147,7 +148,7 @@ def test_hls_write_applies_the_configured_fixups(projects, tmp_path):
 
     model = keras.models.load_model(projects["conv_pf2"] / "keras_model.keras")
     cfg = SynthesisSection(backend="vivado", pragma_fixups=["dataflow_to_pipeline", "inline_recursive"])
-    hls_write(model, cfg, tmp_path / "fixed")
+    hls_write(model, cfg, tmp_path / "fixed", get_backend(cfg.backend).hls4ml_backend)
     assert pragmas(tmp_path / "fixed") == ["PIPELINE", "INLINE RECURSIVE"]
 
 

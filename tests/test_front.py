@@ -22,7 +22,8 @@ from optuna.trial import TrialState
 
 from hqsearch.config.schema import parse_config
 from hqsearch.search.continuation import Starts
-from hqsearch.search.front import UNMEASURED, Front, measured_front, nondominated
+from hqsearch.search.front import Front, measured_front, nondominated
+from hqsearch.study.attrs import UNMEASURED
 from hqsearch.study.points import Origin, origin
 
 # Yosys, but every LUT count it reports is doubled (plus five): each design measures worse than its estimate

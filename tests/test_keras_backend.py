@@ -25,7 +25,8 @@ from optuna.trial import TrialState
 from hqsearch.cli import main
 from hqsearch.config.schema import parse_config
 from hqsearch.driver import run_study
-from hqsearch.study.points import CONTINUES_ATTR, Origin, origin
+from hqsearch.study.attrs import CONTINUES_ATTR
+from hqsearch.study.points import Origin, origin
 from hqsearch.study.storage import load_existing
 
 BACKENDS = ["jax", "tensorflow"]

@@ -7,8 +7,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hqsearch.study.orphans import DRIVER_ATTR, HEARTBEAT_ATTR, DriverId, is_orphan, measure, recover_orphans
-from hqsearch.study.points import MEASURES_ATTR, ORIGIN_ATTR, Origin, add_point
+from hqsearch.study.attrs import DRIVER_ATTR, HEARTBEAT_ATTR, MEASURES_ATTR, ORIGIN_ATTR
+from hqsearch.study.orphans import DriverId, is_orphan, measure, recover_orphans
+from hqsearch.study.points import Origin, add_point
 
 CLAIMERS = 4
 ORPHANS = 30

@@ -16,14 +16,20 @@ def _module(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def import_graph(top_level_only: bool) -> dict[str, set[str]]:
+def _is_type_checking(node: ast.AST) -> bool:
+    """`if TYPE_CHECKING:`: imports for annotations only, never run."""
+    return isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+
+
+def import_graph() -> dict[str, set[str]]:
     """Each hqsearch module and the hqsearch modules it imports (a name imported from a package counts as
     the package, unless it is a submodule)."""
     modules = {_module(p): p for p in PACKAGE.rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         tree = ast.parse(path.read_text())
-        nodes = tree.body if top_level_only else ast.walk(tree)
+        type_only = {id(n) for node in ast.walk(tree) if _is_type_checking(node) for n in ast.walk(node)}
+        nodes = [n for n in ast.walk(tree) if id(n) not in type_only]
         deps = set()
         for node in nodes:
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("hqsearch"):
@@ -36,11 +42,43 @@ def import_graph(top_level_only: bool) -> dict[str, set[str]]:
     return graph
 
 
-def test_no_module_level_import_cycle():
+# The subpackages from the bottom up: a module imports from its own layer and the layers below it, so
+# the tools (`backends/`) never reach into the search, and nothing below the driver knows of it.
+LAYERS = (
+    {"hqsearch.exceptions", "hqsearch.keras_backend"},
+    {"hqsearch.config"},
+    {"hqsearch.study"},
+    {"hqsearch.search"},
+    {"hqsearch.firmware"},
+    {"hqsearch.backends"},
+    {"hqsearch.pipeline"},
+    {"hqsearch.executors"},
+    {"hqsearch.driver"},
+    {"hqsearch.analysis"},
+    {"hqsearch.cli", "hqsearch"},
+)
+
+
+def _layer(module: str) -> int:
+    for i, names in enumerate(LAYERS):
+        if module in names or ".".join(module.split(".")[:2]) in names:
+            return i
+    raise AssertionError(f"{module} is in no layer of LAYERS")
+
+
+def test_no_import_cycle():
+    """Imports inside functions count too: a lazy import that closes a cycle is still a cycle."""
     try:
-        graphlib.TopologicalSorter(import_graph(top_level_only=True)).prepare()
+        graphlib.TopologicalSorter(import_graph()).prepare()
     except graphlib.CycleError as err:
         raise AssertionError(f"import cycle: {' -> '.join(err.args[1])}") from None
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    upward = [
+        f"{module} -> {dep}" for module, deps in import_graph().items() for dep in deps if _layer(dep) > _layer(module)
+    ]
+    assert not upward, upward
 
 
 def test_the_public_api_imports_without_the_heavy_libraries():

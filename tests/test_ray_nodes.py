@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 from test_faults import start_driver
 
 from hqsearch.config.schema import StudyConfig, parse_config
+from hqsearch.study.optuna_private import storage_of
 from hqsearch.study.storage import load_existing
 
 TOOL = "vivado_test"  # stands for a synthesis tool licensed on one node only
@@ -183,7 +184,8 @@ def test_a_study_on_a_node_that_shares_no_filesystem_with_the_driver(isolated_no
     artifact store through Ray, a continuation's checkpoint reaches the node, and a point exports."""
     from optuna.artifacts import download_artifact, get_all_artifact_meta
 
-    from hqsearch.study.points import CONTINUES_ATTR, MODEL_ARTIFACT_ATTR, Origin, origin
+    from hqsearch.study.attrs import CONTINUES_ATTR, MODEL_ARTIFACT_ATTR
+    from hqsearch.study.points import Origin, origin
     from hqsearch.study.storage import artifact_store
 
     address, node_id, study_dir = isolated_node
@@ -219,7 +221,7 @@ def test_a_study_on_a_node_that_shares_no_filesystem_with_the_driver(isolated_no
 
     store = artifact_store(cfg)
     for t in trainings:
-        names = {m.filename for m in get_all_artifact_meta(t, storage=study._storage)}
+        names = {m.filename for m in get_all_artifact_meta(t, storage=storage_of(study))}
         assert {"model.keras", "metrics.json", "trial.log", "training.csv", "training.png"} <= names, names
         if t.user_attrs["sources"].get("luts", "").startswith("yosys"):
             assert {"stat.json", "rtl.tar.gz"} <= names, names

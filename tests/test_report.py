@@ -102,7 +102,8 @@ def test_rank_front_and_optuna_list_the_brute_force_front(tmp_path):
     from optuna.trial import TrialState, create_trial
 
     from hqsearch.analysis.pareto import rank_front
-    from hqsearch.study.points import ORIGIN_ATTR, add_point
+    from hqsearch.study.attrs import ORIGIN_ATTR
+    from hqsearch.study.points import add_point
 
     url = f"sqlite:///{tmp_path / 's.db'}"
     study = optuna.create_study(study_name="brute", storage=url, directions=["maximize", "minimize"])

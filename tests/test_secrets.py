@@ -13,7 +13,9 @@ from sqlalchemy.engine import make_url
 
 from hqsearch.cli import main
 from hqsearch.config.schema import parse_config
-from hqsearch.study.storage import CONFIG_ATTR, StudyError, load_existing, open_study, shown_url, stored_form
+from hqsearch.study.attrs import CONFIG_ATTR
+from hqsearch.study.optuna_private import storage_of
+from hqsearch.study.storage import StudyError, load_existing, open_study, shown_url, stored_form
 
 PASSWORD = "pw-9Zq4xK7s"
 
@@ -69,7 +71,7 @@ def test_no_password_reaches_the_study_the_log_or_the_files(postgres_url, tmp_pa
 
     study = load_existing(url, name)
     assert study.user_attrs[CONFIG_ATTR]["study"]["storage"] == shown_url(url) != url
-    stored = [study.user_attrs, study._storage.get_study_system_attrs(study._study_id)]
+    stored = [study.user_attrs, storage_of(study).get_study_system_attrs(study._study_id)]
     stored += [x for t in study.get_trials(deepcopy=False) for x in (t.user_attrs, t.system_attrs, t.params)]
     assert study.get_trials(deepcopy=False)
     for attrs in stored:

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from slurm_cluster import cmdline, cpus, describe, free_port, installed, processes, slurm, wait_gone
 from test_faults import wait_for
 
-from hqsearch.study.orphans import DRIVER_ATTR
+from hqsearch.study.attrs import DRIVER_ATTR
 from hqsearch.study.storage import load_existing
 
 SCRIPT = Path(__file__).parents[1] / "docker" / "slurm" / "hqsearch.sbatch"

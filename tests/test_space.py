@@ -3,7 +3,8 @@ import optuna
 from hqsearch.config.schema import parse_config
 from hqsearch.search.continuation import Starts
 from hqsearch.search.space import opening_ramp, suggest
-from hqsearch.study.points import ORIGIN_ATTR, Origin
+from hqsearch.study.attrs import ORIGIN_ATTR
+from hqsearch.study.points import Origin
 
 
 def sample(raw_space: dict, synthesis: dict | None = None, n: int = 30):

@@ -11,8 +11,9 @@ import pytest
 from conftest import tiny_raw
 
 from hqsearch.config.schema import parse_config
-from hqsearch.pipeline.stopping import BINS, CURVE_KEY, Outlook, Staircase, closed_after, curve, learn, share_bin
 from hqsearch.search.ledger import Ledger
+from hqsearch.search.stopping import BINS, Outlook, Staircase, closed_after, curve, learn, share_bin
+from hqsearch.study.attrs import CURVE_KEY
 
 
 def test_the_gap_is_the_distance_below_the_best_accuracy_at_or_below_that_cost():

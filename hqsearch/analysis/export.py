@@ -17,29 +17,30 @@ from pathlib import Path
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
-from optuna.artifacts._list_artifact_meta import ArtifactMeta
 from optuna.trial import FrozenTrial, TrialState
 
 from hqsearch.backends.hls import vivado_hls_options, write_vitis_options
 from hqsearch.config.schema import StudyConfig, SynthesisSection
 from hqsearch.exceptions import ConfigError, StudyError
 from hqsearch.pipeline.trial import BUILD_DIRS
-from hqsearch.search.fidelity import ESTIMATE_KEY
-from hqsearch.search.front import SKIPPED_ATTR_KEY
 from hqsearch.search.space import hls4ml_settings
-from hqsearch.study.points import (
+from hqsearch.study.attrs import (
     ARTIFACTS_ATTR,
     BETA_ATTR,
     CONTINUES_ATTR,
     EPOCH_ATTR,
+    ESTIMATE_KEY,
     MEASURES_ATTR,
     MODEL_ARTIFACT_ATTR,
     PARENT_ATTR,
-    TRAINING_FILES,
-    Origin,
-    lineage,
-    origin,
+    SKIPPED_ATTR_KEY,
+    info_of,
+    metrics_of,
+    params_of,
+    sources_of,
 )
+from hqsearch.study.optuna_private import ArtifactMeta, storage_of
+from hqsearch.study.points import TRAINING_FILES, Origin, lineage, origin
 
 MODEL = "model.keras"
 
@@ -67,7 +68,7 @@ def export_point(study: optuna.Study, cfg: StudyConfig, number: int, out: Path) 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"--out {out}: exists and is not an empty folder; nothing was written there")
-    point_cfg = cfg.with_synthesis(**hls4ml_settings(t.user_attrs.get("params") or {}))
+    point_cfg = cfg.with_synthesis(**hls4ml_settings(params_of(t.user_attrs)))
     store = FileSystemArtifactStore(str(cfg.study.artifact_path))
 
     created = not out.exists()
@@ -106,7 +107,7 @@ def _source_point(trials: list[FrozenTrial], t: FrozenTrial) -> FrozenTrial:
 
 def _estimated(trials: list[FrozenTrial], t: FrozenTrial) -> str | None:
     """For a point told with its estimate: that its numbers are alkaid's, and which trial measured it later."""
-    skipped = t.user_attrs.get("info", {}).get(SKIPPED_ATTR_KEY)
+    skipped = info_of(t.user_attrs).get(SKIPPED_ATTR_KEY)
     if skipped is None:
         return None
     later = [x.number for x in trials if x.user_attrs.get(MEASURES_ATTR) == t.number and x.state == TrialState.COMPLETE]
@@ -126,14 +127,14 @@ def _fetch(store: FileSystemArtifactStore, artifact_id: str | None, path: Path, 
 
 def _metas(study: optuna.Study, owner: FrozenTrial | optuna.Study) -> list[ArtifactMeta]:
     # a FrozenTrial's artifacts are read through its study's storage, as Optuna's own docs do
-    return get_all_artifact_meta(owner, storage=study._storage)
+    return get_all_artifact_meta(owner, storage=storage_of(study))
 
 
 def _stored_build(study: optuna.Study, t: FrozenTrial) -> ArtifactMeta | None:
     """The packed build folder the study stored for this point, if any: a training's are artifacts of its
     trial, a later measurement's are study artifacts it names; harvested candidates store only their model."""
     archives = {f"{name}.tar.gz" for name in BUILD_DIRS if name != "rtl_sim"}
-    if origin(t) is Origin.TRAINING and not t.user_attrs.get("info", {}).get(SKIPPED_ATTR_KEY):
+    if origin(t) is Origin.TRAINING and not info_of(t.user_attrs).get(SKIPPED_ATTR_KEY):
         metas = _metas(study, t)
     elif origin(t) is Origin.SYNTHESIS:
         ids = set(t.user_attrs.get(ARTIFACTS_ATTR) or ())
@@ -161,7 +162,7 @@ def _why_rebuilt(t: FrozenTrial, syn: SynthesisSection) -> str:
     kind = origin(t)
     if syn.backend == "estimate":
         return "the study's backend is the estimate, which builds no firmware"
-    if (skipped := t.user_attrs.get("info", {}).get(SKIPPED_ATTR_KEY)) is not None:
+    if (skipped := info_of(t.user_attrs).get(SKIPPED_ATTR_KEY)) is not None:
         return f"the study did not synthesise this point ({skipped})"
     if kind is Origin.HARVEST:
         parent = t.user_attrs.get(PARENT_ATTR)
@@ -173,25 +174,25 @@ def _why_rebuilt(t: FrozenTrial, syn: SynthesisSection) -> str:
 
 def _rebuild(syn: SynthesisSection, t: FrozenTrial, model_path: Path, out: Path) -> Exported:
     """The point's firmware from its stored model: its traced design written as the backend writes it."""
-    from hqsearch.backends import Design, uses_hls4ml
-    from hqsearch.backends.estimate import estimate
-    from hqsearch.backends.rtl import write_rtl
+    from hqsearch.backends import Design, estimate_backend, get_backend, uses_hls4ml
     from hqsearch.firmware.emulate import load_model, trace
+    from hqsearch.firmware.rtl import write_rtl
 
     try:
         model = load_model(model_path)
     except Exception as err:  # Keras raises many types for a file it cannot read
         raise StudyError(f"trial {t.number}'s stored model cannot be loaded ({type(err).__name__}: {err})") from None
     comb = trace(model, syn)
+    backend = get_backend(syn.backend)
     if uses_hls4ml(syn):
         from hqsearch.firmware.hls_project import hls_write
 
         firmware = out / "hls4ml_prj"
-        hls_write(model, syn, firmware)
+        hls_write(model, syn, firmware, backend.hls4ml_backend)
     else:  # the backend's flavour of alkaid's RTL (the estimate backend: as Vivado would build it)
-        firmware = write_rtl(comb, syn, out / "rtl")
-    recorded = (t.user_attrs.get("info", {}).get(ESTIMATE_KEY) or {}).get("luts")
-    now = estimate(Design(model, comb, 0.0), syn)["estimated_luts"]
+        firmware = write_rtl(comb, syn, out / "rtl", fuses_adders=backend.fuses_adders)
+    recorded = (info_of(t.user_attrs).get(ESTIMATE_KEY) or {}).get("luts")
+    now = estimate_backend(syn).synthesize(Design(model, comb, 0.0), syn, out).metrics["estimated_luts"]
     if recorded is None:
         check = f"The study recorded no estimate to compare with; alkaid estimates the rebuilt design at {now:,.0f}"
     elif now == recorded:
@@ -255,15 +256,15 @@ def _metrics_file(
     study: optuna.Study, trials: list[FrozenTrial], t: FrozenTrial, syn: SynthesisSection, result: Exported
 ) -> Path:
     attrs = t.user_attrs
-    sources = attrs.get("sources", {})
-    info = attrs.get("info", {})
+    sources = sources_of(attrs)
+    info = info_of(attrs)
     doc = {
         "study": study.study_name,
         "trial": t.number,
         "origin": origin(t).value,
         "lineage": _chain(trials, t),
         "objectives": dict(zip(study.metric_names or [], t.values or [], strict=False)),
-        "metrics": {m: {"value": v, "source": sources.get(m, "unknown")} for m, v in attrs.get("metrics", {}).items()},
+        "metrics": {m: {"value": v, "source": sources.get(m, "unknown")} for m, v in metrics_of(attrs).items()},
         "params": attrs.get("params"),
         "synthesis": {k: getattr(syn, k) for k in _SETTINGS},
         "firmware": {
@@ -301,7 +302,7 @@ def _readme(
 ) -> Path:
     """`source` is the point whose training made the design: `t` itself, or the one a later measurement measured."""
     attrs, syn = t.user_attrs, cfg.synthesis
-    metrics, sources, info = attrs.get("metrics", {}), attrs.get("sources", {}), attrs.get("info", {})
+    metrics, sources, info = metrics_of(attrs), sources_of(attrs), info_of(attrs)
     rows = "\n".join(f"| {m} | {v:,.6g} | {sources.get(m, 'unknown')} |" for m, v in metrics.items())
     what = _what(t) + (f" ({_what(source)})" if source is not t else "")
     if origin(source) is Origin.IMPORT:
@@ -355,7 +356,7 @@ Where it comes from: {result.firmware_from}.
 def _training_lines(source: FrozenTrial, trials: list[FrozenTrial], cfg: StudyConfig) -> str:
     """How the training that made the point ran; a harvested point was taken from it at an earlier epoch."""
     trainer = _trainer(trials, source) or source
-    p, info = trainer.user_attrs.get("params") or {}, trainer.user_attrs.get("info", {})
+    p, info = params_of(trainer.user_attrs), info_of(trainer.user_attrs)
     ramp = f", ramped log-linearly from {p['beta_start']:.3g}" if p.get("beta_start") else ""
     hold = f" after {p['hold']} epochs at the start" if p.get("hold") else ""
     t = cfg.training

@@ -11,8 +11,20 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from hqsearch.config.metrics import METRICS, Direction
-from hqsearch.search.front import SKIPPED_ATTR_KEY, measured_front, meets_constraints, stands
-from hqsearch.study.points import EPOCH_ATTR, MEASURES_ATTR, PARENT_ATTR, SOURCE_ATTR, Origin, lineage, origin
+from hqsearch.search.front import measured_front, meets_constraints, stands
+from hqsearch.study.attrs import (
+    EPOCH_ATTR,
+    MEASURES_ATTR,
+    PARENT_ATTR,
+    SKIPPED_ATTR_KEY,
+    SOURCE_ATTR,
+    info_of,
+    metrics_of,
+    params_of,
+    sources_of,
+    timings_of,
+)
+from hqsearch.study.points import Origin, lineage, origin
 
 
 def objective_names(study: optuna.Study) -> list[str]:
@@ -24,28 +36,28 @@ def _row(t: FrozenTrial, names: list[str]) -> dict:
     row: dict = {"trial": t.number, "state": t.state.name, "origin": kind.value}
     if t.values is not None:
         row.update(zip(names, t.values, strict=True))
-    metrics = t.user_attrs.get("metrics", {})
+    metrics = metrics_of(t.user_attrs)
     row.update({k: metrics[k] for k in METRICS if k in metrics and k not in row})  # in the registry's order
     done = t.state == TrialState.COMPLETE
     row["feasible"] = meets_constraints(t.constraints, estimates=True) if done else None  # the study's constraints
     row["stands"] = stands(t)  # may stand on the measured front: feasible and measured
-    for k, v in t.user_attrs.get("params", {}).items():
+    for k, v in params_of(t.user_attrs).items():
         if k != "notes":
             row[f"param_{k}"] = "-".join(map(str, v)) if isinstance(v, list) else v
-    row["mismatches"] = t.user_attrs.get("info", {}).get("mismatches")
-    row["luts_source"] = t.user_attrs.get("sources", {}).get("luts")
-    skipped = t.user_attrs.get("info", {}).get(SKIPPED_ATTR_KEY)
+    row["mismatches"] = info_of(t.user_attrs).get("mismatches")
+    row["luts_source"] = sources_of(t.user_attrs).get("luts")
+    skipped = info_of(t.user_attrs).get(SKIPPED_ATTR_KEY)
     row["synthesised"] = not skipped  # False: told with the alkaid estimate (see `fidelity`)
     row["skipped_because"] = skipped or None
     row["measures"] = t.user_attrs.get(MEASURES_ATTR)  # a later synthesis: the point it measured
-    row.update({f"time_{k}_s": v for k, v in t.user_attrs.get("timings", {}).items()})
+    row.update({f"time_{k}_s": v for k, v in timings_of(t.user_attrs).items()})
     row["duration_s"] = t.duration.total_seconds() if t.duration else None
     row["error"] = t.user_attrs.get("error")
     row["parent"] = t.user_attrs.get(PARENT_ATTR)
     row["epoch"] = t.user_attrs.get(EPOCH_ATTR)
     row["source"] = t.user_attrs.get(SOURCE_ATTR)
     # training cost: a training's epochs; its harvested and imported points cost none
-    row["epochs"] = t.user_attrs.get("info", {}).get("epochs", 0) if kind is Origin.TRAINING else 0
+    row["epochs"] = info_of(t.user_attrs).get("epochs", 0) if kind is Origin.TRAINING else 0
     row["completed"] = t.datetime_complete.timestamp() if t.datetime_complete else None
     return row
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hqsearch.backends.base import Backend, Design, SynthResult
 from hqsearch.backends.estimate import ESTIMATED, EstimateBackend
@@ -20,7 +21,10 @@ from hqsearch.backends.tools import SynthError
 from hqsearch.backends.vivado_rtl import VivadoRTLBackend
 from hqsearch.backends.yosys import YosysBackend
 from hqsearch.config.schema import SynthesisSection
-from hqsearch.search.fidelity import FAMILY_KEY
+from hqsearch.study.attrs import FAMILY_KEY
+
+if TYPE_CHECKING:
+    import keras
 
 BACKENDS: dict[str, type[Backend]] = {
     "estimate": EstimateBackend,
@@ -33,6 +37,19 @@ BACKENDS: dict[str, type[Backend]] = {
 
 def get_backend(name: str) -> Backend:
     return BACKENDS[name]()
+
+
+def build_design(model: keras.Model, ebops: float, cfg: SynthesisSection, workdir: Path) -> Design:
+    """Trace the model, and build what the backend needs besides (the HLS backends' hls4ml project)."""
+    from hqsearch.firmware.emulate import trace
+
+    comb = trace(model, cfg)
+    return Design(model, comb, ebops, get_backend(cfg.backend).prepare(model, cfg, workdir))
+
+
+def estimate_backend(cfg: SynthesisSection) -> EstimateBackend:
+    """The estimate of the design the configured backend builds (with or without fused adders)."""
+    return EstimateBackend(get_backend(cfg.backend).fuses_adders)
 
 
 def uses_hls4ml(cfg: SynthesisSection) -> bool:
@@ -57,7 +74,7 @@ def measure(
     """The design's estimate, then the configured backend unless `skip(estimate)` gives a reason not to.
     With `family` (the search chooses hls4ml settings), the estimate carries the design's settings, whose
     measurements follow lines of their own (see `fidelity`)."""
-    cheap = EstimateBackend().synthesize(design, cfg, workdir)
+    cheap = estimate_backend(cfg).synthesize(design, cfg, workdir)
     family = {FAMILY_KEY: hls4ml_family(cfg)} if family and uses_hls4ml(cfg) else {}
     if cfg.backend == "estimate":
         result = cheap
@@ -77,4 +94,15 @@ def measure(
     return replace(result, metrics=metrics, sources=sources, estimate=estimate)
 
 
-__all__ = ["BACKENDS", "Backend", "Design", "SynthError", "SynthResult", "get_backend", "measure", "uses_hls4ml"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "Design",
+    "SynthError",
+    "SynthResult",
+    "build_design",
+    "estimate_backend",
+    "get_backend",
+    "measure",
+    "uses_hls4ml",
+]

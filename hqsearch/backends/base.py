@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+from hqsearch.backends.cache import DesignCache
 from hqsearch.config.schema import SynthesisSection
 
 
@@ -83,13 +84,11 @@ class Backend:
     def synthesize(
         self, design: Design, cfg: SynthesisSection, workdir: Path, timeout: float | None = None
     ) -> SynthResult:
-        from hqsearch.backends.cache import DesignCache
-
         project = self.write(design, cfg, workdir)
         key = self.cache_key(project, cfg)
         cache = DesignCache(cfg.design_cache_dir) if cfg.cache else None
         if cache is not None and (hit := cache.get(key)) is not None:
-            return hit
+            return SynthResult(**hit, cache_key=key, cache_hit=True)
         code, log = self.build(project, cfg, timeout)
         result = self.read(project, cfg, log, code)
         result = replace(result, cache_key=key, details={**project.details, **result.details, "exit_code": code})

@@ -19,8 +19,11 @@ import tempfile
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from hqsearch.backends.base import SynthResult
+if TYPE_CHECKING:
+    from hqsearch.backends.base import SynthResult
+
 
 PACKAGE = Path(__file__).resolve().parents[1]  # hqsearch/
 # hqsearch's sources that decide a cached number, relative to the package: the firmware (tracing, emulation)
@@ -74,19 +77,18 @@ class DesignCache:
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
 
-    def get(self, key: str) -> SynthResult | None:
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The stored part of a result (metrics, sources, tool, details), or None."""
         try:
             data = json.loads(self._path(key).read_text())
         except (OSError, json.JSONDecodeError):
             return None
-        return SynthResult(
-            metrics=data["metrics"],
-            sources=data["sources"],
-            tool=data["tool"],
-            cache_key=key,
-            cache_hit=True,
-            details=data.get("details", {}),
-        )
+        return {
+            "metrics": data["metrics"],
+            "sources": data["sources"],
+            "tool": data["tool"],
+            "details": data.get("details", {}),
+        }
 
     def put(self, key: str, result: SynthResult) -> None:
         path = self._path(key)

@@ -100,7 +100,7 @@ class HLSBackend(Backend):
     def prepare(self, model: Any, cfg: SynthesisSection, folder: Path) -> Any:
         from hqsearch.firmware.hls_project import hls_project
 
-        return hls_project(model, cfg, Path(folder) / "hls4ml_prj")
+        return hls_project(model, cfg, Path(folder) / "hls4ml_prj", self.hls4ml_backend)
 
     def _exe(self) -> str:
         exe = shutil.which(self.executable)

@@ -10,10 +10,10 @@ from typing import Protocol
 
 from hqsearch.config.schema import StudyConfig
 from hqsearch.pipeline.preflight import Ready
-from hqsearch.pipeline.stopping import Outlook
 from hqsearch.pipeline.trial import TrialOutcome
 from hqsearch.search.fidelity import Gate
 from hqsearch.search.space import TrialParams
+from hqsearch.search.stopping import Outlook
 
 # Seconds an executor waits past the synth stage's limit before it kills the worker itself: inside, the
 # trial kills its tool at the limit and fails with the tool's name, which says more than a killed worker.

@@ -39,14 +39,19 @@ def load_model(path: Path) -> keras.Model:
     return keras.models.load_model(path, compile=False)
 
 
+def quantized_layers(model: keras.Model) -> list:
+    """The model's HGQ2 layers: what alkaid and hls4ml turn into bit-exact firmware."""
+    from hgq.layers import QLayerBase
+
+    return [layer for layer in model._flatten_layers() if isinstance(layer, QLayerBase)]
+
+
 def trace(model: keras.Model, cfg: SynthesisSection):
     """The model as combinational logic (`alkaid.types.CombLogic`), traced by alkaid's Keras tracer with
     HGQ2's layers (HGQ2 registers them as an `alkaid_keras` plugin)."""
     from alkaid.converter import trace_model
     from alkaid.trace import HWConfig
     from alkaid.trace import trace as comb_trace
-
-    from hqsearch.pipeline.model import quantized_layers
 
     if not quantized_layers(model):
         raise FirmwareError(f"model {model.name!r} has no HGQ2 quantized layers (hgq.layers.Q*): nothing to trace")
@@ -90,7 +95,7 @@ def emulate(comb, model: keras.Model, x: np.ndarray, y: np.ndarray) -> Emulation
 
 def score(firmware_out: np.ndarray, model: keras.Model, x: np.ndarray, y: np.ndarray) -> Emulation:
     """Accuracy of firmware outputs next to the Keras model's, and where the two differ."""
-    from hqsearch.pipeline.train import one_batch
+    from hqsearch.keras_backend import one_batch
 
     fw = firmware_out.reshape(len(x), -1)
     ref = np.asarray(model.predict(x, verbose=0, batch_size=one_batch(len(x)))).reshape(len(x), -1)
@@ -102,14 +107,6 @@ def score(firmware_out: np.ndarray, model: keras.Model, x: np.ndarray, y: np.nda
         mismatches=int((fw.astype(ref.dtype) != ref).sum()),
         n_outputs=int(fw.size),
     )
-
-
-def build_design(model: keras.Model, ebops: float, cfg: SynthesisSection, workdir: Path):
-    """Trace the model, and build what the backend needs besides (the HLS backends' hls4ml project)."""
-    from hqsearch.backends import Design, get_backend
-
-    comb = trace(model, cfg)
-    return Design(model, comb, ebops, get_backend(cfg.backend).prepare(model, cfg, workdir))
 
 
 def emulate_hls(hls_model, model: keras.Model, x: np.ndarray, y: np.ndarray) -> Emulation:
@@ -139,7 +136,7 @@ def verilator_problem() -> str | None:
     return None
 
 
-def verify_rtl(comb, cfg: SynthesisSection, out_dir: Path, x: np.ndarray) -> int:
+def verify_rtl(comb, cfg: SynthesisSection, out_dir: Path, x: np.ndarray, *, fuses_adders: bool) -> int:
     """Simulate the written Verilog with Verilator on `x`; returns the outputs that differ from alkaid's emulation.
 
     alkaid's emulation runs the traced logic; this runs the RTL text that synthesis will read, so it also
@@ -147,9 +144,9 @@ def verify_rtl(comb, cfg: SynthesisSection, out_dir: Path, x: np.ndarray) -> int
     """
     if problem := verilator_problem():
         raise FirmwareError(problem)
-    from hqsearch.backends.rtl import rtl_model
+    from hqsearch.firmware.rtl import rtl_model
 
-    rtl = rtl_model(comb, cfg, out_dir)
+    rtl = rtl_model(comb, cfg, out_dir, fuses_adders=fuses_adders)
     try:
         rtl.compile(nproc=1)
     except RuntimeError as err:

@@ -22,21 +22,16 @@ if TYPE_CHECKING:
 HLS_STRATEGIES = {"latency": "Latency", "resource": "Resource", "distributed_arithmetic": "distributed_arithmetic"}
 
 
-def hls_write(model: keras.Model, cfg: SynthesisSection, out_dir: Path):
+def hls_write(model: keras.Model, cfg: SynthesisSection, out_dir: Path, hls4ml_backend: str):
     """The model as a written (not compiled) hls4ml project with the pragma fix-ups applied.
 
     Precisions are not passed: hls4ml takes HGQ2's quantizers and propagates them bit-exactly.
+    `hls4ml_backend` is hls4ml's name for the backend (`HLSBackend.hls4ml_backend`).
     """
     import os
 
     import hls4ml
 
-    from hqsearch.backends import get_backend
-    from hqsearch.backends.hls import HLSBackend
-
-    backend = get_backend(cfg.backend)
-    if not isinstance(backend, HLSBackend):
-        raise FirmwareError(f"synthesis.backend {cfg.backend!r} has no hls4ml project; use vivado or vitis")
     if cfg.strategy == "distributed_arithmetic" and cfg.reuse_factor != 1:
         raise FirmwareError(
             f"synthesis.strategy 'distributed_arithmetic' needs reuse_factor 1 in hls4ml, got {cfg.reuse_factor}"
@@ -50,7 +45,7 @@ def hls_write(model: keras.Model, cfg: SynthesisSection, out_dir: Path):
         hls = hls4ml.converters.convert_from_keras_model(
             model,
             output_dir=str(out_dir),
-            backend=backend.hls4ml_backend,
+            backend=hls4ml_backend,
             io_type=cfg.io_type,
             part=cfg.part,
             clock_period=cfg.clock_period,
@@ -74,13 +69,13 @@ def hls_write(model: keras.Model, cfg: SynthesisSection, out_dir: Path):
     return hls
 
 
-def hls_project(model: keras.Model, cfg: SynthesisSection, out_dir: Path):
+def hls_project(model: keras.Model, cfg: SynthesisSection, out_dir: Path, hls4ml_backend: str):
     """The model as a written, compiled hls4ml project (a ModelGraph) for the Vivado or Vitis HLS backend.
 
     `compile()` (g++, about a minute) rewrites the project before it builds the emulation library, so
     the pragma fix-ups are applied again afterwards; g++ ignores HLS pragmas, the library is the same.
     """
-    hls = hls_write(model, cfg, out_dir)
+    hls = hls_write(model, cfg, out_dir, hls4ml_backend)
     try:
         hls.compile()
     except Exception as err:

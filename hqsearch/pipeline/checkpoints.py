@@ -25,16 +25,8 @@ from hqsearch.exceptions import ConfigError
 from hqsearch.pipeline.data import Dataset
 from hqsearch.pipeline.trial import evaluate, synth_one
 from hqsearch.search.front import constraint_values
-from hqsearch.study.points import (
-    EPOCH_ATTR,
-    MODEL_ARTIFACT_ATTR,
-    ORIGIN_ATTR,
-    SHA_ATTR,
-    SOURCE_ATTR,
-    Origin,
-    add_point,
-    origin,
-)
+from hqsearch.study.attrs import EPOCH_ATTR, MODEL_ARTIFACT_ATTR, ORIGIN_ATTR, SHA_ATTR, SOURCE_ATTR
+from hqsearch.study.points import Origin, add_point, origin
 from hqsearch.study.storage import artifact_store, open_study
 
 _EPOCH = re.compile(r"epoch=(\d+)")  # HGQ2 ParetoFront's file names: epoch=123_val_accuracy=..._ebops=...

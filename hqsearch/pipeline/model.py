@@ -20,6 +20,7 @@ import keras
 
 from hqsearch.config.schema import ModelSection
 from hqsearch.exceptions import ModelError
+from hqsearch.firmware.emulate import quantized_layers
 from hqsearch.search.space import TrialParams
 
 WEIGHT_AXES: dict[str, dict[str, tuple[int, ...]]] = {
@@ -103,13 +104,6 @@ def _callable(cfg: ModelSection, params: TrialParams, input_shape: tuple[int, ..
 
 
 _BUILDERS = {"mlp": _mlp, "conv": _conv, "callable": _callable}
-
-
-def quantized_layers(model: keras.Model) -> list:
-    """The model's HGQ2 layers: what alkaid and hls4ml turn into bit-exact firmware."""
-    from hgq.layers import QLayerBase
-
-    return [layer for layer in model._flatten_layers() if isinstance(layer, QLayerBase)]
 
 
 def build_model(cfg: ModelSection, params: TrialParams, input_shape: tuple[int, ...], n_classes: int) -> keras.Model:

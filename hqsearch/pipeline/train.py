@@ -16,9 +16,10 @@ import keras
 import numpy as np
 
 from hqsearch.config.schema import TrainingSection
+from hqsearch.keras_backend import one_batch
 from hqsearch.pipeline.data import Dataset
-from hqsearch.pipeline.stopping import Outlook
 from hqsearch.search.space import TrialParams
+from hqsearch.search.stopping import Outlook
 
 
 @dataclass(frozen=True)
@@ -58,15 +59,6 @@ def beta_callbacks(cfg: TrainingSection, params: TrialParams) -> list[keras.call
         points += [(min(params.hold, last - 1), start, "log"), (last, beta, "constant")]
         return [BetaScheduler(PieceWiseSchedule(points))]
     return []  # constant: beta0 was set when the layers were built
-
-
-# rows: a split up to this size is scored (validation) or calibrated in one batch, so in one compiled shape
-ONE_BATCH = 65536
-
-
-def one_batch(rows: int) -> int | None:
-    """The batch size that takes a split of `rows` in one batch (None, Keras's default, for an empty one)."""
-    return min(rows, ONE_BATCH) or None
 
 
 class Batches(keras.utils.PyDataset):
@@ -196,7 +188,7 @@ def calibrate(model: keras.Model, x: np.ndarray) -> float:
 
 def saved_ebops(model: keras.Model) -> float:
     """EBOPs as stored in the model's layers: the last calibration's, for a checkpoint loaded from disk."""
-    from hqsearch.pipeline.model import quantized_layers
+    from hqsearch.firmware.emulate import quantized_layers
 
     return float(
         sum(float(keras.ops.convert_to_numpy(layer._ebops)) for layer in quantized_layers(model) if layer.enable_ebops)

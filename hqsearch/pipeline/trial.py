@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from hqsearch.config.schema import StudyConfig
-from hqsearch.pipeline.stopping import CURVE_KEY, Outlook
-from hqsearch.search.fidelity import ESTIMATE_KEY, Gate
-from hqsearch.search.front import SKIPPED_ATTR_KEY
+from hqsearch.search.fidelity import Gate
 from hqsearch.search.space import TrialParams
+from hqsearch.search.stopping import Outlook
+from hqsearch.study.attrs import CURVE_KEY, ESTIMATE_KEY, SKIPPED_ATTR_KEY
 
 _PACKAGES = ("hqsearch", "hgq2", "alkaid", "keras", "optuna")
 
@@ -148,8 +148,8 @@ def train_stage(
     from hqsearch.pipeline.data import load_dataset
     from hqsearch.pipeline.harvest import InRunFront, thin
     from hqsearch.pipeline.model import build_model
-    from hqsearch.pipeline.stopping import curve
     from hqsearch.pipeline.train import StopWhenBehind, StopWhenCollapsed, calibrate, epochs_of, train
+    from hqsearch.search.stopping import curve
 
     cfg = cfg.with_synthesis(**params.hls4ml)
     trial_dir.mkdir(parents=True, exist_ok=True)
@@ -252,7 +252,7 @@ def _continue(model, start_from: Path, data) -> dict:
         raise FileNotFoundError(f"the checkpoint to continue from is gone: {start_from}")
     import numpy as np
 
-    from hqsearch.pipeline.train import one_batch
+    from hqsearch.keras_backend import one_batch
 
     model.set_weights(load_model(start_from).get_weights())
     logits = model.predict(data.x_val, verbose=0, batch_size=one_batch(len(data.x_val)))
@@ -262,8 +262,8 @@ def _continue(model, start_from: Path, data) -> dict:
 def evaluate(cfg: StudyConfig, model, ebops: float, data, model_path: Path, folder: Path) -> Trained:
     """A calibrated model's design and its accuracy on the firmware emulation, on both splits; the model
     is saved at `model_path` first. The objectives use the validation split; the test split is recorded."""
-    from hqsearch.backends import uses_hls4ml
-    from hqsearch.firmware.emulate import build_design, emulate
+    from hqsearch.backends import build_design, uses_hls4ml
+    from hqsearch.firmware.emulate import emulate
 
     model.save(model_path)
     design = build_design(model, ebops, cfg.synthesis, folder)
@@ -277,9 +277,11 @@ def evaluate(cfg: StudyConfig, model, ebops: float, data, model_path: Path, fold
     val, test = run(data.x_val, data.y_val), run(data.x_test, data.y_test)
     rtl_mismatches = None
     if cfg.synthesis.verify_rtl and not hls:
+        from hqsearch.backends import get_backend
         from hqsearch.firmware.emulate import verify_rtl
 
-        rtl_mismatches = verify_rtl(design.comb, cfg.synthesis, folder / "rtl_sim", data.x_test)
+        fuses = get_backend(cfg.synthesis.backend).fuses_adders
+        rtl_mismatches = verify_rtl(design.comb, cfg.synthesis, folder / "rtl_sim", data.x_test, fuses_adders=fuses)
 
     out = TrialOutcome(files=[str(model_path)])
     out.metrics = {
@@ -408,7 +410,8 @@ def synth_later(
 
 
 def _rebuild_design(cfg: StudyConfig, trained: Trained, folder: Path):
-    from hqsearch.firmware.emulate import build_design, load_model
+    from hqsearch.backends import build_design
+    from hqsearch.firmware.emulate import load_model
 
     path = trained.model_path
     if trained.model_bytes is not None:

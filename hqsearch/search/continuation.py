@@ -34,16 +34,18 @@ from hqsearch.config.schema import FloatRange, IntRange, StudyConfig
 from hqsearch.search.front import Front, dominates, meets_constraints, nondominated, signed
 from hqsearch.search.hypervolume import in_box, resolve
 from hqsearch.search.space import ARCHITECTURE
-from hqsearch.study.points import (
+from hqsearch.study.attrs import (
     BETA_ATTR,
     CONTINUES_ATTR,
     MEASURES_ATTR,
     MODEL_ARTIFACT_ATTR,
     PARENT_ATTR,
     START_FAILED_ATTR,
-    Origin,
-    origin,
+    info_of,
+    metrics_of,
+    params_of,
 )
+from hqsearch.study.points import Origin, origin
 
 # continuations from one point at most: a gap that two ramps from its upper side did not fill is not
 # filled from there (in the search_quality benchmark one point was tried nine times, 35 epochs each)
@@ -65,10 +67,10 @@ def start_of(t: FrozenTrial) -> Start | None:
     artifact = t.user_attrs.get(MODEL_ARTIFACT_ATTR)
     if t.state != TrialState.COMPLETE or origin(t) is Origin.IMPORT or artifact is None:
         return None
-    info = t.user_attrs.get("info", {})
+    info = info_of(t.user_attrs)
     beta = t.user_attrs.get(BETA_ATTR) if origin(t) is not Origin.TRAINING else info.get("final_beta")
     if beta is None:
-        beta = (t.user_attrs.get("params") or {}).get("beta")
+        beta = params_of(t.user_attrs).get("beta")
     return Start(t.number, artifact, beta, {k: v for k, v in t.params.items() if k in ARCHITECTURE})
 
 
@@ -82,7 +84,7 @@ def gains(points: list[FrozenTrial], cfg: StudyConfig, step: float = 0.05) -> di
 
 
 def _frame(points: list[FrozenTrial]) -> pd.DataFrame:
-    return pd.DataFrame([{**t.user_attrs.get("metrics", {}), "trial": t.number} for t in points])
+    return pd.DataFrame([{**metrics_of(t.user_attrs), "trial": t.number} for t in points])
 
 
 @dataclass(frozen=True)
@@ -223,14 +225,14 @@ class Starts:
                 self.children[self.measured_as.get(parent, parent)] += 1
             if continued or self.started >= self.cfg.training.continuation.startup:
                 kind = self.kind[t.number] = "continued" if continued else "fresh"
-                self.spent[kind] += int(t.user_attrs.get("info", {}).get("epochs", 0))
+                self.spent[kind] += int(info_of(t.user_attrs).get("epochs", 0))
             self.started += 1
         if origin(t) is Origin.SYNTHESIS and (estimated := t.user_attrs.get(MEASURES_ATTR)) is not None:
             self._replace(estimated, t.number)
         start = start_of(t)
         if start is None or not meets_constraints(t.constraints, estimates=True):
             return
-        metrics = t.user_attrs.get("metrics", {})
+        metrics = metrics_of(t.user_attrs)
         row = np.array([metrics.get(m, np.nan) for m in self.metrics], dtype=float)
         if np.isnan(row).any():
             return

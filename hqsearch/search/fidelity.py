@@ -29,6 +29,7 @@ import numpy as np
 
 from hqsearch.config.schema import Constraint, StudyConfig
 from hqsearch.search.front import dominates, is_skipped, signed
+from hqsearch.study.attrs import ESTIMATE_KEY, FAMILY_KEY, info_of, metrics_of
 
 if TYPE_CHECKING:  # the gate itself travels to workers that need no Optuna
     from optuna.trial import FrozenTrial
@@ -37,8 +38,6 @@ if TYPE_CHECKING:  # the gate itself travels to workers that need no Optuna
 NOT_SYNTHESISED = frozenset(
     {"accuracy", "float_accuracy", "test_accuracy", "test_float_accuracy", "ebops", "estimated_luts", "estimated_ffs"}
 )
-ESTIMATE_KEY = "estimate"  # in a point's `info`: the estimate backend's numbers for its design
-FAMILY_KEY = "hls4ml"  # in such an estimate: the design's hls4ml settings, for the HLS backends
 DEFERRED = "deferred: it could reach the measured front; measured once the study's trainings are done, if it still can"
 
 
@@ -236,7 +235,7 @@ def syntheses(trials: Iterable[FrozenTrial]) -> Syntheses:
     for t in trials:
         if t.state != TrialState.COMPLETE:
             continue
-        info = t.user_attrs.get("info", {})
+        info = info_of(t.user_attrs)
         if is_skipped(t):
             skipped += 1
         elif (tool := info.get("synth_tool")) and "estimate" not in str(tool):  # a tool ran: no alkaid/da4ml estimate
@@ -267,5 +266,5 @@ def gate(cfg: StudyConfig, trials: Iterable[FrozenTrial]) -> Gate | None:
         return None
     for t in trials:
         if t.state == TrialState.COMPLETE and not is_skipped(t):
-            g.add(t.user_attrs.get("metrics", {}), t.user_attrs.get("info", {}).get(ESTIMATE_KEY), f"trial #{t.number}")
+            g.add(metrics_of(t.user_attrs), info_of(t.user_attrs).get(ESTIMATE_KEY), f"trial #{t.number}")
     return g

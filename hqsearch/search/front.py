@@ -24,18 +24,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hqsearch.study.attrs import SKIPPED_ATTR_KEY, UNMEASURED, info_of
+
 if TYPE_CHECKING:  # the gate uses this module on workers that need no Optuna
     from optuna.trial import FrozenTrial
 
     from hqsearch.config.schema import StudySection
 
-UNMEASURED = "unmeasured"  # constraint key: 1 on a design told with its estimate instead of a measurement
-SKIPPED_ATTR_KEY = "synth_skipped"  # in a point's `info`: why the backend did not measure it
-
 
 def is_skipped(t: FrozenTrial) -> bool:
     """Told with alkaid's estimate: the backend did not measure it."""
-    return bool(t.user_attrs.get("info", {}).get(SKIPPED_ATTR_KEY))
+    return bool(info_of(t.user_attrs).get(SKIPPED_ATTR_KEY))
 
 
 def constraint_values(study: StudySection, metrics: dict[str, float], info: dict) -> dict[str, float]:

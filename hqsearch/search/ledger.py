@@ -15,11 +15,20 @@ from dataclasses import dataclass, field
 from optuna.trial import FrozenTrial, TrialState
 
 from hqsearch.config.schema import StudyConfig
-from hqsearch.pipeline.stopping import CURVE_KEY, Outlook, learn
 from hqsearch.search.continuation import Starts
-from hqsearch.search.fidelity import ESTIMATE_KEY, Gate, empty_gate
+from hqsearch.search.fidelity import Gate, empty_gate
 from hqsearch.search.front import Front, is_skipped, meets_constraints, stands
-from hqsearch.study.points import CONTINUES_ATTR, MEASURES_ATTR, MODEL_ARTIFACT_ATTR, Origin, origin
+from hqsearch.search.stopping import Outlook, learn
+from hqsearch.study.attrs import (
+    CONTINUES_ATTR,
+    CURVE_KEY,
+    ESTIMATE_KEY,
+    MEASURES_ATTR,
+    MODEL_ARTIFACT_ATTR,
+    info_of,
+    metrics_of,
+)
+from hqsearch.study.points import Origin, origin
 
 
 @dataclass
@@ -84,7 +93,7 @@ class Ledger:
         if t.state != TrialState.COMPLETE:
             return
         attrs = t.user_attrs
-        info = attrs.get("info", {})
+        info = info_of(attrs)
         acc, ebops = info.get("val_accuracy"), info.get("training_ebops")
         if acc is not None and ebops is not None and meets_constraints(t.constraints, estimates=True):
             self.points.append((float(acc), float(ebops)))  # the front a training sees, in its own terms
@@ -99,6 +108,6 @@ class Ledger:
             if attrs.get(MODEL_ARTIFACT_ATTR) is not None:  # something to rebuild it from
                 self.skipped[t.number] = t
         elif self.gate is not None:
-            self.gate.add(attrs.get("metrics", {}), attrs.get("info", {}).get(ESTIMATE_KEY), f"trial #{t.number}")
+            self.gate.add(metrics_of(attrs), info_of(attrs).get(ESTIMATE_KEY), f"trial #{t.number}")
         if origin(t) is Origin.SYNTHESIS:
             self.measured.add(attrs.get(MEASURES_ATTR))

@@ -19,7 +19,6 @@ not re-enqueued: the design it claimed is free to be claimed again.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -31,10 +30,9 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from hqsearch.study.points import CONTINUES_ATTR, MEASURES_ATTR, ORIGIN_ATTR, Origin
-
-DRIVER_ATTR = "driver"
-HEARTBEAT_ATTR = "heartbeat"
+from hqsearch.study.attrs import CONTINUES_ATTR, DRIVER_ATTR, ERROR_ATTR, HEARTBEAT_ATTR, MEASURES_ATTR, ORIGIN_ATTR
+from hqsearch.study.optuna_private import add_trial_to, fail_if_running, rdb_backend, set_trial_failed, storage_of
+from hqsearch.study.points import Origin
 
 
 def process_start(pid: int) -> str | None:
@@ -96,32 +94,11 @@ def claim(study: optuna.Study, t: FrozenTrial, error: str) -> bool:
     nothing), so exactly one claimer changes the row. A journal storage orders every write in its log and
     refuses a state change to a trial an earlier entry finished: Optuna's own call is atomic there.
     """
-    storage = study._storage
-    backend = getattr(storage, "_backend", storage)  # inside the cache `create_study` wraps it in
-    if isinstance(backend, optuna.storages.RDBStorage):
-        import sqlalchemy as sa
-        from optuna.storages._rdb import models
-        from optuna.storages._rdb.storage import _create_scoped_session
-
-        row = models.TrialModel
-        with _create_scoped_session(backend.scoped_session) as session:
-            changed = session.execute(
-                sa.update(row)
-                .where(row.trial_id == t._trial_id, row.state == TrialState.RUNNING)
-                .values(state=TrialState.FAIL, datetime_complete=datetime.now())
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            if changed == 1:  # the row is this transaction's now: no check that it is RUNNING, it is not
-                attr = models.TrialUserAttributeModel
-                found = session.query(attr).filter(attr.trial_id == t._trial_id, attr.key == "error").one_or_none()
-                if found is None:
-                    session.add(attr(trial_id=t._trial_id, key="error", value_json=json.dumps(error)))
-                else:
-                    found.value_json = json.dumps(error)
-        return changed == 1
+    backend = rdb_backend(storage_of(study))
+    if backend is not None:
+        return fail_if_running(backend, t, ERROR_ATTR, error)
     try:
-        storage.set_trial_user_attr(t._trial_id, "error", error)
-        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        set_trial_failed(study, t, ERROR_ATTR, error)
     except UpdateFinishedTrialError:
         return False  # another driver claimed it first
     return True
@@ -188,8 +165,7 @@ def measure(study: optuna.Study, point: FrozenTrial, me: DriverId) -> FrozenTria
         intermediate_values={},
         trial_id=-1,
     )
-    storage = study._storage
-    mine = storage.get_trial(storage.create_new_trial(study._study_id, template_trial=template))
+    mine = add_trial_to(study, template)
     others = [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE))

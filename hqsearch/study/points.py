@@ -18,23 +18,13 @@ from typing import Any
 
 import optuna
 from optuna.artifacts import get_all_artifact_meta
-from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX  # the key `upload_artifact` files a record under
 from optuna.distributions import BaseDistribution
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-ORIGIN_ATTR = "origin"
-PARENT_ATTR = "parent"
-EPOCH_ATTR = "epoch"
-BETA_ATTR = "beta"
-SOURCE_ATTR = "source"  # an imported point's file
-SHA_ATTR = "source_sha256"  # and its content, so the same file is not imported twice
-MODEL_ARTIFACT_ATTR = "model_artifact"  # artifact id of the point's model (on the parent for harvested ones)
-CONTINUES_ATTR = "continues"  # on a training that continued a point: that point's trial number
-TOWARD_ATTR = "toward"  # on a continuation through a gap of the front: the cheaper neighbour it ramps towards
-START_FAILED_ATTR = "start_failed"  # on a continuation that could not start: the point, never continued again
-MEASURES_ATTR = "measures"  # on a later synthesis: the trial number of the point told with its estimate
-ARTIFACTS_ATTR = "artifacts"  # on a later synthesis: its reports' artifact ids (stored with the study)
+from hqsearch.study.attrs import CONTINUES_ATTR, EPOCH_ATTR, MEASURES_ATTR, ORIGIN_ATTR, PARENT_ATTR, info_of
+from hqsearch.study.optuna_private import ARTIFACTS_ATTR_PREFIX
+
 TRAINING_FILES = ("training.png", "training.csv")  # a training's curve; every point it produced has a copy
 
 
@@ -53,7 +43,7 @@ def trainings_done(study: optuna.Study) -> tuple[int, int]:
     """COMPLETE trainings and the epochs they spent: what `n_trials` and `study.budget` count."""
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     trainings = [t for t in trials if origin(t) is Origin.TRAINING]
-    return len(trainings), sum(int(t.user_attrs.get("info", {}).get("epochs", 0)) for t in trainings)
+    return len(trainings), sum(int(info_of(t.user_attrs).get("epochs", 0)) for t in trainings)
 
 
 def add_point(

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import json
-import sqlite3
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,8 +13,8 @@ from optuna.artifacts import FileSystemArtifactStore
 
 from hqsearch.config.schema import StudyConfig, StudySection
 from hqsearch.exceptions import ConfigError, StudyError
-
-CONFIG_ATTR = "hqsearch_config"
+from hqsearch.study.attrs import CONFIG_ATTR
+from hqsearch.study.optuna_private import rdb_backend, set_user_attrs_at_once
 
 
 class OnePerTraining(optuna.samplers.TPESampler):
@@ -223,39 +220,14 @@ def open_study(cfg: StudyConfig) -> optuna.Study:
 
 
 def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
-    """Several user attributes of a running trial in one transaction where the storage is a database (one
-    check that the trial is running, one upsert of every key on PostgreSQL and SQLite), one by one
-    elsewhere: each write is a commit, and they are most of what the driver costs per trial.
-
-    Optuna has no public call for it; this uses `RDBStorage`'s own session, models and checks (Optuna 5.x)."""
-    storage = trial.storage
-    backend = getattr(storage, "_backend", storage)  # inside the cache `create_study` wraps it in
-    if not isinstance(backend, optuna.storages.RDBStorage) or not attrs:
+    """Several user attributes of a running trial in one transaction where the storage is a database, one
+    by one elsewhere: each write is a commit, and they are most of what the driver costs per trial."""
+    backend = rdb_backend(trial.storage)
+    if backend is None or not attrs:
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         return
-    from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
-
-    table = models.TrialUserAttributeModel
-    dialects = {"postgresql": "sqlalchemy.dialects.postgresql"}
-    if sqlite3.sqlite_version_info >= (3, 24, 0):  # SQLite's upsert
-        dialects["sqlite"] = "sqlalchemy.dialects.sqlite"
-    with _create_scoped_session(backend.scoped_session, True) as session:
-        if backend.engine.name not in dialects:  # Optuna's own per-key path (MySQL and others)
-            for key, value in attrs.items():
-                backend._set_trial_attr_without_commit(session, table, trial._trial_id, key, value)
-            return
-        row = models.TrialModel.find_or_raise_by_id(trial._trial_id, session)
-        backend.check_trial_is_updatable(trial._trial_id, row.state)
-        insert = importlib.import_module(dialects[backend.engine.name]).insert
-        rows = [{"trial_id": trial._trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()]
-        stmt = insert(table).values(rows)
-        session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[table.trial_id, table.key], set_={"value_json": stmt.excluded.value_json}
-            )
-        )
+    set_user_attrs_at_once(backend, trial, attrs)
 
 
 def load_existing(url: str, name: str) -> optuna.Study:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CURVE_KEY = "curve"  # info of a training: its per-epoch `val_accuracy` and `ebops`, as logged
 BINS = 20  # the margin is learned per twentieth of a training's epochs
 
 
