@@ -6,22 +6,11 @@ import pytest
 
 from hqsearch.backends import build_design, estimate_backend
 from hqsearch.config.schema import SynthesisSection
+from hqsearch.firmware.rtl import rtl_model
 
 
 def cost(comb, cfg: SynthesisSection, fused: bool) -> float:
-    from alkaid.codegen import RTLModel
-
-    rtl = RTLModel(
-        comb,
-        "unwritten",
-        prj_name="model",
-        ternary_fuse=fused,
-        flavor="verilog",
-        latency_cutoff=cfg.latency_cutoff,
-        clock_period=cfg.clock_period,
-        part_name=cfg.part,
-        print_latency=False,
-    )
+    rtl = rtl_model(comb, cfg, "unwritten", fuses_adders=fused)
     return float(sum(stage.cost for stage in rtl.fsm.logic.values()))
 
 

@@ -9,11 +9,13 @@ measurement.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 from hqsearch.backends.cache import DesignCache
+from hqsearch.backends.tools import SynthError
 from hqsearch.config.schema import SynthesisSection
 
 
@@ -60,6 +62,19 @@ class Backend:
     # whether alkaid fuses pairs of adders into ternary adders in the RTL this backend builds (and the
     # estimate describes): Vivado maps a ternary adder to one LUT per bit
     fuses_adders: ClassVar[bool] = True
+    # the Xilinx tool the backend runs, and the backends to choose where it is missing
+    executable: ClassVar[str] = ""
+    instead: ClassVar[str] = "'estimate' or 'yosys'"
+
+    def _exe(self) -> str:
+        """The tool's path: where it is missing, the one error worth reading, before anything is written."""
+        exe = shutil.which(self.executable)
+        if exe is None:
+            raise SynthError(
+                f"backend {self.name!r} needs {self.executable!r} on PATH (source the Xilinx settings64.sh), "
+                f"or choose backend {self.instead}"
+            )
+        return exe
 
     def prepare(self, model: Any, cfg: SynthesisSection, folder: Path) -> Any:
         """What the firmware stage must build besides the traced logic; None for the RTL backends."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -93,6 +92,7 @@ class HLSBackend(Backend):
     hls_tool = ""  # how the tool names itself in sources
     hls4ml_backend = ""  # hls4ml's name for it
     emulation = "hls4ml"
+    instead = "'estimate', 'yosys' or 'vivado-rtl'"
 
     def argv(self, exe: str, project: Path, cfg: SynthesisSection) -> list[str]:
         raise NotImplementedError
@@ -101,15 +101,6 @@ class HLSBackend(Backend):
         from hqsearch.firmware.hls_project import hls_project
 
         return hls_project(model, cfg, Path(folder) / "hls4ml_prj", self.hls4ml_backend)
-
-    def _exe(self) -> str:
-        exe = shutil.which(self.executable)
-        if exe is None:
-            raise SynthError(
-                f"backend {self.name!r} needs {self.executable!r} on PATH (source the Xilinx settings64.sh), "
-                "or choose backend 'estimate', 'yosys' or 'vivado-rtl'"
-            )
-        return exe
 
     def write(self, design: Design, cfg: SynthesisSection, workdir: Path) -> Project:
         """The project `prepare` wrote, with the fix-ups applied again: write() and compile() rewrite the

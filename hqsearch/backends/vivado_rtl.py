@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -44,15 +43,6 @@ def report_paths(rtl_dir: Path, name: str, stage: str) -> tuple[Path, Path]:
 class VivadoRTLBackend(RTLBackend):
     name = "vivado-rtl"
     executable = "vivado"
-
-    def _exe(self) -> str:
-        exe = shutil.which(self.executable)
-        if exe is None:
-            raise SynthError(
-                f"backend {self.name!r} needs 'vivado' on PATH (source the Xilinx settings64.sh), "
-                "or choose backend 'estimate' or 'yosys'"
-            )
-        return exe
 
     def write(self, design: Design, cfg: SynthesisSection, workdir: Path) -> Project:
         self._exe()  # before anything is written: a missing tool is the one error worth reading

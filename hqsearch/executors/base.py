@@ -88,7 +88,16 @@ def run_job(cfg: StudyConfig, job: Job, on_stage: Callable[[str], None], model_b
 
     if isinstance(job, SynthJob):
         return synth_later(cfg, job.model_path, job.ebops, job.trial_dir, on_stage, model_bytes, job.settings)
-    return run_trial(cfg, job.params, job.trial_dir, job.seed, on_stage, job.start_from, job.gate, job.outlook)
+    return run_trial(
+        cfg,
+        job.params,
+        job.trial_dir,
+        job.gate,
+        seed=job.seed,
+        on_stage=on_stage,
+        start_from=job.start_from,
+        outlook=job.outlook,
+    )
 
 
 def error_text(err: BaseException) -> str:

@@ -422,15 +422,9 @@ def _rebuild_design(cfg: StudyConfig, trained: Trained, folder: Path):
 
 
 def run_trial(
-    cfg: StudyConfig,
-    params: TrialParams,
-    trial_dir: Path,
-    seed: int | None = None,
-    on_stage: Callable[[str], None] = lambda stage: None,
-    start_from: Path | None = None,
-    gate: Gate | None = None,
-    outlook: Outlook | None = None,
+    cfg: StudyConfig, params: TrialParams, trial_dir: Path, gate: Gate | None = None, **train: Any
 ) -> TrialOutcome:
-    """Both stages in this process, the design handed over in memory."""
-    trained = train_stage(cfg, params, trial_dir, seed, on_stage, start_from, outlook)
-    return synth_stage(cfg, params, trained, trial_dir, on_stage, gate)
+    """Both stages in this process, the design handed over in memory; `train` is `train_stage`'s keywords
+    (`seed`, `on_stage`, `start_from`, `outlook`)."""
+    trained = train_stage(cfg, params, trial_dir, **train)
+    return synth_stage(cfg, params, trained, trial_dir, train.get("on_stage", lambda stage: None), gate)
