@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import sys
@@ -124,18 +125,42 @@ def tiny_model(tmp_path_factory):
     return model, path, ebops
 
 
-@pytest.fixture
-def ray_instance():
-    """The GCS address of a local Ray instance (2 CPUs) that this test process has joined, as a driver joins a
-    cluster: an executor uses it as it finds it and does not shut it down. Shut down after the test, so the
-    next Ray test starts its own."""
+_ray_env: str | None = None  # the runtime environment the Ray instance this process joined was started with
+
+
+def join_local_ray(runtime_env: dict | None = None) -> str:
+    """The GCS address of a local Ray instance (2 CPUs) this process has joined, as a driver joins a cluster:
+    the one already joined when it was started with `runtime_env`, else a new one. Starting Ray and warming
+    its workers costs seconds, so the tests that ask for the same instance share it."""
+    global _ray_env
     import ray
 
-    info = ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        yield info.address_info["gcs_address"]
-    finally:
+    env = {"worker_process_setup_hook": "hqsearch.executors.ray.warm_up", **(runtime_env or {})}
+    wanted = json.dumps(env, sort_keys=True)  # as given: ray.init adds to the dict it is passed
+    if ray.is_initialized() and _ray_env != wanted:
         ray.shutdown()
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env=env)
+        _ray_env = wanted
+    return ray.get_runtime_context().gcs_address
+
+
+@pytest.fixture
+def ray_instance():
+    """The address of the local Ray instance the session shares (`join_local_ray`); an executor uses it as it
+    finds it and does not shut it down."""
+    return join_local_ray()
+
+
+@pytest.fixture(autouse=True)
+def _ray_only_where_asked(request):
+    """A test that asks for no shared Ray instance finds this process joined to none, so an executor it runs
+    starts its own, or joins the cluster its config names, as a driver of its own would."""
+    if "ray" in sys.modules and not any(name.startswith("ray_instance") for name in request.fixturenames):
+        import ray
+
+        ray.shutdown()
+    yield
 
 
 @pytest.fixture(scope="session")

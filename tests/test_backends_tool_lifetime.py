@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import needs_native_yosys, tiny_raw
+from conftest import join_local_ray, needs_native_yosys, tiny_raw
 from helpers import parent_of, process_alive
 from optuna.trial import TrialState
 from synth_standins import YosysStandIn
@@ -136,18 +136,20 @@ def test_second_ctrl_c_ends_the_tool(yosys, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def ray_instance(tmp_path_factory):
-    """A local Ray instance whose workers find the Yosys stand-in first on PATH (the real Yosys unless a
-    test tells it otherwise); yields the stand-in, None without a native Yosys."""
-    import ray
-
+def standin(tmp_path_factory):
+    """A Yosys stand-in before the real Yosys on PATH (the real one unless a test tells it otherwise); None
+    without a native Yosys."""
     real = shutil.which("yosys")
-    standin = YosysStandIn(tmp_path_factory.mktemp("standin_bin"), real) if real else None
+    return YosysStandIn(tmp_path_factory.mktemp("standin_bin"), real) if real else None
+
+
+@pytest.fixture
+def ray_instance(standin):
+    """A local Ray instance whose workers find the stand-in first on PATH, shared by this module's tests;
+    yields the stand-in."""
     path = os.pathsep.join([str(standin.bin_dir), os.environ["PATH"]]) if standin else os.environ["PATH"]
-    env = {"env_vars": {"PATH": path}}
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env=env)
-    yield standin
-    ray.shutdown()
+    join_local_ray({"env_vars": {"PATH": path}})
+    return standin
 
 
 def ray_cfg(tmp_path: Path, name: str, yosys: str, **execution):

@@ -1,5 +1,6 @@
-"""The Ray executor on a real local Ray instance: separate train and synth tasks in warm workers, each stage in a
-fresh process; a stage process or a Ray worker killed mid-trial."""
+"""The Ray executor on a real local Ray instance (the one the session shares, as a driver joins a cluster):
+separate train and synth tasks in warm workers, each stage in a fresh process; a stage process or a Ray
+worker killed mid-trial."""
 
 import os
 import signal
@@ -22,7 +23,7 @@ from hqsearch.study.storage import load_existing
 RAY = {"executor": "ray", "max_concurrent": 2, "ray": {"num_cpus": 2}}
 
 
-def test_ray_study_with_yosys_runs_train_and_synth_as_separate_tasks(tiny_config):
+def test_ray_study_with_yosys_runs_train_and_synth_as_separate_tasks(ray_instance, tiny_config):
     cfg = tiny_config(
         "ray",
         synthesis={"backend": "yosys", "fidelity": "all"},  # every design measured in its synth task
@@ -83,7 +84,7 @@ def first_training(cfg) -> int:
     return int(pidfile.read_text())
 
 
-def test_a_killed_worker_is_retried(tiny_config):
+def test_a_killed_worker_is_retried(ray_instance, tiny_config):
     cfg = tiny_config(
         "ray_retry",
         study={"n_trials": 1},
@@ -99,7 +100,7 @@ def test_a_killed_worker_is_retried(tiny_config):
     assert t.state == TrialState.COMPLETE and t.user_attrs["info"]["train_pid"] != killed
 
 
-def test_a_killed_ray_worker_without_retries_fails_the_trial_and_ends_its_stage_process(tiny_config):
+def test_a_killed_ray_worker_without_retries_fails_the_trial_and_ends_its_stage_process(ray_instance, tiny_config):
     cfg = tiny_config(
         "ray_noretry",
         study={"n_trials": 1},
@@ -118,7 +119,7 @@ def test_a_killed_ray_worker_without_retries_fails_the_trial_and_ends_its_stage_
     assert result["summary"].complete == 0
 
 
-def test_an_exception_in_a_ray_task_fails_the_trial_with_its_message(tiny_config):
+def test_an_exception_in_a_ray_task_fails_the_trial_with_its_message(ray_instance, tiny_config):
     cfg = tiny_config(
         "ray_raises",
         study={"n_trials": 1},
@@ -133,6 +134,37 @@ def test_an_exception_in_a_ray_task_fails_the_trial_with_its_message(tiny_config
     assert "digits_in_workers_only" in t.user_attrs["info"]["traceback"]
 
 
+def test_a_stage_resource_no_node_has_is_named_after_the_wait(ray_instance, tiny_config):
+    """A cluster whose nodes never get the resource: the preflight waits `resource_wait`, then names the
+    stage's key, the resource and what the nodes have, instead of waiting forever; nothing is written."""
+    wait = {"address": ray_instance, "resource_wait": 2}
+    cfg = tiny_config("typo", execution={**RAY, "ray": {**wait, "synth": {"resources": {"vivdo": 1}}}})
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as err:
+        run_study(cfg)
+    assert time.monotonic() - started >= 2
+    assert str(err.value).startswith(
+        "<config>: execution.ray.synth.resources: no node of the Ray cluster has 'vivdo' "
+        "(waited 2 s, execution.ray.resource_wait); its nodes have: "
+    )
+    assert "CPU 2" in str(err.value) and "node:" not in str(err.value)
+    assert not cfg.study.run_dir.exists()
+    cfg = tiny_config("gpu", execution={**RAY, "ray": {**wait, "train": {"num_gpus": 1}}})
+    with pytest.raises(ConfigError, match=r"^<config>: execution\.ray\.train\.num_gpus: no node .* has 'GPU'"):
+        run_study(cfg)
+
+
+def test_the_synthesis_tool_is_looked_for_on_the_synthesis_nodes(ray_instance, tiny_config):
+    """No vivado_hls on this machine's Ray node: the preflight's task on each synthesis node finds it missing
+    and says which node, before any trial."""
+    cfg = tiny_config("novivado", synthesis={"backend": "vivado"}, execution={**RAY, "ray": {"address": ray_instance}})
+    missing = r"^<config>: synthesis\.backend: 'vivado' runs vivado_hls, which is not on PATH on Ray node \S+ "
+    with pytest.raises(ToolNotHere, match=missing):
+        run_study(cfg)
+    assert not cfg.study.run_dir.exists()
+
+
+# without the shared instance: the executor starts its own, or finds no cluster where its config says
 def test_an_address_where_no_ray_head_answers_is_one_error_before_anything_starts(tmp_path):
     """No cluster at all: the address is probed (a bounded TCP connect) before ray.init, which would retry it
     for minutes; `check` warns, `run` refuses with one line naming the key, and writes nothing."""
@@ -156,26 +188,6 @@ def test_an_address_where_no_ray_head_answers_is_one_error_before_anything_start
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_stage_resource_no_node_has_is_named_after_the_wait(ray_instance, tiny_config):
-    """A cluster whose nodes never get the resource: the preflight waits `resource_wait`, then names the
-    stage's key, the resource and what the nodes have, instead of waiting forever; nothing is written."""
-    wait = {"address": ray_instance, "resource_wait": 2}
-    cfg = tiny_config("typo", execution={**RAY, "ray": {**wait, "synth": {"resources": {"vivdo": 1}}}})
-    started = time.monotonic()
-    with pytest.raises(ConfigError) as err:
-        run_study(cfg)
-    assert time.monotonic() - started >= 2
-    assert str(err.value).startswith(
-        "<config>: execution.ray.synth.resources: no node of the Ray cluster has 'vivdo' "
-        "(waited 2 s, execution.ray.resource_wait); its nodes have: "
-    )
-    assert "CPU 2" in str(err.value) and "node:" not in str(err.value)
-    assert not cfg.study.run_dir.exists()
-    cfg = tiny_config("gpu", execution={**RAY, "ray": {**wait, "train": {"num_gpus": 1}}})
-    with pytest.raises(ConfigError, match=r"^<config>: execution\.ray\.train\.num_gpus: no node .* has 'GPU'"):
-        run_study(cfg)
-
-
 def test_a_local_instance_that_lacks_a_stage_resource_is_told_at_once(tiny_config):
     """The local instance `run` starts gets no more nodes: no wait for one."""
     local = {"num_cpus": 2, "resource_wait": 600, "synth": {"resources": {"vivado": 1}}}
@@ -184,13 +196,3 @@ def test_a_local_instance_that_lacks_a_stage_resource_is_told_at_once(tiny_confi
     with pytest.raises(ConfigError, match=r"^<config>: execution\.ray\.synth\.resources: no node .* has 'vivado'; its"):
         run_study(cfg)
     assert time.monotonic() - started < 300  # Ray's start included
-
-
-def test_the_synthesis_tool_is_looked_for_on_the_synthesis_nodes(ray_instance, tiny_config):
-    """No vivado_hls on this machine's Ray node: the preflight's task on each synthesis node finds it missing
-    and says which node, before any trial."""
-    cfg = tiny_config("novivado", synthesis={"backend": "vivado"}, execution={**RAY, "ray": {"address": ray_instance}})
-    missing = r"^<config>: synthesis\.backend: 'vivado' runs vivado_hls, which is not on PATH on Ray node \S+ "
-    with pytest.raises(ToolNotHere, match=missing):
-        run_study(cfg)
-    assert not cfg.study.run_dir.exists()

@@ -12,6 +12,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from hqsearch.analysis.pareto import objective_names, rank_front, trials_frame
+from hqsearch.config.metrics import Direction
 from hqsearch.config.schema import HypervolumeSpec, StudyConfig, StudySection
 from hqsearch.search.fidelity import Syntheses, syntheses
 from hqsearch.search.hypervolume import Scale, Score, complete, history, plot_history, resolve, score
@@ -53,7 +54,7 @@ def study_section(study: optuna.Study, cfg: StudyConfig | None) -> tuple[StudySe
             cfg = StudyConfig.model_validate(stored)
     if cfg is not None:
         return cfg.study, cfg.report.hypervolume
-    objectives = {m: d.name.lower() for m, d in zip(objective_names(study), study.directions, strict=True)}
+    objectives = {m: Direction(d.name.lower()) for m, d in zip(objective_names(study), study.directions, strict=True)}
     return StudySection.model_construct(name=study.study_name, objectives=objectives, constraints=[]), HypervolumeSpec()
 
 

@@ -22,11 +22,11 @@ from pydantic import (
     model_validator,
 )
 
-from hqsearch.config.metrics import BACKENDS, HLS, not_produced, selectable
+from hqsearch.config.metrics import BACKENDS, HLS, Direction, not_produced, selectable
 from hqsearch.exceptions import ConfigError
 from hqsearch.keras_backend import KerasBackend
 
-_DIRECTIONS = {"max": "maximize", "maximize": "maximize", "min": "minimize", "minimize": "minimize"}
+_DIRECTIONS = {"max": Direction.MAXIMIZE, "min": Direction.MINIMIZE, **{d.value: d for d in Direction}}
 _CONSTRAINT_RE = re.compile(r"^\s*([a-z_]+)\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
 
 
@@ -64,7 +64,7 @@ class StudySection(_Section):
     seed: int | None = 0
     sampler: Literal["tpe", "nsga2", "random", "gp"] = "tpe"
     # validate_default: the default goes through the same normalisation as a user's objectives
-    objectives: dict[MetricName, str] = Field(
+    objectives: dict[MetricName, Direction] = Field(
         default_factory=lambda: {"accuracy": "max", "luts": "min"}, validate_default=True
     )
     constraints: list[Constraint] = Field(default_factory=list)
@@ -76,9 +76,11 @@ class StudySection(_Section):
             return {**v, "n_trials": 20}
         return v
 
-    @field_validator("objectives")
+    @field_validator("objectives", mode="before")
     @classmethod
-    def _directions(cls, v: dict[str, str]) -> dict[str, str]:
+    def _directions(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
         if not v:
             raise ValueError("at least one objective is needed, e.g. {accuracy: max, luts: min}")
         out = {}
@@ -116,8 +118,13 @@ class StudySection(_Section):
         return out
 
     @property
-    def directions(self) -> list[str]:
+    def directions(self) -> list[Direction]:
         return list(self.objectives.values())
+
+    @property
+    def maximise(self) -> list[bool]:
+        """Which objectives are maximised, in config order (Optuna's `directions` order)."""
+        return [d == Direction.MAXIMIZE for d in self.objectives.values()]
 
     @property
     def metric_names(self) -> list[str]:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from hqsearch.search.front import Front
+
 
 @dataclass
 class Checkpoint:
@@ -23,17 +25,17 @@ class Checkpoint:
     weights: list[np.ndarray]
 
 
-def covers(a: Checkpoint, b: Checkpoint) -> bool:
-    """`a` is at least as accurate and at most as costly as `b` (dominates it, or ties with it)."""
-    return a.val_accuracy >= b.val_accuracy and a.ebops <= b.ebops
-
-
 class InRunFront(keras.callbacks.Callback):
-    """Keeps every epoch not dominated in (val_accuracy max, ebops min); dominated ones are dropped at once."""
+    """Keeps every epoch not dominated in (val_accuracy max, ebops min); dominated ones, and ties that add
+    nothing, are dropped at once."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.front: list[Checkpoint] = []
+        self._front = Front((True, False), ties=False)
+
+    @property
+    def front(self) -> list[Checkpoint]:
+        return self._front.items
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
@@ -42,10 +44,8 @@ class InRunFront(keras.callbacks.Callback):
             return
         beta = logs.get("beta")
         new = Checkpoint(epoch + 1, float(acc), float(ebops), None if beta is None else float(beta), [])
-        if any(covers(c, new) for c in self.front):  # dominated, or a tie that adds nothing
-            return
-        new.weights = [np.array(w, copy=True) for w in self.model.get_weights()]
-        self.front = [c for c in self.front if not covers(new, c)] + [new]  # no tie is left: these are dominated
+        if self._front.add((new.val_accuracy, new.ebops), new):
+            new.weights = [np.array(w, copy=True) for w in self.model.get_weights()]
 
 
 def thin(front: list[Checkpoint], k: int, exclude_epoch: int | None = None) -> list[Checkpoint]:

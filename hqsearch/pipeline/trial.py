@@ -235,12 +235,10 @@ def _training_record(history: dict, harvested: list, params: TrialParams, starte
 
 
 def accuracy_floor(cfg: StudyConfig) -> float | None:
-    """Validation accuracy under which a point adds nothing: the hypervolume's reference, else an
-    `accuracy >=` constraint."""
-    if (ref := cfg.report.hypervolume.reference.get("accuracy")) is not None:
-        return ref
-    bounds = [c.bound for c in cfg.study.constraints if c.metric == "accuracy" and c.op == ">="]
-    return max(bounds, default=None)
+    """Validation accuracy under which a point adds nothing (see `hypervolume.configured_reference`)."""
+    from hqsearch.search.hypervolume import configured_reference
+
+    return configured_reference(cfg.study, cfg.report.hypervolume, "accuracy")
 
 
 def _continue(model, start_from: Path, data) -> dict:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hqsearch.config.metrics import Direction
 from hqsearch.config.schema import Constraint, StudyConfig
 from hqsearch.search.front import dominates, is_skipped, signed
 from hqsearch.study.attrs import ESTIMATE_KEY, FAMILY_KEY, info_of, metrics_of
@@ -86,7 +87,7 @@ def fit_line(pairs: list[tuple[float, float]]) -> Line:
 class Gate:
     """What one decision needs, picklable so it travels with a job to wherever synthesis runs."""
 
-    objectives: dict[str, str]  # metric -> "maximize" | "minimize", in config order
+    objectives: dict[str, Direction]  # in config order
     constraints: list[Constraint]
     needed: list[str]  # objectives and constrained metrics
     margin: float
@@ -136,14 +137,18 @@ class Gate:
 
     @property
     def _maximise(self) -> list[bool]:
-        return [d == "maximize" for d in self.objectives.values()]
+        return [d == Direction.MAXIMIZE for d in self.objectives.values()]
 
     def _best(self, low: dict, high: dict) -> np.ndarray:
         """The objective vector at the good end of each interval, signed so that larger is better."""
-        return signed([high[m] if d == "maximize" else low[m] for m, d in self.objectives.items()], self._maximise)
+        return signed(
+            [high[m] if d == Direction.MAXIMIZE else low[m] for m, d in self.objectives.items()], self._maximise
+        )
 
     def _worst(self, low: dict, high: dict) -> np.ndarray:
-        return signed([low[m] if d == "maximize" else high[m] for m, d in self.objectives.items()], self._maximise)
+        return signed(
+            [low[m] if d == Direction.MAXIMIZE else high[m] for m, d in self.objectives.items()], self._maximise
+        )
 
     def unpredicted(self, estimate: dict[str, float]) -> list[str]:
         """The metrics the study needs that only the backend can give (BRAMs, II, the HLS clock): neither

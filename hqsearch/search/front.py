@@ -68,6 +68,11 @@ def dominates(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.all(a >= b, axis=-1) & np.any(a > b, axis=-1)
 
 
+def covers(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Whether signed `a` is at least as good as signed `b` in every column: it dominates `b` or ties with it."""
+    return np.all(np.asarray(a, dtype=float) >= np.asarray(b, dtype=float), axis=-1)
+
+
 def nondominated(values: np.ndarray, maximise: Sequence[bool]) -> np.ndarray:
     """The rows no other row dominates (ties kept)."""
     v = signed(np.asarray(values, dtype=float).reshape(-1, len(maximise)), maximise)
@@ -76,10 +81,12 @@ def nondominated(values: np.ndarray, maximise: Sequence[bool]) -> np.ndarray:
 
 class Front:
     """The rows no other row dominates (ties kept), kept one row at a time, each with what it stands for:
-    `nondominated` over every row seen so far, without looking at them all again."""
+    `nondominated` over every row seen so far, without looking at them all again. With `ties=False` a row
+    that ties one already kept adds nothing and is not kept (a training's in-run front)."""
 
-    def __init__(self, maximise: Sequence[bool]) -> None:
+    def __init__(self, maximise: Sequence[bool], ties: bool = True) -> None:
         self.maximise = tuple(maximise)
+        self._beaten = dominates if ties else covers
         self.values = np.empty((0, len(self.maximise)))  # signed: larger is better
         self.items: list = []
 
@@ -89,9 +96,9 @@ class Front:
     def add(self, row: Sequence[float], item: object) -> bool:
         """Whether the row joined the front (rows it dominates leave it)."""
         v = signed(row, self.maximise)
-        if dominates(self.values, v).any():
+        if self._beaten(self.values, v).any():
             return False
-        keep = ~dominates(v, self.values)
+        keep = ~self._beaten(v, self.values)
         self.values = np.vstack([self.values[keep], v])
         self.items = [it for it, k in zip(self.items, keep, strict=True) if k] + [item]
         return True

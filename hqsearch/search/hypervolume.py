@@ -63,18 +63,28 @@ def in_box(values: np.ndarray, ref: np.ndarray, maximise: Sequence[bool]) -> np.
     return np.all(np.where(np.array(maximise), values > ref, values < ref), axis=1)
 
 
+def configured_reference(study: StudySection, spec: HypervolumeSpec, metric: str) -> float | None:
+    """The value of `metric` past which a point adds nothing, where the config says one: its hypervolume
+    reference, else the tightest constraint that bounds it on its bad side (`accuracy >= x`, `luts <= y`).
+    The one rule for the hypervolume, the report and a training that stops when it collapses."""
+    if metric in spec.reference:
+        return float(spec.reference[metric])
+    maximise = study.objectives.get(metric, METRICS[metric].direction) == Direction.MAXIMIZE
+    bounds = [c.bound for c in study.constraints if c.metric == metric and c.op == (">=" if maximise else "<=")]
+    if not bounds:
+        return None
+    return float(max(bounds) if maximise else min(bounds))
+
+
 def resolve(study: StudySection, spec: HypervolumeSpec, points: pd.DataFrame) -> Scale:
-    """The scale a config asks for. An objective without a configured reference takes the bound of a
-    constraint on it, else the worst value among `points` (stated as a default in the output)."""
+    """The scale a config asks for. An objective without a configured reference (`configured_reference`)
+    takes the worst value among `points` (stated as a default in the output)."""
     metrics = list(spec.reference) or list(study.objectives)
-    bounds = {c.metric: c.bound for c in study.constraints}
     maximise = [study.objectives.get(m, METRICS[m].direction) == Direction.MAXIMIZE for m in metrics]
     reference, defaulted = [], []
     for m, mx in zip(metrics, maximise, strict=True):
-        if m in spec.reference:
-            reference.append(float(spec.reference[m]))
-        elif m in bounds:
-            reference.append(float(bounds[m]))
+        if (ref := configured_reference(study, spec, m)) is not None:
+            reference.append(ref)
         else:
             seen = points[m].dropna() if m in points else pd.Series(dtype=float)
             reference.append(float(seen.min() if mx else seen.max()) if len(seen) else 0.0)

@@ -48,7 +48,7 @@ class Ledger:
     curves: dict[str, list[dict]] = field(default_factory=lambda: {"fresh": [], "continued": []})  # by kind
 
     def __post_init__(self) -> None:
-        self.front = Front([d == "maximize" for d in self.cfg.study.directions])
+        self.front = Front(self.cfg.study.maximise)
         self.gate = empty_gate(self.cfg)
         self.starts = Starts(self.cfg)
 
