@@ -15,7 +15,7 @@ import pytest
 # Keras in this process (in-process training, export, import) runs on TensorFlow; the studies' workers run
 # their config's backend, JAX unless a test says otherwise, so models cross backends here all the time
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as hqsearch sets it for a user who has not: no C++ log lines
 TESTS = Path(__file__).parent
 # worker processes import `helpers` (data callables that fail on purpose) by name
 os.environ["PYTHONPATH"] = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
