@@ -6,6 +6,7 @@ import atexit
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -60,6 +61,28 @@ def tiny_raw(out: Path, name: str = "tiny", **sections) -> dict:
     raw["search_space"].setdefault("ramp", {"start": 0.0, "hold": 0.0})
     raw["search_space"]["ramp"].setdefault("opening", 0)  # the first trainings as sampled, not the opening ramp
     return raw
+
+
+@pytest.fixture
+def hq_here(capsys, monkeypatch):
+    """`hqsearch ARGS` run by `main` in this process, which has the libraries imported already: for a test
+    about what a command says and writes, not about its process. `env` replaces the environment for the
+    call. Returns what `subprocess.run` would (exit code, stdout, stderr)."""
+    from hqsearch.cli import main
+
+    def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        with monkeypatch.context() as m:
+            m.chdir(cwd)
+            for key in set(os.environ) - set(env or os.environ):
+                m.delenv(key)
+            for key, value in (env or dict(os.environ)).items():
+                m.setenv(key, value)  # and restored after: `check` and `run` set the study's Keras backend
+            capsys.readouterr()
+            code = main(list(args))
+            said = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, said.out, said.err)
+
+    return run
 
 
 @pytest.fixture

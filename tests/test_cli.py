@@ -26,18 +26,6 @@ def hq(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hqsearch.cli", *args], capture_output=True, text=True, cwd=cwd)
 
 
-def hq_here(*args: str, cwd: Path, capsys, monkeypatch) -> subprocess.CompletedProcess:
-    """`hq` run by `main` in this process, which has Keras and the libraries imported already."""
-    from hqsearch.cli import main
-
-    monkeypatch.chdir(cwd)
-    monkeypatch.setenv("KERAS_BACKEND", os.environ["KERAS_BACKEND"])  # `check` sets the study's; restored after
-    capsys.readouterr()
-    code = main(list(args))
-    said = capsys.readouterr()
-    return subprocess.CompletedProcess(args, code, said.out, said.err)
-
-
 def test_run_with_overrides_then_report(tmp_path):
     config = tmp_path / "tiny.yaml"
     raw = tiny_raw(tmp_path / "out", "clitiny")
@@ -59,9 +47,9 @@ def test_run_with_overrides_then_report(tmp_path):
     assert (tmp_path / "runs" / "clitiny" / "report" / "pareto.csv").exists()
 
 
-def test_check_shipped_studies(capsys, monkeypatch):
+def test_check_shipped_studies(hq_here):
     for config in sorted((ROOT / "studies").glob("*.yaml")):
-        res = hq_here("check", str(config), cwd=ROOT, capsys=capsys, monkeypatch=monkeypatch)
+        res = hq_here("check", str(config), cwd=ROOT)
         assert res.returncode == 0, res.stdout + res.stderr
         assert res.stdout.startswith("ok ") and res.stderr == ""
         assert "\nsearch: beta " in res.stdout  # the search shape it will use

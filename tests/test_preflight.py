@@ -1,7 +1,7 @@
-"""Data that cannot load and a model that cannot be built are found once, before anything is written."""
+"""Data that cannot load and a model that cannot be built are found once, before anything is written. The
+commands run in this process (`hq_here`): these tests are about what they say, not about their process."""
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,29 +16,24 @@ from hqsearch.pipeline.preflight import preflight
 ROOT = Path(__file__).parents[1]
 
 
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", "hqsearch.cli", *args]
-    return subprocess.run(argv, capture_output=True, text=True, cwd=cwd, env=env)
-
-
 def assert_refused_and_nothing_written(
-    tmp_path: Path, config: Path, expected: str, env: dict[str, str] | None = None
+    hq_here, tmp_path: Path, config: Path, expected: str, env: dict[str, str] | None = None
 ) -> None:
     for command in ("check", "run"):
-        res = run_cli(command, str(config), cwd=tmp_path, env=env)
+        res = hq_here(command, str(config), cwd=tmp_path, env=env)
         assert res.returncode == 2, res.stdout + res.stderr
         assert res.stderr.strip() == f"error: {expected}"
     assert not (tmp_path / "runs").exists()  # no storage, no trial folders, no artifacts
 
 
-def test_shipped_jet_study_without_its_data_file(tmp_path):
+def test_shipped_jet_study_without_its_data_file(hq_here, tmp_path):
     """The config is valid (check passes and says the file is not here); run refuses before writing."""
     config = tmp_path / "jet_tagging.yaml"
     config.write_text((ROOT / "studies" / "jet_tagging.yaml").read_text())
     expected = f"{config}:17: data.path: data file data/jet_hlf.parquet does not exist"
-    res = run_cli("check", str(config), cwd=tmp_path)
+    res = hq_here("check", str(config), cwd=tmp_path)
     assert res.returncode == 0 and f"warning: {expected} here" in res.stdout
-    res = run_cli("run", str(config), cwd=tmp_path)
+    res = hq_here("run", str(config), cwd=tmp_path)
     assert res.returncode == 2 and res.stderr.strip() == f"error: {expected}"
     assert not (tmp_path / "runs").exists()
 
@@ -49,13 +44,13 @@ def test_a_data_file_missing_here_is_told_apart_from_a_wrong_config(tmp_path):
         preflight(parse_config(raw, tmp_path / "npz.yaml"))
 
 
-def test_csv_without_the_label_column(tmp_path):
+def test_csv_without_the_label_column(hq_here, tmp_path):
     (tmp_path / "data.csv").write_text("a,b,klass\n" + "".join(f"{i},{i * 2},{i % 2}\n" for i in range(40)))
     raw = {"study": {"name": "csv"}, "data": {"source": "csv", "path": "data.csv", "label": "label"}}
     config = tmp_path / "csv.yaml"
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
     expected = f"{config}:6: data.label: data.csv has no column 'label' (columns: a, b, klass)"
-    assert_refused_and_nothing_written(tmp_path, config, expected)
+    assert_refused_and_nothing_written(hq_here, tmp_path, config, expected)
 
 
 def test_model_that_does_not_fit_the_data(tmp_path):
@@ -158,34 +153,34 @@ MISSING_TOOLS = {
 
 
 @pytest.mark.parametrize("missing", list(MISSING_TOOLS))
-def test_check_refuses_a_study_whose_tool_is_not_where_trials_run(tmp_path, missing):
+def test_check_refuses_a_study_whose_tool_is_not_where_trials_run(hq_here, tmp_path, missing):
     """The real `check` with a PATH that lacks the tool: one line naming the key that asks for it, exit 2."""
     synthesis, present, message = MISSING_TOOLS[missing]
     config = tmp_path / "tools.yaml"
     config.write_text(yaml.safe_dump(tiny_raw(tmp_path, "tools", synthesis=synthesis), sort_keys=False))
     key = message.split(":")[0]
     expected = f"{config}:{line_of(config, key.split('.')[-1])}: {message}"
-    res = run_cli("check", str(config), cwd=tmp_path, env=python_only_path(tmp_path, *present))
+    res = hq_here("check", str(config), cwd=tmp_path, env=python_only_path(tmp_path, *present))
     assert res.returncode == 2, res.stdout + res.stderr
     assert res.stderr.strip() == f"error: {expected}"
 
 
-def test_run_refuses_verify_rtl_without_verilator_before_writing_anything(tmp_path):
+def test_run_refuses_verify_rtl_without_verilator_before_writing_anything(hq_here, tmp_path):
     raw = tiny_raw(tmp_path, "noverilator", synthesis={"verify_rtl": True})
     raw["study"].pop("output_dir")  # runs/ under tmp_path, which must stay unwritten
     config = tmp_path / "v.yaml"
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
     expected = f"{config}:{line_of(config, 'verify_rtl')}: {MISSING_TOOLS['verify_rtl'][2]}"
-    assert_refused_and_nothing_written(tmp_path, config, expected, env=python_only_path(tmp_path))
+    assert_refused_and_nothing_written(hq_here, tmp_path, config, expected, env=python_only_path(tmp_path))
 
 
-def test_check_of_a_ray_study_warns_of_a_tool_missing_here(tmp_path):
+def test_check_of_a_ray_study_warns_of_a_tool_missing_here(hq_here, tmp_path):
     """A Ray study's synthesis runs on its nodes, whose tools `run` looks for there: on this machine a missing
     one is a warning, and the data and the model are still checked."""
     raw = tiny_raw(tmp_path, "rayhls", synthesis={"backend": "vivado"}, execution={"executor": "ray"})
     config = tmp_path / "rayhls.yaml"
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
-    res = run_cli("check", str(config), cwd=tmp_path, env=python_only_path(tmp_path))
+    res = hq_here("check", str(config), cwd=tmp_path, env=python_only_path(tmp_path))
     assert res.returncode == 0, res.stdout + res.stderr
     missing = f"{config}:{line_of(config, 'backend')}: {MISSING_TOOLS['vivado_hls'][2]}"
     unwrapped = " ".join(res.stdout.split())  # rich wraps lines at 200 columns
