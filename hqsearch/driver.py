@@ -50,15 +50,23 @@ from hqsearch.study.attrs import (
     CONTINUES_ATTR,
     DRIVER_ATTR,
     EPOCH_ATTR,
+    ERROR_ATTR,
     ESTIMATE_KEY,
+    EXECUTOR_ATTR,
     HEARTBEAT_ATTR,
+    INFO_ATTR,
     MEASURES_ATTR,
+    METRICS_ATTR,
     MODEL_ARTIFACT_ATTR,
     ORIGIN_ATTR,
+    PARAMS_ATTR,
     PARENT_ATTR,
     SKIPPED_ATTR_KEY,
+    SOURCES_ATTR,
     START_FAILED_ATTR,
+    TIMINGS_ATTR,
     TOWARD_ATTR,
+    TRIAL_DIR_ATTR,
     info_of,
     metrics_of,
     params_of,
@@ -187,12 +195,12 @@ class Driver:
                 start_from, start_beta = self._checkpoint(continued, start, trial_dir), start.beta
             params = suggest(trial, self.cfg, start_beta, epochs_left)
             attrs = {
-                "params": params.to_dict(),
+                PARAMS_ATTR: params.to_dict(),
                 ORIGIN_ATTR: Origin.TRAINING.value,
-                "executor": self.executor.name,
+                EXECUTOR_ATTR: self.executor.name,
                 DRIVER_ATTR: self.me.to_dict(),
                 HEARTBEAT_ATTR: time.time(),
-                "trial_dir": str(trial_dir),
+                TRIAL_DIR_ATTR: str(trial_dir),
             }
             set_user_attrs(trial, attrs)
             ledger.asked({**enqueued, **attrs})
@@ -223,7 +231,7 @@ class Driver:
     def _fail(self, trial: optuna.Trial, error: str) -> Told:
         """Tell the trial FAIL with `error`. A continuation that could not start (its checkpoint is gone, its
         architecture left the space) marks its start as failed, so that no driver chooses the point again."""
-        attrs: dict = {"error": error}
+        attrs: dict = {ERROR_ATTR: error}
         if error.startswith(COULD_NOT_START) and (point := trial.user_attrs.get(CONTINUES_ATTR)) is not None:
             attrs[START_FAILED_ATTR] = point
             self.ledger.starts.start_failed(point)  # at once: the next ask comes before the next refresh
@@ -320,8 +328,8 @@ class Driver:
                 EPOCH_ATTR: epoch,
                 BETA_ATTR: cand.info.get("beta"),
                 MODEL_ARTIFACT_ATTR: model,
-                "params": done.job.params.to_dict(),
-                "trial_dir": str(done.job.trial_dir),
+                PARAMS_ATTR: done.job.params.to_dict(),
+                TRIAL_DIR_ATTR: str(done.job.trial_dir),
             }
             study = self.cfg.study
             try:
@@ -397,7 +405,7 @@ class Driver:
             self._release(claim, f"the later synthesis of point {point.number} failed: {error}")
             return
         info = {**info_of(attrs), **out.info, SKIPPED_ATTR_KEY: None}
-        kept = (PARENT_ATTR, EPOCH_ATTR, MODEL_ARTIFACT_ATTR, "params", "trial_dir")
+        kept = (PARENT_ATTR, EPOCH_ATTR, MODEL_ARTIFACT_ATTR, PARAMS_ATTR, TRIAL_DIR_ATTR)
         study = self.cfg.study
         try:
             reports = [self._upload(self.study, f) for f in out.files]
@@ -405,10 +413,10 @@ class Driver:
                 **{k: attrs[k] for k in kept if k in attrs},
                 BETA_ATTR: attrs.get(BETA_ATTR, info.get("final_beta")),
                 ARTIFACTS_ATTR: reports,
-                "metrics": metrics,
-                "sources": {**sources_of(attrs), **out.sources},
-                "info": info,
-                "timings": out.timings,
+                METRICS_ATTR: metrics,
+                SOURCES_ATTR: {**sources_of(attrs), **out.sources},
+                INFO_ATTR: info,
+                TIMINGS_ATTR: out.timings,
             }
             values, constraints = study.values(metrics), constraint_values(study, metrics, info)
             for key, record in self._training_copies(point).items():

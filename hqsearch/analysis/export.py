@@ -32,6 +32,7 @@ from hqsearch.study.attrs import (
     ESTIMATE_KEY,
     MEASURES_ATTR,
     MODEL_ARTIFACT_ATTR,
+    PARAMS_ATTR,
     PARENT_ATTR,
     SKIPPED_ATTR_KEY,
     info_of,
@@ -265,7 +266,7 @@ def _metrics_file(
         "lineage": _chain(trials, t),
         "objectives": dict(zip(study.metric_names or [], t.values or [], strict=False)),
         "metrics": {m: {"value": v, "source": sources.get(m, "unknown")} for m, v in metrics_of(attrs).items()},
-        "params": attrs.get("params"),
+        "params": attrs.get(PARAMS_ATTR),
         "synthesis": {k: getattr(syn, k) for k in _SETTINGS},
         "firmware": {
             "folder": result.firmware.name,

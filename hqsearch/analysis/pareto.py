@@ -14,6 +14,7 @@ from hqsearch.config.metrics import METRICS, Direction
 from hqsearch.search.front import measured_front, meets_constraints, stands
 from hqsearch.study.attrs import (
     EPOCH_ATTR,
+    ERROR_ATTR,
     MEASURES_ATTR,
     PARENT_ATTR,
     SKIPPED_ATTR_KEY,
@@ -52,7 +53,7 @@ def _row(t: FrozenTrial, names: list[str]) -> dict:
     row["measures"] = t.user_attrs.get(MEASURES_ATTR)  # a later synthesis: the point it measured
     row.update({f"time_{k}_s": v for k, v in timings_of(t.user_attrs).items()})
     row["duration_s"] = t.duration.total_seconds() if t.duration else None
-    row["error"] = t.user_attrs.get("error")
+    row["error"] = t.user_attrs.get(ERROR_ATTR)
     row["parent"] = t.user_attrs.get(PARENT_ATTR)
     row["epoch"] = t.user_attrs.get(EPOCH_ATTR)
     row["source"] = t.user_attrs.get(SOURCE_ATTR)

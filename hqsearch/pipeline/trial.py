@@ -23,7 +23,15 @@ from hqsearch.config.schema import StudyConfig
 from hqsearch.search.fidelity import Gate
 from hqsearch.search.space import TrialParams
 from hqsearch.search.stopping import Outlook
-from hqsearch.study.attrs import CURVE_KEY, ESTIMATE_KEY, SKIPPED_ATTR_KEY
+from hqsearch.study.attrs import (
+    CURVE_KEY,
+    ESTIMATE_KEY,
+    INFO_ATTR,
+    METRICS_ATTR,
+    SKIPPED_ATTR_KEY,
+    SOURCES_ATTR,
+    TIMINGS_ATTR,
+)
 
 _PACKAGES = ("hqsearch", "hgq2", "alkaid", "keras", "optuna")
 
@@ -40,7 +48,12 @@ class TrialOutcome:
 
     def user_attrs(self) -> dict[str, dict]:
         """What its Optuna trial records as user attributes (the non-empty parts)."""
-        parts = (("timings", self.timings), ("info", self.info), ("sources", self.sources), ("metrics", self.metrics))
+        parts = (
+            (TIMINGS_ATTR, self.timings),
+            (INFO_ATTR, self.info),
+            (SOURCES_ATTR, self.sources),
+            (METRICS_ATTR, self.metrics),
+        )
         return {key: value for key, value in parts if value}
 
     def to_dict(self) -> dict:

@@ -27,6 +27,7 @@ __all__ = [
     "rdb_backend",
     "set_user_attrs_at_once",
     "set_system_attr",
+    "set_trial_failed",
     "storage_of",
     "trial_of",
 ]
