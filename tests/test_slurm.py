@@ -9,6 +9,7 @@ import secrets
 import signal
 import sqlite3
 import time
+from collections.abc import Collection
 from contextlib import closing
 from pathlib import Path
 
@@ -86,13 +87,15 @@ def test_the_sbatch_script_runs_a_study_and_the_next_job_takes_up_a_cancelled_on
             left = wait_gone("SLURM_JOB_ID", str(job), 30)
             assert not left, f"processes of job {job} outlived it: {describe(left)}"
 
-        def running(job: int) -> list[int]:
+        def running(job: int, before: Collection[int] = ()) -> list[int]:
             """The two trials of the job, once its driver has recorded itself on both (it is then past
-            asking them and in its loop), a second later."""
+            asking them and in its loop), a second later. A cancelled job's trials can still read RUNNING
+            (`before`): they are not this job's."""
 
             def both():
                 assert cluster.state(job)["JobState"] in ("PENDING", "RUNNING"), f"job {job} ended{log(job)}"
-                return len(numbers := owned_trials(db)) == 2 and numbers
+                numbers = [n for n in owned_trials(db) if n not in before]
+                return len(numbers) == 2 and numbers
 
             numbers = wait_for(both, 180, f"job {job}'s trials to run")
             time.sleep(1)
@@ -116,7 +119,7 @@ def test_the_sbatch_script_runs_a_study_and_the_next_job_takes_up_a_cancelled_on
         # a driver killed outright (the OOM killer, a node lost) leaves its trials RUNNING; the script then
         # exits with the driver's status, and Slurm ends the job and its Ray steps
         job = submit(slow)
-        orphans = running(job)
+        orphans = running(job, before=cancelled)
         trials = {t.number: t for t in load_existing(url, "slurm").trials}
         retried = sorted(trials[n].user_attrs.get("retry_of", -1) for n in orphans)
         assert retried == sorted(cancelled), f"job {job} runs {orphans}, not the cancelled ones again"
