@@ -22,6 +22,10 @@ TESTS = Path(__file__).parent
 os.environ["PYTHONPATH"] = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
 sys.path.insert(0, str(TESTS))
 os.environ["HQ_TEST_DRIVER_PID"] = str(os.getpid())  # helpers that fail in trial workers, not in preflight
+# each pytest-xdist worker's Ray (its instance, the nodes its tests start, the `auto` address they record)
+# in a folder of its own, so the workers' clusters never find each other
+if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("RAY_TMPDIR", f"/tmp/ray-{worker}")
 # XLA's compiled programs, shared by every test's studies as by a user's studies on one machine
 COMPILE_CACHE = Path(tempfile.mkdtemp(prefix="hqsearch-test-xla-"))
 atexit.register(shutil.rmtree, COMPILE_CACHE, ignore_errors=True)
