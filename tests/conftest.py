@@ -132,7 +132,9 @@ def yosys_study(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
-    """A trained, calibrated 64-4-10 HGQ2 model on digits, saved as .keras: (model, path, ebops)."""
+    """A trained, calibrated 64-4-10 HGQ2 model on digits, saved as .keras: (model, path, ebops). Its
+    bitwidths start at 4, so its design is under a thousand LUTs: Yosys measures it in about 5 s, not the
+    10 s it takes from the default 8 bits."""
     import keras
 
     from hqsearch.config.schema import DataSection, ModelSection, TrainingSection
@@ -143,7 +145,17 @@ def tiny_model(tmp_path_factory):
 
     keras.utils.set_random_seed(0)
     data = load_dataset(DataSection())
-    p = TrialParams(beta=1e-5, l1=0, l2=0, weights="intra", activations="intra", learning_rate=5e-3, widths=(4,))
+    p = TrialParams(
+        beta=1e-5,
+        l1=0,
+        l2=0,
+        weights="intra",
+        activations="intra",
+        learning_rate=5e-3,
+        widths=(4,),
+        init_weight_bits=4,
+        init_act_bits=4,
+    )
     model = build_model(ModelSection(), p, data.input_shape, data.n_classes)
     train(model, data, TrainingSection(epochs=3), p)
     ebops = calibrate(model, data.x_train)
@@ -188,6 +200,17 @@ def _ray_only_where_asked(request):
 
         ray.shutdown()
     yield
+
+
+# The studies the session trains once: under pytest-xdist (`-n`) every worker process would train its own,
+# so the tests that read one run on one worker (with `--dist loadgroup`, pyproject.toml's default)
+SHARED_STUDIES = ("yosys_study", "finished_study")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if shared := [name for name in SHARED_STUDIES if name in getattr(item, "fixturenames", ())]:
+            item.add_marker(pytest.mark.xdist_group(shared[0]))
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,8 @@ def test_ray_study_with_yosys_runs_train_and_synth_as_separate_tasks(ray_instanc
             "harvest": {"max_candidates": 1},
             "continuation": {"share": 1.0, "startup": 2},
         },
-        search_space={"beta": {"low": 3e-4, "high": 1e-3, "log": True}},
+        # bitwidths from 3: designs of a few hundred LUTs, which Yosys measures in seconds
+        search_space={"beta": {"low": 3e-4, "high": 1e-3, "log": True}, "init_weight_bits": 3, "init_act_bits": 3},
         model={"widths": [8]},
     )
     summary = run_study(cfg)
