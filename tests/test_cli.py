@@ -26,7 +26,7 @@ def hq(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hqsearch.cli", *args], capture_output=True, text=True, cwd=cwd)
 
 
-def test_run_with_overrides_then_report(tmp_path):
+def test_run_with_overrides_then_report(tmp_path, hq_here):
     config = tmp_path / "tiny.yaml"
     raw = tiny_raw(tmp_path / "out", "clitiny")
     del raw["study"]["output_dir"]  # default paths: runs/<name>/ under the working directory
@@ -34,7 +34,7 @@ def test_run_with_overrides_then_report(tmp_path):
     storage = f"sqlite:///{tmp_path / 'elsewhere.db'}"
 
     # the epoch budget ends it first: one training of 3 epochs spends it
-    res = hq("run", str(config), "--n-trials", "5", "--budget", "3", "--storage", storage, cwd=tmp_path)
+    res = hq_here("run", str(config), "--n-trials", "5", "--budget", "3", "--storage", storage, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "target 5 COMPLETE trainings or 3 training epochs" in res.stdout
     assert "trainings 1/5  epochs 3/3" in res.stdout and "front 1" in res.stdout
@@ -42,7 +42,7 @@ def test_run_with_overrides_then_report(tmp_path):
     assert (tmp_path / "elsewhere.db").exists() and not (tmp_path / "runs" / "clitiny" / "study.db").exists()
     assert (tmp_path / "runs" / "clitiny" / "trials" / "00000" / "model.keras").exists()
 
-    res = hq("report", str(config), "--storage", storage, cwd=tmp_path)
+    res = hq_here("report", str(config), "--storage", storage, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "runs" / "clitiny" / "report" / "pareto.csv").exists()
 
@@ -63,23 +63,23 @@ def test_check_shipped_studies(hq_here):
             assert "model builds" in res.stdout
 
 
-def test_bad_config_is_one_message(tmp_path):
+def test_bad_config_is_one_message(tmp_path, hq_here):
     config = tmp_path / "bad.yaml"
     config.write_text("study:\n  name: x\n  samplr: tpe\n")
-    res = hq("run", str(config), cwd=tmp_path)
+    res = hq_here("run", str(config), cwd=tmp_path)
     assert res.returncode == 2
     assert res.stderr.strip() == f"error: {config}:3: study.samplr: unknown key"
 
 
-def test_every_documented_default_runs(tmp_path):
+def test_every_documented_default_runs(tmp_path, hq_here):
     """The minimal config of the docs: only a name and one trial, every other key at its default."""
     config = tmp_path / "minimal.yaml"
     config.write_text("study: {name: minimal, n_trials: 1}\n")
-    res = hq("run", str(config), "--no-progress", cwd=tmp_path)
+    res = hq_here("run", str(config), "--no-progress", cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     ran = re.search(r"1 COMPLETE trainings \((\d+) epochs\) in study minimal", res.stdout)
     assert ran and 20 <= int(ran[1]) <= 80, res.stdout  # a length from the default search, around 40
-    res = hq("report", str(config), cwd=tmp_path)
+    res = hq_here("report", str(config), cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     front = (tmp_path / "runs" / "minimal" / "report" / "pareto.csv").read_text().splitlines()
     header = front[0].split(",")
@@ -87,7 +87,7 @@ def test_every_documented_default_runs(tmp_path):
     assert "hypervolume" in res.stdout and (tmp_path / "runs" / "minimal" / "report" / "hypervolume.png").exists()
 
 
-def test_unreachable_postgresql_is_one_line(tmp_path):
+def test_unreachable_postgresql_is_one_line(tmp_path, hq_here):
     import socket
 
     with socket.socket() as s:  # a port nothing listens on
@@ -101,7 +101,7 @@ def test_unreachable_postgresql_is_one_line(tmp_path):
         ("status", "--storage", url, "--study", "pg"),
         ("dashboard", str(config), "--storage", url),
     ):
-        res = hq(*args, cwd=tmp_path)
+        res = hq_here(*args, cwd=tmp_path)
         assert res.returncode == 2
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in res.stderr
@@ -145,13 +145,13 @@ def assert_untouched(db: Path, digest: str) -> None:
     assert study.n_trials == 1
 
 
-def test_run_names_a_feature_column_that_is_not_numeric_before_the_study_is_touched(tmp_path):
+def test_run_names_a_feature_column_that_is_not_numeric_before_the_study_is_touched(tmp_path, hq_here):
     rows = "".join(f"{i},{'high' if i == 5 else i / 40},{i % 2}\n" for i in range(40))
     (tmp_path / "data.csv").write_text("a,b,label\n" + rows)
     config = tmp_path / "csv.yaml"
     config.write_text("study: {name: csv, n_trials: 1}\ndata:\n  source: csv\n  path: data.csv\n  label: label\n")
     db, digest = existing_study(config)
-    res = hq("run", str(config), "--no-progress", cwd=tmp_path)
+    res = hq_here("run", str(config), "--no-progress", cwd=tmp_path)
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
     assert res.stderr.strip() == (
         f"error: {config}:4: data.path: data.csv: feature column 'b' is not numeric (e.g. 'high'): "
@@ -161,11 +161,11 @@ def test_run_names_a_feature_column_that_is_not_numeric_before_the_study_is_touc
     assert not (tmp_path / "runs" / "csv" / "trials").exists()
 
 
-def test_check_names_a_data_file_that_is_not_an_npz(tmp_path):
+def test_check_names_a_data_file_that_is_not_an_npz(tmp_path, hq_here):
     (tmp_path / "data.npz").write_text("x,y\n1,0\n")
     config = tmp_path / "npz.yaml"
     config.write_text("study: {name: npz, n_trials: 1}\ndata:\n  source: npz\n  path: data.npz\n")
-    res = hq("check", str(config), cwd=tmp_path)
+    res = hq_here("check", str(config), cwd=tmp_path)
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
     assert res.stderr.strip() == (
         f"error: {config}:4: data.path: data.npz is not an npz file "
@@ -173,7 +173,7 @@ def test_check_names_a_data_file_that_is_not_an_npz(tmp_path):
     )
 
 
-def test_unwritable_folders_are_named_before_the_study_is_touched(tmp_path):
+def test_unwritable_folders_are_named_before_the_study_is_touched(tmp_path, hq_here):
     (tmp_path / "a_file").write_text("in the way")
     config = tmp_path / "w.yaml"
     base = f"study:\n  name: w\n  n_trials: 1\n  storage: sqlite:///{tmp_path / 'study.db'}\n"
@@ -187,7 +187,7 @@ def test_unwritable_folders_are_named_before_the_study_is_touched(tmp_path):
     for line, expected in cases.items():
         config.write_text(base + line)
         for command in ("check", "run"):
-            res = hq(command, str(config), cwd=tmp_path)
+            res = hq_here(command, str(config), cwd=tmp_path)
             assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
             assert len(res.stderr.strip().splitlines()) == 1
             assert res.stderr.startswith(f"error: {config}:{expected}"), res.stderr
@@ -263,12 +263,12 @@ def test_ctrl_c_ends_the_dashboard_with_one_line_and_130(tmp_path):
     assert err.strip().splitlines()[-1] == "interrupted" and err.count("interrupted") == 1
 
 
-def test_dashboard_on_an_artifact_dir_that_cannot_be_made_is_one_line(tmp_path):
+def test_dashboard_on_an_artifact_dir_that_cannot_be_made_is_one_line(tmp_path, hq_here):
     (tmp_path / "a_file").write_text("in the way")
     config = tmp_path / "d.yaml"
     config.write_text("study:\n  name: d\n  artifact_dir: a_file/artifacts\n")
     existing_study(config)
-    res = hq("dashboard", str(config), "--port", "1", cwd=tmp_path)  # refused before it binds
+    res = hq_here("dashboard", str(config), "--port", "1", cwd=tmp_path)  # refused before it binds
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
     assert res.stderr.strip() == (
         f"error: {config}:3: study.artifact_dir: cannot make the folder a_file/artifacts (Not a directory)"
