@@ -202,14 +202,15 @@ def _ray_only_where_asked(request):
     yield
 
 
-# The studies the session trains once: under pytest-xdist (`-n`) every worker process would train its own,
-# so the tests that read one run on one worker (with `--dist loadgroup`, pyproject.toml's default)
-SHARED_STUDIES = ("yosys_study", "finished_study")
+# What the session sets up once (the shared Ray instance, the trained studies): under pytest-xdist (`-n`)
+# every worker process would set up its own, so the tests that use one run on one worker, one after another
+# (with `--dist loadgroup`, pyproject.toml's default)
+SHARED = ("ray_instance", "yosys_study", "finished_study")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if shared := [name for name in SHARED_STUDIES if name in getattr(item, "fixturenames", ())]:
+        if shared := [name for name in SHARED if name in getattr(item, "fixturenames", ())]:
             item.add_marker(pytest.mark.xdist_group(shared[0]))
 
 
