@@ -4,8 +4,6 @@ import json
 import os
 import shutil
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -97,14 +95,9 @@ def test_sources_family_and_missing_native(tiny_model, tmp_path, monkeypatch):
         find_yosys("native")
 
 
-def test_synth_command_on_a_saved_model(tiny_model, tmp_path):
+def test_synth_command_on_a_saved_model(tiny_model, tmp_path, hq_here):
     _, path, ebops = tiny_model
-    res = subprocess.run(
-        [sys.executable, "-m", "hqsearch.cli", "synth", str(path), "--backend", "yosys", "--json", "--no-cache"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
+    res = hq_here("synth", str(path), "--backend", "yosys", "--json", "--no-cache", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     for key in ("luts", "ffs", "dsps", "latency_cycles", "ebops", "estimated_luts", "tool"):
@@ -112,7 +105,5 @@ def test_synth_command_on_a_saved_model(tiny_model, tmp_path):
     assert doc["luts"] > 0 and doc["ebops"] == ebops and doc["tool"].startswith("yosys")
     assert doc["sources"]["ebops"] == "saved with the model (last calibration)"
 
-    res = subprocess.run(
-        [sys.executable, "-m", "hqsearch.cli", "synth", str(tmp_path / "nope.keras")], capture_output=True, text=True
-    )
+    res = hq_here("synth", str(tmp_path / "nope.keras"), cwd=tmp_path)
     assert res.returncode == 2 and "no such model file" in res.stderr and "Traceback" not in res.stderr

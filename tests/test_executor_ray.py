@@ -4,8 +4,6 @@ worker killed mid-trial."""
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -166,7 +164,7 @@ def test_the_synthesis_tool_is_looked_for_on_the_synthesis_nodes(ray_instance, t
 
 
 # without the shared instance: the executor starts its own, or finds no cluster where its config says
-def test_an_address_where_no_ray_head_answers_is_one_error_before_anything_starts(tmp_path):
+def test_an_address_where_no_ray_head_answers_is_one_error_before_anything_starts(tmp_path, hq_here):
     """No cluster at all: the address is probed (a bounded TCP connect) before ray.init, which would retry it
     for minutes; `check` warns, `run` refuses with one line naming the key, and writes nothing."""
     raw = tiny_raw(tmp_path, "noray", execution={**RAY, "ray": {"address": "127.0.0.1:1"}})
@@ -178,12 +176,11 @@ def test_an_address_where_no_ray_head_answers_is_one_error_before_anything_start
         f"{config}:{line}: execution.ray.address: nothing answers at '127.0.0.1:1' (Connection refused); expected "
         "host:port of a running Ray head (port 6379 by default), ray://host:port, 'auto' or ''"
     )
-    hq = [sys.executable, "-m", "hqsearch.cli"]
     started = time.monotonic()
-    res = subprocess.run([*hq, "run", str(config)], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    res = hq_here("run", str(config), cwd=tmp_path)
     assert res.returncode == 2 and res.stderr.strip() == f"error: {expected}", res.stdout + res.stderr
     assert time.monotonic() - started < 60
-    res = subprocess.run([*hq, "check", str(config)], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    res = hq_here("check", str(config), cwd=tmp_path)
     unwrapped = " ".join(res.stdout.split())  # rich wraps lines at 200 columns
     assert res.returncode == 0 and f"warning: {expected} from here; run refuses to start" in unwrapped
     assert not (tmp_path / "runs").exists()

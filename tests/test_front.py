@@ -116,7 +116,7 @@ def worse_study(tmp_path_factory):
 
 
 @pytest.mark.skipif(not Path("/usr/bin/yosys").exists(), reason="needs Debian's yosys (apt-get install yosys)")
-def test_every_view_shows_the_measured_front_not_the_estimates(worse_study, tmp_path):
+def test_every_view_shows_the_measured_front_not_the_estimates(worse_study, tmp_path, hq_here):
     cfg = worse_study
     url, name = cfg.study.storage_url, cfg.study.name
     study = optuna.load_study(study_name=name, storage=url)
@@ -161,12 +161,7 @@ def test_every_view_shows_the_measured_front_not_the_estimates(worse_study, tmp_
     ledger = Ledger(cfg)
     ledger.refresh(trials)
     assert sorted(ledger.front.items) == expected
-    out = subprocess.run(
-        [sys.executable, "-m", "hqsearch.cli", "status", "--storage", url, "--study", name],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    out = hq_here("status", "--storage", url, "--study", name, cwd=tmp_path).stdout
     assert f"front {len(expected)} points" in " ".join(out.split())
 
 
