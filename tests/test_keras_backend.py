@@ -128,7 +128,7 @@ def _workers_writing(log: Path) -> set[int]:
 
 def test_a_jax_training_over_its_timeout_is_killed_with_its_threads(tmp_path):
     raw = tiny_raw(tmp_path, "jax_timeout", study={"n_trials": 1}, training={"epochs": 100000})
-    raw["execution"].update(max_concurrent=1, max_failures=1, keras_backend="jax", timeouts={"train": 25})
+    raw["execution"].update(max_concurrent=1, max_failures=1, keras_backend="jax", timeouts={"train": 12})
     cfg = parse_config(raw)
     seen: set[int] = set()
     stop = threading.Event()
