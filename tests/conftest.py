@@ -210,8 +210,8 @@ SHARED = ("ray_instance", "yosys_study", "finished_study")
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if shared := [name for name in SHARED if name in getattr(item, "fixturenames", ())]:
-            item.add_marker(pytest.mark.xdist_group(shared[0]))
+        if shared := next((name for name in SHARED if name in getattr(item, "fixturenames", ())), None):
+            item.add_marker(pytest.mark.xdist_group(shared))
 
 
 @pytest.fixture(scope="session")

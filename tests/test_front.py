@@ -161,8 +161,9 @@ def test_every_view_shows_the_measured_front_not_the_estimates(worse_study, tmp_
     ledger = Ledger(cfg)
     ledger.refresh(trials)
     assert sorted(ledger.front.items) == expected
-    out = hq_here("status", "--storage", url, "--study", name, cwd=tmp_path).stdout
-    assert f"front {len(expected)} points" in " ".join(out.split())
+    res = hq_here("status", "--storage", url, "--study", name, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert f"front {len(expected)} points" in " ".join(res.stdout.split())
 
 
 @pytest.mark.parametrize("skipped", list(product([False, True], repeat=3)))

@@ -20,6 +20,7 @@ EXECUTOR_ATTR = "executor"  # where it ran
 TRIAL_DIR_ATTR = "trial_dir"  # its working folder on the driver's node
 DRIVER_ATTR = "driver"  # the driver process that owns it while it runs
 HEARTBEAT_ATTR = "heartbeat"  # that driver's last sign of life
+RETRY_OF_ATTR = "retry_of"  # on a training enqueued again: the lost or stopped trial it runs again
 
 # lineage: what a point is and where it came from (`points`)
 ORIGIN_ATTR = "origin"

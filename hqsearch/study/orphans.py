@@ -30,7 +30,15 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from hqsearch.study.attrs import CONTINUES_ATTR, DRIVER_ATTR, ERROR_ATTR, HEARTBEAT_ATTR, MEASURES_ATTR, ORIGIN_ATTR
+from hqsearch.study.attrs import (
+    CONTINUES_ATTR,
+    DRIVER_ATTR,
+    ERROR_ATTR,
+    HEARTBEAT_ATTR,
+    MEASURES_ATTR,
+    ORIGIN_ATTR,
+    RETRY_OF_ATTR,
+)
 from hqsearch.study.optuna_private import add_trial_to, fail_if_running, rdb_backend, set_trial_failed, storage_of
 from hqsearch.study.points import Origin
 
@@ -127,7 +135,7 @@ def recover_orphans(study: optuna.Study, me: DriverId, stale_after: float) -> li
 
 def retry(study: optuna.Study, t: FrozenTrial | optuna.Trial) -> None:
     """Enqueue a training that was lost, failed, with its parameters: the next ask of any driver runs it."""
-    attrs = {"retry_of": t.number}
+    attrs = {RETRY_OF_ATTR: t.number}
     if CONTINUES_ATTR in t.user_attrs:  # a continuation is retried as one, from the same point
         attrs[CONTINUES_ATTR] = t.user_attrs[CONTINUES_ATTR]
     study.enqueue_trial(t.params, user_attrs=attrs, skip_if_exists=False)
