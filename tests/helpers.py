@@ -120,3 +120,8 @@ def digits_held_in_preflight():
         Path(os.environ["HQ_TEST_MARKER"]).write_text("in the preflight")
         time.sleep(60)
     return _digits()
+
+
+def hold(seconds: float, on_stage) -> None:  # noqa: ARG001
+    """Work for `forked.Forked` that takes `seconds`."""
+    time.sleep(seconds)

@@ -14,12 +14,14 @@ the server's parent (the driver, or the Ray worker) dies; see `forkserver_guard`
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing as mp
 import os
 import signal
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable
 from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
@@ -97,6 +99,17 @@ def _main(conn: Connection, env: dict[str, str], work: Work, args: tuple) -> Non
         conn.close()
 
 
+_live: weakref.WeakSet[Forked] = weakref.WeakSet()  # started and not yet reaped or killed
+
+
+@atexit.register  # after multiprocessing's own exit hook, which joins its children, so run before it
+def _end_live() -> None:
+    """Work still running when this process exits is killed, however the exit came about (a Ctrl-C between
+    a start and its wait, an error): Python's exit would otherwise wait for it to end."""
+    for f in list(_live):
+        f.kill()
+
+
 class Forked:
     """One piece of work in its forked process, and what it has said so far."""
 
@@ -104,6 +117,7 @@ class Forked:
         self.conn, child = ctx.Pipe(duplex=False)
         self.process = ctx.Process(target=_main, args=(child, dict(os.environ), work, args), name=name)
         self.process.start()
+        _live.add(self)
         child.close()
         self.stage, self.stage_started = "start", time.monotonic()
         self.done = False
@@ -135,6 +149,7 @@ class Forked:
         self.process.join(timeout=30)
         if self.process.is_alive():
             self.kill()
+        _live.discard(self)
         self.conn.close()
 
     def kill(self) -> None:
@@ -146,6 +161,7 @@ class Forked:
         except (ProcessLookupError, PermissionError):
             pass
         self.process.join(timeout=10)
+        _live.discard(self)
 
     def result(self) -> Any:
         """Block until the work is done; its value, or `WorkFailed`/`WorkerLost`. A wait that is interrupted
