@@ -202,10 +202,20 @@ def _ray_only_where_asked(request):
     yield
 
 
-# What the session sets up once (the shared Ray instance, the trained studies): under pytest-xdist (`-n`)
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory):
+    """The two-node Ray cluster the session's cluster tests share (`ray_cluster.shared_cluster`): starting
+    one costs about 10 s of CPU and 20 s; their drivers join it in processes of their own."""
+    from ray_cluster import shared_cluster
+
+    with shared_cluster(tmp_path_factory.mktemp("ray_cluster")) as cluster:
+        yield cluster
+
+
+# What the session sets up once (the shared Ray instance and cluster, the trained studies): under pytest-xdist (`-n`)
 # every worker process would set up its own, so the tests that use one run on one worker, one after another
 # (with `--dist loadgroup`, pyproject.toml's default)
-SHARED = ("ray_instance", "yosys_study", "finished_study")
+SHARED = ("ray_instance", "ray_cluster", "yosys_study", "finished_study")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

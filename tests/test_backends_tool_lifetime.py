@@ -97,7 +97,7 @@ class Watcher:
 
 @pytest.mark.parametrize(("yosys", "backend"), YOSYS_ON["timeout"])
 def test_stage_timeout_ends_the_tool(yosys, backend, tmp_path):
-    cfg = parse_config(busy_yosys_raw(tmp_path, "timeout", yosys, backend, execution={"timeouts": {"synth": 8}}))
+    cfg = parse_config(busy_yosys_raw(tmp_path, "timeout", yosys, backend, execution={"timeouts": {"synth": 4}}))
     watcher = Watcher(tmp_path)
     assert run_study(cfg).complete == 0
     watcher.assert_all_gone()
@@ -185,7 +185,7 @@ def test_ray_task_cancelled_ends_the_tool(tmp_path, ray_instance, yosys="native"
 
 
 def test_ray_stage_timeout_ends_the_tool(tmp_path, ray_instance, yosys="yowasp"):
-    cfg = ray_cfg(tmp_path, "ray_timeout", yosys, timeouts={"synth": 8})
+    cfg = ray_cfg(tmp_path, "ray_timeout", yosys, timeouts={"synth": 4})
     watcher = Watcher(tmp_path)
     assert run_study(cfg).complete == 0
     watcher.assert_all_gone()

@@ -349,7 +349,7 @@ def test_two_drivers_never_measure_the_same_deferred_design(storage, tiny_model,
     from hqsearch.study.attrs import MEASURES_ATTR
 
     url = f"sqlite:///{tmp_path / 'study.db'}" if storage == "sqlite" else request.getfixturevalue("postgres_url")
-    raw, deferred = _deferred_study(tiny_model, tmp_path, url, 4)
+    raw, deferred = _deferred_study(tiny_model, tmp_path, url, 3)
 
     ctx = mp.get_context("spawn")
     ready, go, out = ctx.Queue(), ctx.Event(), ctx.Queue()

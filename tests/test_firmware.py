@@ -105,7 +105,8 @@ def test_conv_study_runs_through_alkaid(tmp_path):
     root = Path(__file__).parents[1]
     raw = yaml.safe_load((root / "studies" / "digits_conv.yaml").read_text())
     raw["study"].update(n_trials=1, output_dir=str(tmp_path))
-    raw["training"].update(epochs=2)
+    raw["training"].update(epochs=2, harvest={"max_candidates": 0})  # the final model's design only
+    raw["search_space"].update(epochs=2)
     raw["execution"].update(max_concurrent=1)
     raw["synthesis"] = {"cache_dir": str(tmp_path / "cache")}
     cfg = parse_config(raw)

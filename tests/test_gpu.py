@@ -9,10 +9,9 @@ import os
 import time
 from pathlib import Path
 
-import pytest
 from conftest import tiny_raw
 from optuna.trial import TrialState
-from test_ray_nodes import cluster, run_driver
+from test_ray_nodes import run_driver
 
 from hqsearch.study.storage import load_existing
 
@@ -51,14 +50,6 @@ def test_the_device_recorded_here_is_the_cpu():
     assert device() == "cpu"
 
 
-@pytest.fixture
-def gpu_node(tmp_path):
-    """(address, head node id, GPU node id): a head with one CPU and no GPU, and a node with two CPUs and one
-    logical GPU."""
-    with cluster(tmp_path, ["--num-cpus=1", "--num-gpus=0"], ["--num-cpus=2", "--num-gpus=1"]) as c:
-        yield c.address, c.node("GPU", present=False), c.node("GPU")
-
-
 def visible_gpus(on_stage) -> str | None:  # noqa: ARG001
     """In the forked stage process: the GPUs it sees."""
     return os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -78,8 +69,10 @@ def gpu_task(meet: str, tasks: int) -> tuple[str | None, str | None]:
     return os.environ.get("CUDA_VISIBLE_DEVICES"), _forked("gpus", visible_gpus)
 
 
-def test_trainings_that_ask_for_half_a_gpu_run_on_the_gpu_node_and_record_their_device(gpu_node, tmp_path):
-    address, head_node, gpu_node_id = gpu_node
+def test_trainings_that_ask_for_half_a_gpu_run_on_the_gpu_node_and_record_their_device(ray_cluster, tmp_path):
+    """On the session's cluster (`ray_cluster`): a head with one CPU and no GPU, and a node with two CPUs and
+    one logical GPU."""
+    address, gpu_node_id = ray_cluster.address, ray_cluster.node
     raw = tiny_raw(
         tmp_path / "out",
         "gpu",

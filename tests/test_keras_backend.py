@@ -77,40 +77,49 @@ def test_a_study_trains_harvests_continues_and_exports_on_its_backend(backend, t
         assert imported.user_attrs["metrics"][metric] == pytest.approx(fresh.user_attrs["metrics"][metric])
 
 
-_TRACE = """
-import json, sys
+_ON_JAX = """
+import sys
 import numpy as np
-from hqsearch.config.schema import SynthesisSection
-from hqsearch.pipeline.data import load_dataset
-from hqsearch.config.schema import DataSection
-from hqsearch.firmware.emulate import load_model, trace
 import keras
+from hqsearch.config.schema import DataSection, SynthesisSection
+from hqsearch.firmware.emulate import load_model, trace
+from hqsearch.pipeline.data import load_dataset
 model = load_model(sys.argv[1])
 x = load_dataset(DataSection()).x_test
 np.save(sys.argv[2], np.stack([np.asarray(model.predict(x, verbose=0)), trace(model, SynthesisSection()).predict(x)]))
+model.save(sys.argv[3])
 print(keras.config.backend())
 """
 
 
-def _on(backend: str, model: Path, out: Path) -> np.ndarray:
-    env = {**os.environ, "KERAS_BACKEND": backend}
-    ran = subprocess.run([sys.executable, "-c", _TRACE, str(model), str(out)], env=env, capture_output=True, text=True)
-    assert ran.returncode == 0, ran.stderr[-2000:]
-    assert ran.stdout.split()[-1] == backend
-    return np.load(out)
+def _outputs(path: Path) -> np.ndarray:
+    """Keras's float outputs and the traced firmware's, on the test split, of the model saved at `path`."""
+    from hqsearch.config.schema import DataSection, SynthesisSection
+    from hqsearch.firmware.emulate import load_model, trace
+    from hqsearch.pipeline.data import load_dataset
+
+    model, x = load_model(path), load_dataset(DataSection()).x_test
+    return np.stack([np.asarray(model.predict(x, verbose=0)), trace(model, SynthesisSection()).predict(x)])
 
 
 def test_a_model_saved_on_one_backend_is_the_same_model_and_firmware_on_the_other(tiny_model, tmp_path):
-    _, path, _ = tiny_model  # trained and saved on TensorFlow
-    on_tf, on_jax = _on("tensorflow", path, tmp_path / "tf.npy"), _on("jax", path, tmp_path / "jax.npy")
+    """Saved here on TensorFlow (this process's backend) and loaded on JAX in a process of its own, which
+    saves it again: loaded back here, it is the same model."""
+    from hqsearch.keras_backend import active
+
+    _, path, _ = tiny_model
+    assert active() == "tensorflow"
+    resaved, out = tmp_path / "jax.keras", tmp_path / "jax.npy"
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    ran = subprocess.run(
+        [sys.executable, "-c", _ON_JAX, str(path), str(out), str(resaved)], env=env, capture_output=True, text=True
+    )
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert ran.stdout.split()[-1] == "jax"
+    on_tf, on_jax = _outputs(path), np.load(out)
     assert np.array_equal(on_tf[1], on_jax[1])  # the traced firmware: bit for bit
     np.testing.assert_allclose(on_tf[0], on_jax[0], rtol=1e-5, atol=1e-5)  # Keras's float outputs
-    # and back: saved on JAX, loaded on TensorFlow
-    resaved = tmp_path / "jax.keras"
-    script = "import sys; from hqsearch.firmware.emulate import load_model; load_model(sys.argv[1]).save(sys.argv[2])"
-    env = {**os.environ, "KERAS_BACKEND": "jax"}
-    subprocess.run([sys.executable, "-c", script, str(path), str(resaved)], env=env, check=True, capture_output=True)
-    assert np.array_equal(_on("tensorflow", resaved, tmp_path / "back.npy")[1], on_tf[1])
+    assert np.array_equal(_outputs(resaved)[1], on_tf[1])  # and back: saved on JAX, loaded on TensorFlow
 
 
 def _workers_writing(log: Path) -> set[int]:
