@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -61,6 +62,13 @@ def digits_in_workers_only():
     if _in_preflight():
         return _digits()
     raise RuntimeError("data source broke on purpose")
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def process_alive(pid: int) -> bool:

@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,14 +16,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from helpers import free_port
+
 TOOL = "vivado_test"  # stands for a synthesis tool licensed on one node only
 ISOLATED = "isolated_worker"  # the resource of the node that shares no folder with the driver
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 ENV = {**os.environ, "RAY_AUTH_MODE": "disabled"}  # the cluster is reachable from this machine only

@@ -9,11 +9,12 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from helpers import free_port
 
 # Debian puts the daemons in /usr/sbin, which a user's PATH may lack
 SBIN = ("/usr/sbin", "/sbin")
@@ -26,12 +27,6 @@ def daemon(name: str) -> str | None:
 
 def installed() -> bool:
     return all(daemon(d) for d in ("slurmctld", "slurmd")) and all(shutil.which(c) for c in ("sbatch", "scancel"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cpus() -> int:

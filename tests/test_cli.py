@@ -15,6 +15,7 @@ from pathlib import Path
 import optuna
 import yaml
 from conftest import tiny_raw
+from helpers import free_port
 
 from hqsearch.config.schema import load_config
 from hqsearch.study.storage import open_study
@@ -88,11 +89,7 @@ def test_every_documented_default_runs(tmp_path, hq_here):
 
 
 def test_unreachable_postgresql_is_one_line(tmp_path, hq_here):
-    import socket
-
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens on it
     config = tmp_path / "pg.yaml"
     config.write_text("study: {name: pg, n_trials: 1}\n")
     url = f"postgresql+psycopg2://hq:secret@127.0.0.1:{port}/studies"
@@ -246,9 +243,7 @@ def test_ctrl_c_ends_the_dashboard_with_one_line_and_130(tmp_path):
     config = tmp_path / "d.yaml"
     config.write_text("study: {name: d, n_trials: 1}\n")
     existing_study(config)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
 
     def listening() -> bool:
         try:

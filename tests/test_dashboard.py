@@ -1,7 +1,6 @@
 """`hqsearch dashboard` serves optuna-dashboard on a study's storage, artifacts included."""
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -9,12 +8,7 @@ import urllib.request
 
 import yaml
 from conftest import tiny_raw
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from helpers import free_port
 
 
 def get(url: str):

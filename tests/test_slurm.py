@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import tiny_raw
+from helpers import free_port
 from optuna.trial import TrialState
-from slurm_cluster import cmdline, cpus, describe, free_port, installed, processes, slurm, wait_gone
+from slurm_cluster import cmdline, cpus, describe, installed, processes, slurm, wait_gone
 from test_faults import wait_for
 
 from hqsearch.study.attrs import DRIVER_ATTR

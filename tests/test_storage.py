@@ -1,12 +1,12 @@
 """Studies on every storage a cluster uses: a real PostgreSQL server, a journal file, SQLite (orphans claimed
 concurrently on them: test_orphans)."""
 
-import socket
 import subprocess
 import sys
 from contextlib import contextmanager
 
 import pytest
+from helpers import free_port
 from optuna.trial import TrialState
 
 from hqsearch.driver import Driver, run_study
@@ -34,12 +34,6 @@ def test_journal_file_storage(tiny_config, tmp_path):
 def test_a_storage_that_is_no_url_is_refused():
     with pytest.raises(StudyError, match="is not a URL"):
         make_storage("runs/study.db")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
