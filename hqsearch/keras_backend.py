@@ -26,9 +26,8 @@ KerasBackend = Literal["jax", "tensorflow"]
 BACKENDS: tuple[KerasBackend, ...] = ("jax", "tensorflow")
 DEFAULT: KerasBackend = "jax"
 # What a fork server imports for each, beside Keras: the backend's own start-up, paid once per server.
-# JAX's has TensorFlow too: `keras.utils.set_random_seed` seeds TensorFlow wherever it is installed, and
-# importing it there cost every trial 2.5 s
-MODULES: dict[str, tuple[str, ...]] = {"jax": ("jax", "tensorflow"), "tensorflow": ("tensorflow",)}
+# Not TensorFlow for JAX (about 4 core-s per server): `seed` keeps a JAX trial from importing it
+MODULES: dict[str, tuple[str, ...]] = {"jax": ("jax",), "tensorflow": ("tensorflow",)}
 # The distributions whose versions a trial records for each
 PACKAGES: dict[str, tuple[str, ...]] = {"jax": ("jax", "jaxlib"), "tensorflow": ("tensorflow-cpu", "tensorflow")}
 # XLA on the CPU: Eigen's kernels on the calling thread (a worker given one core); two trainings at once
@@ -90,6 +89,22 @@ def prepare(backend: KerasBackend, threads: int, compile_cache: Path | None) -> 
         # every program: a trial's many small ones add up to seconds, and all of them recur
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def seed(value: int) -> None:
+    """`keras.utils.set_random_seed` (Python's, NumPy's and Keras's seeds): on JAX without importing
+    TensorFlow, which it seeds too wherever it is installed (for `tf.data` pipelines, which no stage uses),
+    and which costs a process seconds to import. Where TensorFlow is loaded already it is seeded as ever."""
+    import keras
+
+    if active() != "jax" or "tensorflow" in sys.modules:
+        keras.utils.set_random_seed(value)
+        return
+    sys.modules["tensorflow"] = None  # Python's own "not importable" mark: Keras then finds no TensorFlow
+    try:
+        keras.utils.set_random_seed(value)
+    finally:
+        del sys.modules["tensorflow"]
 
 
 def device() -> str:

@@ -162,3 +162,22 @@ def test_a_jax_training_over_its_timeout_is_killed_with_its_threads(tmp_path):
     assert not left, f"processes of the killed training outlived it: {left}"
     (t,) = load_existing(cfg.study.storage_url, "jax_timeout").trials
     assert t.state == TrialState.FAIL and "'train' ran over its timeout" in t.user_attrs["error"]
+
+
+def test_seeding_a_jax_process_seeds_as_keras_does_without_importing_tensorflow():
+    """A JAX fork server does not import TensorFlow (seconds per server): `seed` must not bring it in."""
+    code = """
+import random, sys
+import numpy as np
+import keras
+from hqsearch.keras_backend import seed
+seed(7)
+ours = (random.random(), np.random.rand(), float(keras.random.uniform(())))
+loaded = "tensorflow" in sys.modules
+keras.utils.set_random_seed(7)
+theirs = (random.random(), np.random.rand(), float(keras.random.uniform(())))
+print(loaded, ours == theirs)
+"""
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"], out.stderr[-2000:]

@@ -35,6 +35,7 @@ _server_backend: str | None = None  # the backend the fork server of this proces
 PRELOAD = [
     "hqsearch.executors.forkserver_guard",
     "hqsearch.pipeline.trial",
+    "hqsearch.search.hypervolume",  # the accuracy floor a training stops under; it brings Optuna's artifacts
     "keras",
     "hgq",
     "alkaid.converter",

@@ -155,9 +155,8 @@ def train_stage(
     the final model's, then each harvested candidate's). With `start_from`, a saved model of the same
     architecture, training continues from its weights (under this trial's L1/L2, learning rate and ramp).
     With `outlook`, a training that falls too far behind the study's front stops (see `stopping`)."""
-    import keras
-
     from hqsearch.keras_backend import device
+    from hqsearch.keras_backend import seed as seed_all
     from hqsearch.pipeline.data import load_dataset
     from hqsearch.pipeline.harvest import InRunFront, thin
     from hqsearch.pipeline.model import build_model
@@ -168,7 +167,7 @@ def train_stage(
     trial_dir.mkdir(parents=True, exist_ok=True)
     stage = _timed(timings := {}, on_stage)
     if seed is not None:
-        keras.utils.set_random_seed(seed)
+        seed_all(seed)
 
     with stage("train"):
         data = load_dataset(cfg.data)
