@@ -26,7 +26,7 @@ KerasBackend = Literal["jax", "tensorflow"]
 BACKENDS: tuple[KerasBackend, ...] = ("jax", "tensorflow")
 DEFAULT: KerasBackend = "jax"
 # What a fork server imports for each, beside Keras: the backend's own start-up, paid once per server.
-# Not TensorFlow for JAX (about 4 core-s per server): `seed` keeps a JAX trial from importing it
+# Not TensorFlow for JAX (1.7 core-s of a 5 core-s server start): `seed` keeps a JAX trial from importing it
 MODULES: dict[str, tuple[str, ...]] = {"jax": ("jax",), "tensorflow": ("tensorflow",)}
 # The distributions whose versions a trial records for each
 PACKAGES: dict[str, tuple[str, ...]] = {"jax": ("jax", "jaxlib"), "tensorflow": ("tensorflow-cpu", "tensorflow")}
@@ -94,7 +94,8 @@ def prepare(backend: KerasBackend, threads: int, compile_cache: Path | None) -> 
 def seed(value: int) -> None:
     """`keras.utils.set_random_seed` (Python's, NumPy's and Keras's seeds): on JAX without importing
     TensorFlow, which it seeds too wherever it is installed (for `tf.data` pipelines, which no stage uses),
-    and which costs a process seconds to import. Where TensorFlow is loaded already it is seeded as ever."""
+    and which costs a process seconds to import; Keras then takes this process for one without TensorFlow,
+    as a JAX trial's is. Where TensorFlow is loaded already it is seeded as ever."""
     import keras
 
     if active() != "jax" or "tensorflow" in sys.modules:

@@ -6,6 +6,10 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _digits():
@@ -62,6 +66,19 @@ def digits_in_workers_only():
     if _in_preflight():
         return _digits()
     raise RuntimeError("data source broke on purpose")
+
+
+def outputs(model) -> np.ndarray:
+    """A Keras model's float outputs and its traced firmware's, on the digits test split, on this process's
+    Keras backend."""
+    import numpy as np
+
+    from hqsearch.config.schema import DataSection, SynthesisSection
+    from hqsearch.firmware.emulate import trace
+    from hqsearch.pipeline.data import load_dataset
+
+    x = load_dataset(DataSection()).x_test
+    return np.stack([np.asarray(model.predict(x, verbose=0)), trace(model, SynthesisSection()).predict(x)])
 
 
 def free_port() -> int:

@@ -19,12 +19,13 @@ import numpy as np
 import pytest
 import yaml
 from conftest import run_tiny, tiny_raw
-from helpers import process_alive
+from helpers import outputs, process_alive
 from optuna.trial import TrialState
 
 from hqsearch.cli import main
 from hqsearch.config.schema import parse_config
 from hqsearch.driver import run_study
+from hqsearch.firmware.emulate import load_model
 from hqsearch.study.attrs import CONTINUES_ATTR
 from hqsearch.study.points import Origin, origin
 from hqsearch.study.storage import load_existing
@@ -81,25 +82,13 @@ _ON_JAX = """
 import sys
 import numpy as np
 import keras
-from hqsearch.config.schema import DataSection, SynthesisSection
-from hqsearch.firmware.emulate import load_model, trace
-from hqsearch.pipeline.data import load_dataset
+import helpers
+from hqsearch.firmware.emulate import load_model
 model = load_model(sys.argv[1])
-x = load_dataset(DataSection()).x_test
-np.save(sys.argv[2], np.stack([np.asarray(model.predict(x, verbose=0)), trace(model, SynthesisSection()).predict(x)]))
+np.save(sys.argv[2], helpers.outputs(model))
 model.save(sys.argv[3])
 print(keras.config.backend())
 """
-
-
-def _outputs(path: Path) -> np.ndarray:
-    """Keras's float outputs and the traced firmware's, on the test split, of the model saved at `path`."""
-    from hqsearch.config.schema import DataSection, SynthesisSection
-    from hqsearch.firmware.emulate import load_model, trace
-    from hqsearch.pipeline.data import load_dataset
-
-    model, x = load_model(path), load_dataset(DataSection()).x_test
-    return np.stack([np.asarray(model.predict(x, verbose=0)), trace(model, SynthesisSection()).predict(x)])
 
 
 def test_a_model_saved_on_one_backend_is_the_same_model_and_firmware_on_the_other(tiny_model, tmp_path):
@@ -116,10 +105,10 @@ def test_a_model_saved_on_one_backend_is_the_same_model_and_firmware_on_the_othe
     )
     assert ran.returncode == 0, ran.stderr[-2000:]
     assert ran.stdout.split()[-1] == "jax"
-    on_tf, on_jax = _outputs(path), np.load(out)
+    on_tf, on_jax = outputs(load_model(path)), np.load(out)
     assert np.array_equal(on_tf[1], on_jax[1])  # the traced firmware: bit for bit
     np.testing.assert_allclose(on_tf[0], on_jax[0], rtol=1e-5, atol=1e-5)  # Keras's float outputs
-    assert np.array_equal(_outputs(resaved)[1], on_tf[1])  # and back: saved on JAX, loaded on TensorFlow
+    assert np.array_equal(outputs(load_model(resaved))[1], on_tf[1])  # and back: saved on JAX, loaded on TensorFlow
 
 
 def _workers_writing(log: Path) -> set[int]:
