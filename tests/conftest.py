@@ -30,6 +30,9 @@ if worker := os.environ.get("PYTEST_XDIST_WORKER"):
 COMPILE_CACHE = Path(tempfile.mkdtemp(prefix="hqsearch-test-xla-"))
 atexit.register(shutil.rmtree, COMPILE_CACHE, ignore_errors=True)
 
+# Keras fixes its backend at its first import: TensorFlow here, whichever backend a test then sets for a study
+import keras  # noqa: E402
+
 from hqsearch.config.schema import StudyConfig, parse_config  # noqa: E402
 
 
@@ -135,8 +138,6 @@ def tiny_model(tmp_path_factory):
     """A trained, calibrated 64-4-10 HGQ2 model on digits, saved as .keras: (model, path, ebops). Its
     bitwidths start at 4, so its design is under a thousand LUTs: Yosys measures it in about 5 s, not the
     10 s it takes from the default 8 bits."""
-    import keras
-
     from hqsearch.config.schema import DataSection, ModelSection, TrainingSection
     from hqsearch.pipeline.data import load_dataset
     from hqsearch.pipeline.model import build_model
