@@ -69,3 +69,61 @@ def test_pid_schedule_moves_beta_after_its_warmup():
 def test_constant_schedule_keeps_beta():
     result = fit(TrainingSection(epochs=2))
     assert result.final_beta == pytest.approx(PARAMS.beta, rel=1e-6)  # recorded, and the trial's own beta
+
+
+CALIBRATE_ON_JAX = """
+import json
+from pathlib import Path
+
+import keras, numpy as np
+from hgq.utils import trace_minmax
+from hqsearch.config.schema import DataSection, ModelSection, TrainingSection
+from hqsearch.pipeline.data import load_dataset
+from hqsearch.pipeline.model import build_model
+from hqsearch.pipeline.train import calibrate, train
+from hqsearch.keras_backend import prepare
+from hqsearch.search.space import TrialParams
+
+prepare("jax", 2, Path(CACHE))  # as a trial: the programs the suite's trials compiled, loaded
+flat, images = load_dataset(DataSection()), load_dataset(DataSection(image_shape=[8, 8, 1]))
+out = []
+for kind, weights, activations, batch in json.loads(CASES):
+    keras.utils.set_random_seed(0)
+    data = images if kind == "conv" else flat
+    p = TrialParams(
+        beta=1e-5, l1=0, l2=0, weights=weights, activations=activations, learning_rate=5e-3, widths=(8,)
+    )
+    model = build_model(ModelSection(kind=kind, filters=[2]), p, data.input_shape, data.n_classes)
+    train(model, data, TrainingSection(epochs=1), p)
+    before = model.get_weights()
+    want = trace_minmax(model, data.x_train, batch_size=batch or len(data.x_train))
+    wanted = model.get_weights()
+    model.set_weights(before)
+    got = calibrate(model, data.x_train, batch_size=batch)
+    same = [bool(np.array_equal(a, b)) for a, b in zip(wanted, model.get_weights(), strict=True)]
+    changed = sum(not np.array_equal(a, b) for a, b in zip(before, wanted, strict=True))
+    out.append([want, got, all(same), changed])
+print(json.dumps(out))
+"""
+
+
+def test_calibration_on_jax_leaves_every_variable_as_hgq2s_trace_minmax_does():
+    """On JAX `calibrate` runs HGQ2's `trace_minmax` as one compiled program instead of op by op: the same
+    EBOPs and the same variables, bit for bit, for dense and conv layers, each heterogeneity, and a split
+    taken in many batches (the first of which sees too little to fix the ranges)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import COMPILE_CACHE
+
+    cases = [["mlp", "intra", "intra", None], ["mlp", "per_channel", "inter", 16], ["conv", "intra", "intra", None]]
+    code = f"CASES = {json.dumps(json.dumps(cases))}\nCACHE = {str(COMPILE_CACHE)!r}\n{CALIBRATE_ON_JAX}"
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    ran = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    results = json.loads(ran.stdout.strip().splitlines()[-1])
+    for case, (want, got, same, changed) in zip(cases, results, strict=True):
+        assert changed > 0, f"{case}: calibration changed no variable: nothing was compared"
+        assert got == want and same, f"{case}: EBOPs {got} vs trace_minmax's {want}, variables equal: {same}"

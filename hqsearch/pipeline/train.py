@@ -9,6 +9,7 @@ HGQ2's `BetaPID`, starting from the trial's beta.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -179,11 +180,48 @@ class StopWhenBehind(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def calibrate(model: keras.Model, x: np.ndarray) -> float:
-    """Fix the integer bits of WRAP activations from the data's real range; returns calibrated EBOPs."""
+def calibrate(model: keras.Model, x: np.ndarray, batch_size: int | None = None) -> float:
+    """Fix the integer bits of WRAP activations from the data's real range (HGQ2's `trace_minmax`); returns
+    the calibrated EBOPs. `trace_minmax` runs the model op by op, and on JAX each op is a program that a
+    fresh trial process traces and lowers again: about 2 core-s per trial on the digits MLP. There the same
+    call runs as one compiled program, with the same variables after it, bit for bit
+    (`tests/test_train.py`)."""
     from hgq.utils import trace_minmax
 
-    return float(trace_minmax(model, x, batch_size=one_batch(len(x))))
+    size = batch_size or one_batch(len(x))
+    if keras.config.backend() != "jax" or not len(x):
+        return float(trace_minmax(model, x, batch_size=size))
+    from hgq.utils.minmax_trace import _reset_minmax  # trace_minmax's own first step
+
+    if (traced := _CALIBRATION.get(model)) is None:  # a harvested candidate is the same model, other weights
+        traced = _CALIBRATION[model] = _calibration(model)
+    _reset_minmax(model)
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+    for start in range(0, len(x), size):  # as trace_minmax batches it: each batch widens the ranges
+        non_trainable = traced(trainable, non_trainable, x[start : start + size])
+    for variable, value in zip(model.non_trainable_variables, non_trainable, strict=True):
+        variable.assign(value)
+    return float(sum(int(layer.ebops) for layer in model.layers if getattr(layer, "enable_ebops", False)))
+
+
+_CALIBRATION: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its compiled calibration
+
+
+def _calibration(model: keras.Model):
+    """One batch through `model` as `trace_minmax` runs it, as a compiled function of the variables: the
+    non-trainable ones after it (the ranges seen, the EBOPs)."""
+    import jax
+    from hgq.utils.minmax_trace import TrainingFlagWrapper
+
+    tracing = TrainingFlagWrapper("tracing")  # what trace_minmax passes as `training`
+    held = weakref.ref(model)  # the model's entry in `_CALIBRATION` must not keep the model alive
+
+    @jax.jit
+    def traced(trainable: list, non_trainable: list, batch) -> list:
+        return held().stateless_call(trainable, non_trainable, batch, training=tracing)[1]
+
+    return traced
 
 
 def saved_ebops(model: keras.Model) -> float:
