@@ -26,9 +26,13 @@ os.environ["HQ_TEST_DRIVER_PID"] = str(os.getpid())  # helpers that fail in tria
 # in a folder of its own, so the workers' clusters never find each other
 if worker := os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("RAY_TMPDIR", f"/tmp/ray-{worker}")
-# XLA's compiled programs, shared by every test's studies as by a user's studies on one machine
-COMPILE_CACHE = Path(tempfile.mkdtemp(prefix="hqsearch-test-xla-"))
-atexit.register(shutil.rmtree, COMPILE_CACHE, ignore_errors=True)
+# XLA's compiled programs, shared by every test's studies as by a user's studies on one machine: made by the
+# first process that loads this file (pytest-xdist's controller, before it starts its workers), found by the
+# workers in their environment, and removed by its maker when it exits, after them
+if "HQSEARCH_TEST_COMPILE_CACHE" not in os.environ:
+    os.environ["HQSEARCH_TEST_COMPILE_CACHE"] = tempfile.mkdtemp(prefix="hqsearch-test-xla-")
+    atexit.register(shutil.rmtree, os.environ["HQSEARCH_TEST_COMPILE_CACHE"], ignore_errors=True)
+COMPILE_CACHE = Path(os.environ["HQSEARCH_TEST_COMPILE_CACHE"])
 
 # Keras fixes its backend at its first import: TensorFlow here, whichever backend a test then sets for a study
 import keras  # noqa: E402
@@ -213,10 +217,21 @@ def ray_cluster(tmp_path_factory):
         yield cluster
 
 
-# What the session sets up once (the shared Ray instance and cluster, the trained studies): under pytest-xdist (`-n`)
-# every worker process would set up its own, so the tests that use one run on one worker, one after another
-# (with `--dist loadgroup`, pyproject.toml's default)
-SHARED = ("ray_instance", "ray_cluster", "yosys_study", "finished_study")
+# What the session or a module sets up once (the shared Ray instance and cluster, the trained studies and
+# models): under pytest-xdist (`-n`) every worker process that runs one of its tests would set up its own, so
+# the tests that use one run on one worker, one after another (with `--dist loadgroup`, pyproject.toml's
+# default). Not `tiny_model`: its tests are many, and one worker would run them all while the others idle
+SHARED = (
+    "ray_instance",
+    "ray_cluster",
+    "yosys_study",
+    "finished_study",
+    "chain",  # test_continuation
+    "harvest_study",  # test_points
+    "projects",  # test_firmware_pragmas
+    "tiny_hgq_model",  # test_backends_hls_report_parsing
+    "tiny_comb",  # test_backends_vivado_rtl_report_parsing
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
