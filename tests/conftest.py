@@ -234,6 +234,7 @@ SHARED = (
 )
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the groups from the marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if shared := next((name for name in SHARED if name in getattr(item, "fixturenames", ())), None):
