@@ -213,7 +213,7 @@ def test_ray_a_design_over_its_timeout_fails_alone(tmp_path, ray_instance):
     and is killed at the limit, while the final design and the next candidate, each slower than the
     grace the whole task used to get beyond one limit, are measured and kept."""
     marker = tmp_path / "slow.json"
-    ray_instance.slow("/harvest/", marker, delay=2.0)
+    ray_instance.slow("/harvest/", marker, delay=5.0)  # each other design: longer than the grace
     raw = tiny_raw(
         tmp_path,
         "ray_slow_design",
@@ -226,7 +226,7 @@ def test_ray_a_design_over_its_timeout_fails_alone(tmp_path, ray_instance):
             "max_concurrent": 1,
             "max_failures": 1,
             "ray": {"max_retries": 0},
-            "timeouts": {"synth": 15},
+            "timeouts": {"synth": 30},  # a real Yosys run of seconds, three times as long on a busy machine
         },
     )
     cfg = parse_config(raw)

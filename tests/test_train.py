@@ -109,8 +109,8 @@ print(json.dumps(out))
 
 def test_calibration_on_jax_leaves_every_variable_as_hgq2s_trace_minmax_does():
     """On JAX `calibrate` runs HGQ2's `trace_minmax` as one compiled program instead of op by op: the same
-    EBOPs and the same variables, bit for bit, for dense and conv layers, each heterogeneity, and a split
-    taken in many batches (the first of which sees too little to fix the ranges)."""
+    EBOPs and the same variables, bit for bit, for dense and conv layers, and a split taken in many batches
+    (the first of which sees too little to fix the ranges)."""
     import json
     import os
     import subprocess
@@ -118,7 +118,7 @@ def test_calibration_on_jax_leaves_every_variable_as_hgq2s_trace_minmax_does():
 
     from conftest import COMPILE_CACHE
 
-    cases = [["mlp", "intra", "intra", None], ["mlp", "per_channel", "inter", 16], ["conv", "intra", "intra", None]]
+    cases = [["mlp", "per_channel", "inter", 16], ["conv", "intra", "intra", None]]
     code = f"CASES = {json.dumps(json.dumps(cases))}\nCACHE = {str(COMPILE_CACHE)!r}\n{CALIBRATE_ON_JAX}"
     env = {**os.environ, "KERAS_BACKEND": "jax"}
     ran = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
