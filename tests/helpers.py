@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -79,6 +81,15 @@ def outputs(model) -> np.ndarray:
 
     x = load_dataset(DataSection()).x_test
     return np.stack([np.asarray(model.predict(x, verbose=0)), trace(model, SynthesisSection()).predict(x)])
+
+
+def run_on_jax(code: str, *args: str) -> str:
+    """What `code` (run as `python -c code args...`) prints in a process of its own whose Keras runs on JAX;
+    the tests' own processes run it on TensorFlow. The process must exit 0."""
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    ran = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    return ran.stdout
 
 
 def free_port() -> int:

@@ -9,8 +9,6 @@ config names, so exporting and importing a JAX-trained point here also crosses b
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 from conftest import run_tiny, tiny_raw
-from helpers import outputs, process_alive
+from helpers import outputs, process_alive, run_on_jax
 from optuna.trial import TrialState
 
 from hqsearch.cli import main
@@ -99,12 +97,7 @@ def test_a_model_saved_on_one_backend_is_the_same_model_and_firmware_on_the_othe
     _, path, _ = tiny_model
     assert active() == "tensorflow"
     resaved, out = tmp_path / "jax.keras", tmp_path / "jax.npy"
-    env = {**os.environ, "KERAS_BACKEND": "jax"}
-    ran = subprocess.run(
-        [sys.executable, "-c", _ON_JAX, str(path), str(out), str(resaved)], env=env, capture_output=True, text=True
-    )
-    assert ran.returncode == 0, ran.stderr[-2000:]
-    assert ran.stdout.split()[-1] == "jax"
+    assert run_on_jax(_ON_JAX, str(path), str(out), str(resaved)).split()[-1] == "jax"
     on_tf, on_jax = outputs(load_model(path)), np.load(out)
     assert np.array_equal(on_tf[1], on_jax[1])  # the traced firmware: bit for bit
     np.testing.assert_allclose(on_tf[0], on_jax[0], rtol=1e-5, atol=1e-5)  # Keras's float outputs
@@ -167,6 +160,4 @@ keras.utils.set_random_seed(7)
 theirs = (random.random(), np.random.rand(), float(keras.random.uniform(())))
 print(loaded, ours == theirs)
 """
-    env = {**os.environ, "KERAS_BACKEND": "jax"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "True"], out.stderr[-2000:]
+    assert run_on_jax(code).split() == ["False", "True"]

@@ -1,9 +1,12 @@
 """beta schedules as HGQ2 callbacks, in real training runs."""
 
+import json
 from dataclasses import replace
 
 import keras
 import pytest
+from conftest import COMPILE_CACHE
+from helpers import run_on_jax
 
 from hqsearch.config.schema import DataSection, ModelSection, TrainingSection
 from hqsearch.pipeline.data import load_dataset
@@ -73,6 +76,7 @@ def test_constant_schedule_keeps_beta():
 
 CALIBRATE_ON_JAX = """
 import json
+import sys
 from pathlib import Path
 
 import keras, numpy as np
@@ -84,10 +88,10 @@ from hqsearch.pipeline.train import calibrate, train
 from hqsearch.keras_backend import prepare
 from hqsearch.search.space import TrialParams
 
-prepare("jax", 2, Path(CACHE))  # as a trial: the programs the suite's trials compiled, loaded
+prepare("jax", 2, Path(sys.argv[2]))  # as a trial: the programs the suite's trials compiled, loaded
 flat, images = load_dataset(DataSection()), load_dataset(DataSection(image_shape=[8, 8, 1]))
 out = []
-for kind, weights, activations, batch in json.loads(CASES):
+for kind, weights, activations, batch in json.loads(sys.argv[1]):
     keras.utils.set_random_seed(0)
     data = images if kind == "conv" else flat
     p = TrialParams(
@@ -111,19 +115,9 @@ def test_calibration_on_jax_leaves_every_variable_as_hgq2s_trace_minmax_does():
     """On JAX `calibrate` runs HGQ2's `trace_minmax` as one compiled program instead of op by op: the same
     EBOPs and the same variables, bit for bit, for dense and conv layers, and a split taken in many batches
     (the first of which sees too little to fix the ranges)."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    from conftest import COMPILE_CACHE
-
     cases = [["mlp", "per_channel", "inter", 16], ["conv", "intra", "intra", None]]
-    code = f"CASES = {json.dumps(json.dumps(cases))}\nCACHE = {str(COMPILE_CACHE)!r}\n{CALIBRATE_ON_JAX}"
-    env = {**os.environ, "KERAS_BACKEND": "jax"}
-    ran = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert ran.returncode == 0, ran.stderr[-3000:]
-    results = json.loads(ran.stdout.strip().splitlines()[-1])
+    printed = run_on_jax(CALIBRATE_ON_JAX, json.dumps(cases), str(COMPILE_CACHE))
+    results = json.loads(printed.strip().splitlines()[-1])
     for case, (want, got, same, changed) in zip(cases, results, strict=True):
         assert changed > 0, f"{case}: calibration changed no variable: nothing was compared"
         assert got == want and same, f"{case}: EBOPs {got} vs trace_minmax's {want}, variables equal: {same}"
