@@ -1,7 +1,6 @@
 """End to end: real HGQ2 trials in worker processes, told to a real SQLite-backed Optuna study."""
 
 import optuna
-import pytest
 from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
@@ -338,18 +337,17 @@ def _deferred_study(tiny_model, tmp_path, url: str, n: int) -> tuple[dict, list[
     return raw, [t.number for t in study.get_trials()[1:]]
 
 
-@pytest.mark.parametrize("storage", ["sqlite", "postgresql"])
-def test_two_drivers_never_measure_the_same_deferred_design(storage, tiny_model, tmp_path, request):
+def test_two_drivers_never_measure_the_same_deferred_design(postgres_url, tiny_model, tmp_path):
     """Two driver processes on one study whose trainings are done measure its deferred designs (Yosys),
-    starting at the same instant, each with a run folder of its own (as on two hosts; the storage and the
-    artifact store are shared): each design is synthesised by exactly one of them, and measured once."""
+    starting at the same instant, each with a run folder of its own (as on two hosts, which share the
+    PostgreSQL storage and the artifact store): each design is synthesised by exactly one of them, and
+    measured once. The claim they race for is tested on SQLite as well (`test_orphans`)."""
     import multiprocessing as mp
     from collections import Counter
 
     from hqsearch.study.attrs import MEASURES_ATTR
 
-    url = f"sqlite:///{tmp_path / 'study.db'}" if storage == "sqlite" else request.getfixturevalue("postgres_url")
-    raw, deferred = _deferred_study(tiny_model, tmp_path, url, 3)
+    raw, deferred = _deferred_study(tiny_model, tmp_path, postgres_url, 3)
 
     ctx = mp.get_context("spawn")
     ready, go, out = ctx.Queue(), ctx.Event(), ctx.Queue()
@@ -365,7 +363,7 @@ def test_two_drivers_never_measure_the_same_deferred_design(storage, tiny_model,
     for p in drivers:
         p.join()
 
-    trials = load_existing(url, "deferred").trials
+    trials = load_existing(postgres_url, "deferred").trials
     done = Counter(
         t.user_attrs[MEASURES_ATTR] for t in trials if MEASURES_ATTR in t.user_attrs and t.state.name == "COMPLETE"
     )
