@@ -170,11 +170,13 @@ def test_the_synthesis_stage_skips_a_dominated_design_defers_a_promising_one(tin
 
 
 @pytest.mark.parametrize("executor", ["local", "ray"])
-def test_a_skipped_point_the_front_later_lets_in_is_synthesised_then(executor, tiny_model, tmp_path, capsys):
+def test_a_skipped_point_the_front_later_lets_in_is_synthesised_then(
+    executor, tiny_model, tmp_path, capsys, ray_instance
+):
     """Through the real driver, storage, artifact store and a worker (a Ray task on the synthesis
-    resources with `ray`): the skipped point is dominated while the measurements fit one line; designs
-    measured later spread the line, it could now enter the front, and the driver measures it (once) as a
-    point of its own."""
+    resources of the session's Ray instance with `ray`): the skipped point is dominated while the
+    measurements fit one line; designs measured later spread the line, it could now enter the front, and
+    the driver measures it (once) as a point of its own."""
     from optuna.artifacts import get_all_artifact_meta, upload_artifact
     from optuna.trial import TrialState
 
