@@ -161,3 +161,8 @@ def digits_held_in_preflight():
 def hold(seconds: float, on_stage) -> None:  # noqa: ARG001
     """Work for `forked.Forked` that takes `seconds`."""
     time.sleep(seconds)
+
+
+def environment_value(name: str, on_stage) -> str | None:  # noqa: ARG001
+    """Work for `forked.Forked`: the value of the variable `name` in the process that runs it."""
+    return os.environ.get(name)

@@ -25,3 +25,25 @@ def test_work_still_running_when_its_starter_exits_is_killed_not_waited_for():
     assert "KeyboardInterrupt" in done.stderr, done.stderr
     assert time.monotonic() - started < 30  # multiprocessing's exit would have joined it for 60 s
     assert ended(int(done.stdout.split()[0]), within=5)
+
+
+_SEES_ITS_CALLERS_ENVIRONMENT = """
+import multiprocessing, os
+from multiprocessing import forkserver
+import helpers
+from hqsearch.executors.forked import Forked
+
+forkserver.ensure_running()  # the server starts without the variable
+os.environ["CUDA_VISIBLE_DEVICES"] = "1"  # as Ray sets it for a task given a GPU, in a worker whose server runs
+work = Forked(multiprocessing.get_context("forkserver"), "env", helpers.environment_value, ("CUDA_VISIBLE_DEVICES",))
+print(work.result())
+"""
+
+
+def test_work_sees_its_callers_environment_not_the_servers():
+    """A stage on Ray runs in a process forked from the worker's server, which started before the task: it
+    must see the GPUs Ray gave the task, not the server's environment from its start."""
+    done = subprocess.run([sys.executable, "-c", _SEES_ITS_CALLERS_ENVIRONMENT], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1"]
+

@@ -1,12 +1,10 @@
 """GPU trainings on Ray, on a machine that has no GPU: a node started with `--num-gpus=1` declares a logical one.
-Trainings that ask for half a GPU each go only to that node, two at once, see the GPU Ray gives them in
-`CUDA_VISIBLE_DEVICES` (in the Ray worker and in the process the stage forks from the worker's warm server),
-and record the device Keras ran on: the CPU, since no CUDA is found here."""
+Trainings that ask for half a GPU each go only to that node, see the GPU Ray gives them in
+`CUDA_VISIBLE_DEVICES` (as the process the stage forks from the worker's warm server does too:
+`test_executors_forked`), and record the device Keras ran on: the CPU, since no CUDA is found here."""
 
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 
 from conftest import tiny_raw
@@ -50,25 +48,6 @@ def test_the_device_recorded_here_is_the_cpu():
     assert device() == "cpu"
 
 
-def visible_gpus(on_stage) -> str | None:  # noqa: ARG001
-    """In the forked stage process: the GPUs it sees."""
-    return os.environ.get("CUDA_VISIBLE_DEVICES")
-
-
-def gpu_task(meet: str, tasks: int) -> tuple[str | None, str | None]:
-    """In a Ray task: the GPUs Ray gave it, and those its forked stage process sees; it returns once `tasks`
-    such tasks run at once (it fails after a minute)."""
-    from hqsearch.executors.ray import _forked
-
-    here = Path(meet)
-    (here / str(os.getpid())).touch()
-    deadline = time.monotonic() + 60
-    while len(list(here.iterdir())) < tasks:
-        assert time.monotonic() < deadline, "the tasks did not run at once"
-        time.sleep(0.1)
-    return os.environ.get("CUDA_VISIBLE_DEVICES"), _forked("gpus", visible_gpus)
-
-
 def test_trainings_that_ask_for_half_a_gpu_run_on_the_gpu_node_and_record_their_device(ray_cluster, tmp_path):
     """On the session's cluster (`ray_cluster`): a head with one CPU and no GPU, and a node with two CPUs and
     one logical GPU."""
@@ -98,17 +77,3 @@ def test_trainings_that_ask_for_half_a_gpu_run_on_the_gpu_node_and_record_their_
     assert {info["device"] for info in infos} == {"cpu"}  # no CUDA here: Keras ran on the CPU
     # synthesis asks for no GPU and sees none (Ray itself would leave CUDA_VISIBLE_DEVICES unset there)
     assert {info["synth_cuda_visible_devices"] for info in infos} == {""}
-
-    # Two tasks of half a GPU each run at once on the one GPU. A stage runs in a process forked from a server
-    # that the Ray worker started before its task: it sees the task's CUDA_VISIBLE_DEVICES
-    import ray
-
-    meet = tmp_path / "meet"
-    meet.mkdir()
-    ray.init(address=address, log_to_driver=False)
-    try:
-        task = ray.remote(num_cpus=1, num_gpus=0.5, runtime_env={"env_vars": {"KERAS_BACKEND": "jax"}})(gpu_task)
-        seen = ray.get([task.remote(str(meet), 2) for _ in range(2)], timeout=300)
-    finally:
-        ray.shutdown()
-    assert seen == [("0", "0")] * 2
