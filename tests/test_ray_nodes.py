@@ -5,7 +5,6 @@ must run there; trainings go to both; a study whose files must cross between the
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
@@ -55,7 +54,7 @@ def run_driver(tmp_path: Path, raw: dict, code: int = 0) -> tuple[Path, StudyCon
     return config, parse_config(yaml.safe_load(config.read_text()))
 
 
-def test_a_study_on_a_node_that_shares_no_filesystem_with_the_driver(ray_cluster, tmp_path):
+def test_a_study_on_a_node_that_shares_no_filesystem_with_the_driver(ray_cluster, tmp_path, hq_here):
     """Trainings, harvest, a continuation and Yosys all on the isolated node: every file reaches the study's
     artifact store through Ray, a continuation's checkpoint reaches the node, and a point exports."""
     from optuna.artifacts import download_artifact, get_all_artifact_meta
@@ -74,7 +73,7 @@ def test_a_study_on_a_node_that_shares_no_filesystem_with_the_driver(ray_cluster
         training={
             "epochs": 5,
             "batch_size": 64,
-            "harvest": {"max_candidates": 2},
+            "harvest": {"max_candidates": 1},
             "continuation": {"share": 1.0, "startup": 1},
         },
         search_space={"beta": {"low": 3e-4, "high": 1e-3, "log": True}, "init_weight_bits": 3, "init_act_bits": 3},
@@ -109,8 +108,7 @@ def test_a_study_on_a_node_that_shares_no_filesystem_with_the_driver(ray_cluster
 
     harvested = next(t for t in study.trials if origin(t) is Origin.HARVEST)
     out = tmp_path / "export"
-    export = [sys.executable, "-m", "hqsearch.cli", "export", str(config), "--trial", str(harvested.number)]
-    done = subprocess.run([*export, "--out", str(out)], capture_output=True, text=True)
+    done = hq_here("export", str(config), "--trial", str(harvested.number), "--out", str(out), cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert (out / "metrics.json").is_file() and any(out.rglob("*.keras"))
 
