@@ -36,12 +36,13 @@ YOSYS_ON = {
 
 
 def busy_yosys_raw(out: Path, name: str, yosys: str, backend: str = "jax", **sections) -> dict:
-    """One trial of a 64-64-10 network after one epoch at tiny beta: Yosys needs a minute or more for it."""
+    """One trial of a 64-32-10 network after one epoch at tiny beta: Yosys needs a minute or more for it
+    (native Yosys about 60 s on one core, yowasp longer)."""
     raw = tiny_raw(
         out,
         name,
         study={"n_trials": 1},
-        model={"widths": [64]},
+        model={"widths": [32]},
         training={"epochs": 1},
         search_space={"beta": 1e-7, "heterogeneity": {"weights": ["intra"], "activations": ["intra"]}},
         synthesis={"backend": "yosys", "yosys": yosys, "cache": False},
