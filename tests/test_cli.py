@@ -23,10 +23,6 @@ from hqsearch.study.storage import open_study
 ROOT = Path(__file__).parents[1]
 
 
-def hq(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hqsearch.cli", *args], capture_output=True, text=True, cwd=cwd)
-
-
 def test_run_with_overrides_then_report(tmp_path, hq_here):
     config = tmp_path / "tiny.yaml"
     raw = tiny_raw(tmp_path / "out", "clitiny")
@@ -107,7 +103,7 @@ def test_unreachable_postgresql_is_one_line(tmp_path, hq_here):
     assert not (tmp_path / "runs").exists()
 
 
-def test_synth_of_a_model_without_hgq2_layers_is_one_line(tmp_path):
+def test_synth_of_a_model_without_hgq2_layers_is_one_line(tmp_path, hq_here):
     import keras
     from hgq.layers import QDense
 
@@ -116,10 +112,10 @@ def test_synth_of_a_model_without_hgq2_layers_is_one_line(tmp_path):
     mixed = keras.Sequential([keras.Input((4,)), QDense(3), keras.layers.Activation("softmax", name="soft")])
     mixed.save(tmp_path / "mixed.keras")
 
-    res = hq("synth", "plain.keras", "--backend", "estimate", cwd=tmp_path)
+    res = hq_here("synth", "plain.keras", "--backend", "estimate", cwd=tmp_path)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip() == "error: model 'plain' has no HGQ2 quantized layers (hgq.layers.Q*): nothing to trace"
-    res = hq("synth", "mixed.keras", "--backend", "estimate", cwd=tmp_path)
+    res = hq_here("synth", "mixed.keras", "--backend", "estimate", cwd=tmp_path)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().startswith("error: layer 'soft' (Activation) cannot be traced")
 
