@@ -217,6 +217,42 @@ def ray_cluster(tmp_path_factory):
         yield cluster
 
 
+@pytest.fixture(scope="session")
+def isolated_study(ray_cluster, tmp_path_factory):
+    """One study run by `hqsearch run` in its own process with every stage on the cluster's second node, which
+    shares no folder with the driver (its output folder is hidden from the node) and lends each training half
+    of its logical GPU: two trainings of 5 epochs, the second continuing the first's point, one harvested
+    candidate each, every design measured by Yosys there. Returns its config file and config."""
+    from ray_cluster import ISOLATED, run_driver
+
+    on_node = {"num_cpus": 1, "resources": {ISOLATED: 1}}
+    raw = tiny_raw(
+        ray_cluster.hidden / "no_shared_fs",
+        "no_shared_fs",
+        study={"n_trials": None, "budget": 10, "objectives": {"accuracy": "max", "luts": "min"}},
+        model={"widths": [16]},
+        training={
+            "epochs": 5,
+            "batch_size": 64,
+            "harvest": {"max_candidates": 1},
+            "continuation": {"share": 1.0, "startup": 1},
+        },
+        search_space={"beta": {"low": 3e-4, "high": 1e-3, "log": True}, "init_weight_bits": 3, "init_act_bits": 3},
+        synthesis={"backend": "yosys"},
+        execution={
+            "executor": "ray",
+            "max_concurrent": 1,  # so the second training continues the first's point
+            "ray": {
+                "address": ray_cluster.address,
+                "train": {**on_node, "num_gpus": 0.5},
+                "synth": on_node,
+                "transfer": "object_store",
+            },
+        },
+    )
+    return run_driver(tmp_path_factory.mktemp("isolated_study"), raw)
+
+
 # What the session or a module sets up once (the shared Ray instance and cluster, the trained studies and
 # models): under pytest-xdist (`-n`) every worker process that runs one of its tests would set up its own, so
 # the tests that use one run on one worker, one after another (with `--dist loadgroup`, pyproject.toml's

@@ -166,3 +166,16 @@ def hold(seconds: float, on_stage) -> None:  # noqa: ARG001
 def environment_value(name: str, on_stage) -> str | None:  # noqa: ARG001
     """Work for `forked.Forked`: the value of the variable `name` in the process that runs it."""
     return os.environ.get(name)
+
+
+def start_driver(tmp_path, raw: dict, **popen) -> subprocess.Popen:
+    """`hqsearch run` on `raw` in its own process, as a user starts it."""
+    import yaml
+
+    config = tmp_path / f"{raw['study']['name']}.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    log = tmp_path / "driver.log"  # what it prints, for a failed wait to quote
+    popen = popen or {"stdout": log.open("w"), "stderr": subprocess.STDOUT}
+    driver = subprocess.Popen([sys.executable, "-m", "hqsearch.cli", "run", str(config), "--no-progress"], **popen)
+    driver.log = log  # type: ignore[attr-defined]
+    return driver

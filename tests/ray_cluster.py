@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers import free_port
+from helpers import free_port, start_driver
 
 TOOL = "vivado_test"  # stands for a synthesis tool licensed on one node only
 ISOLATED = "isolated_worker"  # the resource of the node that shares no folder with the driver
@@ -128,3 +128,17 @@ def shared_cluster(folder: Path) -> Iterator[SharedCluster]:
         theirs = [p for p in in_session(c.second.pid) if os.readlink(f"/proc/{p}/ns/mnt") != ours]
         assert theirs and f" {hidden} " in Path(f"/proc/{theirs[0]}/mountinfo").read_text()
         yield SharedCluster(c.address, c.node(TOOL, present=False), c.node(TOOL), hidden)
+
+
+def run_driver(tmp_path: Path, raw: dict, code: int = 0):
+    """`hqsearch run` on `raw` in its own process, joining a cluster as a user's driver does, to its end with
+    exit code `code`: its config file, and the config."""
+    import yaml
+
+    from hqsearch.config.schema import parse_config
+
+    with (tmp_path / "driver.log").open("w") as log:
+        driver = start_driver(tmp_path, raw, env=ENV, stdout=log, stderr=subprocess.STDOUT)
+        assert driver.wait(timeout=600) == code, (tmp_path / "driver.log").read_text()[-3000:]
+    config = tmp_path / f"{raw['study']['name']}.yaml"
+    return config, parse_config(yaml.safe_load(config.read_text()))

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 from conftest import join_local_ray, needs_native_yosys, tiny_raw
-from helpers import parent_of, process_alive
+from helpers import parent_of, process_alive, start_driver
 from optuna.trial import TrialState
 from synth_standins import YosysStandIn
-from test_faults import start_driver, wait_for
+from test_faults import wait_for
 
 from hqsearch.config.schema import parse_config
 from hqsearch.driver import run_study

@@ -46,4 +46,3 @@ def test_work_sees_its_callers_environment_not_the_servers():
     done = subprocess.run([sys.executable, "-c", _SEES_ITS_CALLERS_ENVIRONMENT], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["1"]
-

@@ -14,7 +14,7 @@ import optuna
 import pytest
 import yaml
 from conftest import tiny_raw
-from helpers import process_alive
+from helpers import process_alive, start_driver
 from optuna.trial import TrialState
 
 from hqsearch.config.schema import parse_config
@@ -52,17 +52,6 @@ def running_trials(db: Path) -> list[int]:
             return [n for (n,) in con.execute("SELECT number FROM trials WHERE state = 'RUNNING'")]
     except sqlite3.OperationalError:  # no tables yet, or locked by the writer for a moment
         return []
-
-
-def start_driver(tmp_path, raw: dict, **popen) -> subprocess.Popen:
-    """`hqsearch run` on `raw` in its own process, as a user starts it."""
-    config = tmp_path / f"{raw['study']['name']}.yaml"
-    config.write_text(yaml.safe_dump(raw, sort_keys=False))
-    log = tmp_path / "driver.log"  # what it prints, for a failed wait to quote
-    popen = popen or {"stdout": log.open("w"), "stderr": subprocess.STDOUT}
-    driver = subprocess.Popen([sys.executable, "-m", "hqsearch.cli", "run", str(config), "--no-progress"], **popen)
-    driver.log = log  # type: ignore[attr-defined]
-    return driver
 
 
 def test_driver_killed_with_sigkill_then_resumed(tmp_path):

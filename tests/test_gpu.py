@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import tiny_raw
 from optuna.trial import TrialState
-from test_ray_nodes import run_driver
 
+from hqsearch.study.points import Origin, origin
 from hqsearch.study.storage import load_existing
 
 ROOT = Path(__file__).parents[1]
@@ -48,31 +47,15 @@ def test_the_device_recorded_here_is_the_cpu():
     assert device() == "cpu"
 
 
-def test_trainings_that_ask_for_half_a_gpu_run_on_the_gpu_node_and_record_their_device(ray_cluster, tmp_path):
-    """On the session's cluster (`ray_cluster`): a head with one CPU and no GPU, and a node with two CPUs and
-    one logical GPU."""
-    address, gpu_node_id = ray_cluster.address, ray_cluster.node
-    raw = tiny_raw(
-        tmp_path / "out",
-        "gpu",
-        study={"n_trials": 2},
-        execution={
-            "executor": "ray",
-            "max_concurrent": 2,
-            "ray": {
-                "address": address,
-                "train": {"num_cpus": 1, "num_gpus": 0.5},  # two share the node's one GPU
-                "synth": {"num_cpus": 1},
-                "transfer": "object_store",
-            },
-        },
-    )
-    _, cfg = run_driver(tmp_path, raw)
+def test_trainings_that_ask_for_half_a_gpu_run_on_the_gpu_node_and_record_their_device(isolated_study, ray_cluster):
+    """`isolated_study`, on the session's cluster: a head with one CPU and no GPU, and a node with two CPUs
+    and one logical GPU, whose trainings ask for half of it each."""
+    _, cfg = isolated_study
     study = load_existing(cfg.study.storage_url, cfg.study.name)
-    trials = study.get_trials(states=(TrialState.COMPLETE,))
-    assert len(trials) == 2, [t.user_attrs.get("error") for t in study.trials]
-    infos = [t.user_attrs["info"] for t in trials]
-    assert {info["train_node"] for info in infos} == {gpu_node_id}
+    trainings = [t for t in study.trials if origin(t) is Origin.TRAINING]
+    assert [t.state for t in trainings] == [TrialState.COMPLETE] * 2, [t.user_attrs.get("error") for t in trainings]
+    infos = [t.user_attrs["info"] for t in trainings]
+    assert {info["train_node"] for info in infos} == {ray_cluster.node}
     assert {info["train_cuda_visible_devices"] for info in infos} == {"0"}  # the node's one GPU, set by Ray
     assert {info["device"] for info in infos} == {"cpu"}  # no CUDA here: Keras ran on the CPU
     # synthesis asks for no GPU and sees none (Ray itself would leave CUDA_VISIBLE_DEVICES unset there)

@@ -4,16 +4,10 @@ must run there; trainings go to both; a study whose files must cross between the
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
-
-import yaml
 from conftest import tiny_raw
 from optuna.trial import TrialState
-from ray_cluster import ENV, ISOLATED, TOOL
-from test_faults import start_driver
+from ray_cluster import ISOLATED, TOOL, run_driver
 
-from hqsearch.config.schema import StudyConfig, parse_config
 from hqsearch.study.optuna_private import storage_of
 from hqsearch.study.storage import load_existing
 
@@ -44,47 +38,18 @@ def test_synthesis_runs_only_on_the_node_with_the_tool_and_training_on_both(ray_
     assert {info["train_node"] for info in infos} == {head_node, tool_node}
 
 
-def run_driver(tmp_path: Path, raw: dict, code: int = 0) -> tuple[Path, StudyConfig]:
-    """`hqsearch run` on `raw` in its own process, to its end with exit code `code`: its config file, and
-    the config."""
-    with (tmp_path / "driver.log").open("w") as log:
-        driver = start_driver(tmp_path, raw, env=ENV, stdout=log, stderr=subprocess.STDOUT)
-        assert driver.wait(timeout=600) == code, (tmp_path / "driver.log").read_text()[-3000:]
-    config = tmp_path / f"{raw['study']['name']}.yaml"
-    return config, parse_config(yaml.safe_load(config.read_text()))
-
-
-def test_a_study_on_a_node_that_shares_no_filesystem_with_the_driver(ray_cluster, tmp_path, hq_here):
-    """Trainings, harvest, a continuation and Yosys all on the isolated node: every file reaches the study's
-    artifact store through Ray, a continuation's checkpoint reaches the node, and a point exports."""
+def test_a_study_on_a_node_that_shares_no_filesystem_with_the_driver(isolated_study, ray_cluster, tmp_path, hq_here):
+    """Trainings, harvest, a continuation and Yosys all on the isolated node (`isolated_study`): every file
+    reaches the study's artifact store through Ray, a continuation's checkpoint reaches the node, and a
+    point exports."""
     from optuna.artifacts import download_artifact, get_all_artifact_meta
 
     from hqsearch.study.attrs import CONTINUES_ATTR, MODEL_ARTIFACT_ATTR
     from hqsearch.study.points import Origin, origin
     from hqsearch.study.storage import artifact_store
 
-    address, node_id = ray_cluster.address, ray_cluster.node
-    on_node = {"num_cpus": 1, "resources": {ISOLATED: 1}}
-    raw = tiny_raw(
-        ray_cluster.hidden / "no_shared_fs",
-        "no_shared_fs",
-        study={"n_trials": None, "budget": 10, "objectives": {"accuracy": "max", "luts": "min"}},
-        model={"widths": [16]},
-        training={
-            "epochs": 5,
-            "batch_size": 64,
-            "harvest": {"max_candidates": 1},
-            "continuation": {"share": 1.0, "startup": 1},
-        },
-        search_space={"beta": {"low": 3e-4, "high": 1e-3, "log": True}, "init_weight_bits": 3, "init_act_bits": 3},
-        synthesis={"backend": "yosys"},
-        execution={
-            "executor": "ray",
-            "max_concurrent": 1,  # so the second training continues the first's point
-            "ray": {"address": address, "train": on_node, "synth": on_node, "transfer": "object_store"},
-        },
-    )
-    config, cfg = run_driver(tmp_path, raw)
+    config, cfg = isolated_study
+    node_id = ray_cluster.node
     study = load_existing(cfg.study.storage_url, cfg.study.name)
     errors = [t.user_attrs.get("error") for t in study.trials if t.state != TrialState.COMPLETE]
     assert not errors, errors
