@@ -56,7 +56,7 @@ def running_trials(db: Path) -> list[int]:
 
 def test_driver_killed_with_sigkill_then_resumed(tmp_path):
     # long trials for the driver that gets killed, so it surely dies with trials in flight
-    slow = tiny_raw(tmp_path / "out", "killed", study={"n_trials": 3}, training={"epochs": 400})
+    slow = tiny_raw(tmp_path / "out", "killed", study={"n_trials": 2}, training={"epochs": 400})
     url = f"sqlite:///{tmp_path / 'out' / 'study.db'}"
     driver = start_driver(tmp_path, slow)
     lost = wait_for(lambda: running_trials(tmp_path / "out" / "study.db"), 120, "the driver to start trials", driver)
@@ -69,11 +69,11 @@ def test_driver_killed_with_sigkill_then_resumed(tmp_path):
     assert orphans, "the killed driver left no RUNNING trial: nothing to recover"
     assert [t.user_attrs["driver"]["pid"] for t in orphans] == [driver.pid] * len(orphans)
 
-    summary = run_study(parse_config(tiny_raw(tmp_path / "out", "killed", study={"n_trials": 3})))
+    summary = run_study(parse_config(tiny_raw(tmp_path / "out", "killed", study={"n_trials": 2})))
     assert sorted(summary.recovered) == sorted(t.number for t in orphans)
     study = optuna.load_study(study_name="killed", storage=url)
     trials = study.trials
-    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 3
+    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 2
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     by_number = {t.number: t for t in trials}
     for orphan in orphans:
@@ -87,7 +87,7 @@ def test_driver_killed_with_sigkill_then_resumed(tmp_path):
 def test_sigterm_stops_the_driver_at_once_and_re_enqueues_its_trainings(tmp_path):
     """What a batch system sends at `scancel`, its time limit or preemption: the driver ends its workers,
     fails its running trainings and enqueues them again, and exits 143; the next driver runs them."""
-    slow = tiny_raw(tmp_path / "out", "terminated", study={"n_trials": 3}, training={"epochs": 400})
+    slow = tiny_raw(tmp_path / "out", "terminated", study={"n_trials": 2}, training={"epochs": 400})
     url = f"sqlite:///{tmp_path / 'out' / 'study.db'}"
     driver = start_driver(tmp_path, slow)
     logs = tmp_path / "out" / "trials"
@@ -104,8 +104,8 @@ def test_sigterm_stops_the_driver_at_once_and_re_enqueues_its_trainings(tmp_path
     retries = {t.user_attrs["retry_of"]: t.number for t in trials if t.state == TrialState.WAITING}
     assert sorted(retries) == sorted(t.number for t in stopped)
 
-    summary = run_study(parse_config(tiny_raw(tmp_path / "out", "terminated", study={"n_trials": 3})))
-    assert summary.complete == 3 and not summary.recovered  # nothing was left RUNNING to recover
+    summary = run_study(parse_config(tiny_raw(tmp_path / "out", "terminated", study={"n_trials": 2})))
+    assert summary.complete == 2 and not summary.recovered  # nothing was left RUNNING to recover
     done = {t.number: t for t in optuna.load_study(study_name="terminated", storage=url).trials}
     for t in stopped:  # each ran again, as it was asked
         assert done[retries[t.number]].state == TrialState.COMPLETE and done[retries[t.number]].params == t.params
