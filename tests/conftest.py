@@ -189,11 +189,24 @@ def join_local_ray(runtime_env: dict | None = None) -> str:
     return ray.get_runtime_context().gcs_address
 
 
+@pytest.fixture(scope="session")
+def yosys_standin(tmp_path_factory):
+    """The `yosys` first on the PATH of the shared Ray instance's workers (`synth_standins.YosysStandIn`): the
+    real native Yosys until a test tells it to hang on a design; None without a native Yosys."""
+    from synth_standins import YosysStandIn
+
+    real = shutil.which("yosys")
+    return YosysStandIn(tmp_path_factory.mktemp("standin_bin"), real) if real else None
+
+
 @pytest.fixture
-def ray_instance():
-    """The address of the local Ray instance the session shares (`join_local_ray`); an executor uses it as it
-    finds it and does not shut it down."""
-    return join_local_ray()
+def ray_instance(yosys_standin):
+    """The address of the local Ray instance the session shares (`join_local_ray`), its workers finding
+    `yosys_standin` first on PATH; an executor uses it as it finds it and does not shut it down."""
+    path = os.environ["PATH"]
+    if yosys_standin is not None:
+        path = os.pathsep.join([str(yosys_standin.bin_dir), path])
+    return join_local_ray({"env_vars": {"PATH": path}})
 
 
 @pytest.fixture(autouse=True)

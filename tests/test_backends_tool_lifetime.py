@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from conftest import join_local_ray, needs_native_yosys, tiny_raw
+from conftest import needs_native_yosys, tiny_raw
 from helpers import parent_of, process_alive, start_driver
 from optuna.trial import TrialState
-from synth_standins import YosysStandIn
 from test_faults import wait_for
 
 from hqsearch.config.schema import parse_config
@@ -136,23 +134,6 @@ def test_second_ctrl_c_ends_the_tool(yosys, tmp_path):
     assert t.state == TrialState.FAIL and "cancelled by the user" in t.user_attrs["error"]
 
 
-@pytest.fixture(scope="module")
-def standin(tmp_path_factory):
-    """A Yosys stand-in before the real Yosys on PATH (the real one unless a test tells it otherwise); None
-    without a native Yosys."""
-    real = shutil.which("yosys")
-    return YosysStandIn(tmp_path_factory.mktemp("standin_bin"), real) if real else None
-
-
-@pytest.fixture
-def ray_instance(standin):
-    """A local Ray instance whose workers find the stand-in first on PATH, shared by this module's tests;
-    yields the stand-in."""
-    path = os.pathsep.join([str(standin.bin_dir), os.environ["PATH"]]) if standin else os.environ["PATH"]
-    join_local_ray({"env_vars": {"PATH": path}})
-    return standin
-
-
 def ray_cfg(tmp_path: Path, name: str, yosys: str, **execution):
     ex = {"executor": "ray", "ray": {"num_cpus": 2, "max_retries": 0}, **execution}
     return parse_config(busy_yosys_raw(tmp_path, name, yosys, execution=ex))
@@ -209,12 +190,12 @@ def test_ray_worker_killed_ends_the_tool(tmp_path, ray_instance, yosys="yowasp")
 
 
 @needs_native_yosys
-def test_ray_a_design_over_its_timeout_fails_alone(tmp_path, ray_instance):
+def test_ray_a_design_over_its_timeout_fails_alone(tmp_path, ray_instance, yosys_standin):
     """As locally, each design of a synth task has the synth timeout of its own: the first candidate hangs
     and is killed at the limit, while the final design and the next candidate, each slower than the
     grace the whole task used to get beyond one limit, are measured and kept."""
     marker = tmp_path / "slow.json"
-    ray_instance.slow("/harvest/", marker, delay=5.0)  # each other design: longer than the grace
+    yosys_standin.slow("/harvest/", marker, delay=5.0)  # each other design: longer than the grace
     raw = tiny_raw(
         tmp_path,
         "ray_slow_design",
@@ -235,7 +216,7 @@ def test_ray_a_design_over_its_timeout_fails_alone(tmp_path, ray_instance):
     try:
         summary = run_study(cfg)
     finally:
-        ray_instance.clear()
+        yosys_standin.clear()
     watcher.assert_all_gone()
     study = load_existing(cfg.study.storage_url, "ray_slow_design")
     (training,) = [t for t in study.trials if "parent" not in t.user_attrs]
