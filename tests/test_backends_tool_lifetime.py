@@ -145,7 +145,8 @@ def submit_one(cfg, watcher: Watcher):
     from hqsearch.executors.ray import RayExecutor
     from hqsearch.search.space import TrialParams
 
-    params = TrialParams(beta=1e-7, l1=0, l2=0, weights="intra", activations="intra", learning_rate=3e-3, widths=(32,))
+    widths = tuple(cfg.model.widths)  # the network `busy_yosys_raw` gives its study
+    params = TrialParams(beta=1e-7, l1=0, l2=0, weights="intra", activations="intra", learning_rate=3e-3, widths=widths)
     executor = RayExecutor(cfg)
     executor.submit(TrialJob(0, params, cfg.study.run_dir / "trials" / "00000", 0))
     deadline = time.monotonic() + 240
