@@ -308,6 +308,9 @@ class RayExecutor:
             },
             num_cpus=stage.num_cpus,
             num_gpus=stage.num_gpus,
+            # a worker stays warm for GPU tasks too (Ray's default ends it after one, to free the GPU memory
+            # the task took): the stage took it in its own forked process, gone when the stage ends
+            max_calls=0,
             resources=stage.resources or None,
             max_retries=retries,
             retry_exceptions=[WorkerLost],  # its process died: like a worker or node that died
