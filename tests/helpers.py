@@ -169,13 +169,15 @@ def environment_value(name: str, on_stage) -> str | None:  # noqa: ARG001
 
 
 def start_driver(tmp_path, raw: dict, **popen) -> subprocess.Popen:
-    """`hqsearch run` on `raw` in its own process, as a user starts it."""
+    """`hqsearch run` on `raw` in its own process, as a user starts it, with `popen`'s arguments (what it prints
+    goes to its `log` unless they say where). Its `config` is the file it runs."""
     import yaml
 
     config = tmp_path / f"{raw['study']['name']}.yaml"
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
     log = tmp_path / "driver.log"  # what it prints, for a failed wait to quote
-    popen = popen or {"stdout": log.open("w"), "stderr": subprocess.STDOUT}
+    if "stdout" not in popen:
+        popen |= {"stdout": log.open("w"), "stderr": subprocess.STDOUT}
     driver = subprocess.Popen([sys.executable, "-m", "hqsearch.cli", "run", str(config), "--no-progress"], **popen)
-    driver.log = log  # type: ignore[attr-defined]
+    driver.log, driver.config = log, config  # type: ignore[attr-defined]
     return driver

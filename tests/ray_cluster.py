@@ -137,8 +137,6 @@ def run_driver(tmp_path: Path, raw: dict, code: int = 0):
 
     from hqsearch.config.schema import parse_config
 
-    with (tmp_path / "driver.log").open("w") as log:
-        driver = start_driver(tmp_path, raw, env=ENV, stdout=log, stderr=subprocess.STDOUT)
-        assert driver.wait(timeout=600) == code, (tmp_path / "driver.log").read_text()[-3000:]
-    config = tmp_path / f"{raw['study']['name']}.yaml"
-    return config, parse_config(yaml.safe_load(config.read_text()))
+    driver = start_driver(tmp_path, raw, env=ENV)
+    assert driver.wait(timeout=600) == code, driver.log.read_text()[-3000:]
+    return driver.config, parse_config(yaml.safe_load(driver.config.read_text()))
