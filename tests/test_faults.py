@@ -60,9 +60,14 @@ def test_driver_killed_with_sigkill_then_resumed(tmp_path):
     url = f"sqlite:///{tmp_path / 'out' / 'study.db'}"
     driver = start_driver(tmp_path, slow)
     lost = wait_for(lambda: running_trials(tmp_path / "out" / "study.db"), 120, "the driver to start trials", driver)
-    time.sleep(1)  # let the workers get into training
+    logs = tmp_path / "out" / "trials"
+    wait_for(lambda: logs.exists() and len(list(logs.glob("*/trial.log"))) == 2, 120, "two trial workers", driver)
+    workers = descendants(driver.pid)  # the fork server, its trial workers, the resource tracker
     driver.send_signal(signal.SIGKILL)
     driver.wait()
+    # the workers of the killed driver end themselves within seconds
+    assert len(workers) >= 3
+    wait_for(lambda: not any(process_alive(p) for p in workers), 30, "the workers to exit")
 
     study = optuna.load_study(study_name="killed", storage=url)
     orphans = study.get_trials(states=(TrialState.RUNNING,))
@@ -109,19 +114,6 @@ def test_sigterm_stops_the_driver_at_once_and_re_enqueues_its_trainings(tmp_path
     done = {t.number: t for t in optuna.load_study(study_name="terminated", storage=url).trials}
     for t in stopped:  # each ran again, as it was asked
         assert done[retries[t.number]].state == TrialState.COMPLETE and done[retries[t.number]].params == t.params
-
-
-def test_workers_do_not_outlive_a_killed_driver(tmp_path):
-    """The trial workers of a SIGKILLed driver end themselves within seconds."""
-    raw = tiny_raw(tmp_path / "out", "orphaned_workers", study={"n_trials": 2}, training={"epochs": 200})
-    driver = start_driver(tmp_path, raw)
-    logs = tmp_path / "out" / "trials"
-    wait_for(lambda: logs.exists() and len(list(logs.glob("*/trial.log"))) == 2, 120, "two trial workers", driver)
-    workers = descendants(driver.pid)  # the fork server, its trial workers, the resource tracker
-    os.kill(driver.pid, signal.SIGKILL)
-    driver.wait()
-    assert len(workers) >= 3
-    wait_for(lambda: not any(process_alive(p) for p in workers), 30, "the workers to exit")
 
 
 def descendants(pid: int) -> list[int]:

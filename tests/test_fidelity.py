@@ -169,14 +169,11 @@ def test_the_synthesis_stage_skips_a_dominated_design_defers_a_promising_one(tin
     assert out.info[ESTIMATE_KEY]["luts"] == out.metrics["estimated_luts"]
 
 
-@pytest.mark.parametrize("executor", ["local", "ray"])
-def test_a_skipped_point_the_front_later_lets_in_is_synthesised_then(
-    executor, tiny_model, tmp_path, capsys, ray_instance
-):
-    """Through the real driver, storage, artifact store and a worker (a Ray task on the synthesis
-    resources of the session's Ray instance with `ray`): the skipped point is dominated while the
-    measurements fit one line; designs measured later spread the line, it could now enter the front, and
-    the driver measures it (once) as a point of its own."""
+def test_a_skipped_point_the_front_later_lets_in_is_synthesised_then(tiny_model, tmp_path, capsys, ray_instance):
+    """Through the real driver, storage, artifact store and a Ray task on the synthesis resources of the
+    session's Ray instance: the skipped point is dominated while the measurements fit one line; designs
+    measured later spread the line, it could now enter the front, and the driver measures it (once) as a
+    point of its own. (The local executor's later measurements: `test_front`, `test_driver`.)"""
     from optuna.artifacts import get_all_artifact_meta, upload_artifact
     from optuna.trial import TrialState
 
@@ -189,9 +186,8 @@ def test_a_skipped_point_the_front_later_lets_in_is_synthesised_then(
     from hqsearch.study.storage import artifact_store, open_study
 
     cfg = config(tmp_path)
-    if executor == "ray":
-        ray = {"num_cpus": 2, "synth": {"num_cpus": 1}, "transfer": "object_store"}
-        cfg = cfg.model_copy(update={"execution": cfg.execution.model_validate({"executor": "ray", "ray": ray})})
+    ray = {"num_cpus": 2, "synth": {"num_cpus": 1}, "transfer": "object_store"}
+    cfg = cfg.model_copy(update={"execution": cfg.execution.model_validate({"executor": "ray", "ray": ray})})
     model, path, ebops = tiny_model
     est = (
         estimate_backend(cfg.synthesis)
@@ -261,21 +257,21 @@ def test_a_skipped_point_the_front_later_lets_in_is_synthesised_then(
     assert later.values[1] == later.user_attrs["metrics"]["luts"] != own["luts"]
     assert later.user_attrs["info"][SKIPPED_ATTR_KEY] is None
     assert later.user_attrs["info"]["synth_pid"] != os.getpid()  # in a worker
-    assert ("synth_host" in later.user_attrs["info"]) == (executor == "ray")  # the Ray synthesis task's record
+    assert "synth_host" in later.user_attrs["info"]  # the Ray synthesis task's record
     assert study.get_trials(deepcopy=False)[skipped.number].values == [0.6, own["luts"]]  # told values stay
     (curve,) = [a for a in get_all_artifact_meta(later, storage=storage_of(study)) if a.filename == "training.png"]
     (told,) = [a for a in get_all_artifact_meta(skipped, storage=storage_of(study)) if a.filename == "training.png"]
     with store.open_reader(curve.artifact_id) as f, store.open_reader(told.artifact_id) as g:
         assert curve.artifact_id != told.artifact_id and f.read() == g.read()  # a copy of the measured point's
 
-    if executor == "local":  # (the same driver code either way)
-        assert run_study(cfg).measured_later == 0  # measured once: the next run leaves it
-        where = ["export", "--storage", cfg.study.storage_url, "--study", cfg.study.name]
-        assert main([*where, "--trial", str(later.number), "--out", str(tmp_path / "later")]) == 0
-        assert "firmware rtl/: the study's own build (rtl.tar.gz)" in capsys.readouterr().out  # its stored build
-        assert (tmp_path / "later" / "rtl" / "synth.ys").is_file()
-        assert main([*where, "--trial", str(skipped.number), "--out", str(tmp_path / "told")]) == 0
-        assert f"trial {later.number} is its later measurement" in capsys.readouterr().out
+    assert run_study(cfg).measured_later == 0  # measured once: the next run leaves it
+    capsys.readouterr()
+    where = ["export", "--storage", cfg.study.storage_url, "--study", cfg.study.name]
+    assert main([*where, "--trial", str(later.number), "--out", str(tmp_path / "later")]) == 0
+    assert "firmware rtl/: the study's own build (rtl.tar.gz)" in capsys.readouterr().out  # its stored build
+    assert (tmp_path / "later" / "rtl" / "synth.ys").is_file()
+    assert main([*where, "--trial", str(skipped.number), "--out", str(tmp_path / "told")]) == 0
+    assert f"trial {later.number} is its later measurement" in capsys.readouterr().out
     counts = syntheses(study.get_trials(deepcopy=False))
     assert (counts.skipped, counts.later) == (3, 2)
     report = write_report(study, tmp_path / "report", cfg=cfg)
