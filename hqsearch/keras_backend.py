@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Literal
@@ -26,7 +27,7 @@ KerasBackend = Literal["jax", "tensorflow"]
 BACKENDS: tuple[KerasBackend, ...] = ("jax", "tensorflow")
 DEFAULT: KerasBackend = "jax"
 # What a fork server imports for each, beside Keras: the backend's own start-up, paid once per server.
-# Not TensorFlow for JAX (1.7 core-s of a 5 core-s server start): `seed` keeps a JAX trial from importing it
+# Not TensorFlow for JAX (1.7 core-s of a 5 core-s server start): `seed` and `save` keep a JAX trial from importing it
 MODULES: dict[str, tuple[str, ...]] = {"jax": ("jax",), "tensorflow": ("tensorflow",)}
 # The distributions whose versions a trial records for each
 PACKAGES: dict[str, tuple[str, ...]] = {"jax": ("jax", "jaxlib"), "tensorflow": ("tensorflow-cpu", "tensorflow")}
@@ -91,21 +92,36 @@ def prepare(backend: KerasBackend, threads: int, compile_cache: Path | None) -> 
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-def seed(value: int) -> None:
-    """`keras.utils.set_random_seed` (Python's, NumPy's and Keras's seeds): on JAX without importing
-    TensorFlow, which it seeds too wherever it is installed (for `tf.data` pipelines, which no stage uses),
-    and which costs a process seconds to import; Keras then takes this process for one without TensorFlow,
-    as a JAX trial's is. Where TensorFlow is loaded already it is seeded as ever."""
-    import keras
-
+@contextmanager
+def _without_tensorflow() -> Iterator[None]:
+    """On JAX, where TensorFlow is not loaded: Keras finds no TensorFlow while this lasts, and remembers that
+    for the process. Keras asks for it where it would seed it (`seed`) or serialize its types (`save`), and
+    asking imports it: seconds of a JAX trial's process, for a TensorFlow no stage uses."""
     if active() != "jax" or "tensorflow" in sys.modules:
-        keras.utils.set_random_seed(value)
+        yield
         return
     sys.modules["tensorflow"] = None  # Python's own "not importable" mark: Keras then finds no TensorFlow
     try:
-        keras.utils.set_random_seed(value)
+        yield
     finally:
         del sys.modules["tensorflow"]
+
+
+def seed(value: int) -> None:
+    """`keras.utils.set_random_seed` (Python's, NumPy's and Keras's seeds): on JAX without importing
+    TensorFlow, which it seeds too wherever it is installed (for `tf.data` pipelines, which no stage uses).
+    Where TensorFlow is loaded already it is seeded as ever."""
+    import keras
+
+    with _without_tensorflow():
+        keras.utils.set_random_seed(value)
+
+
+def save(model, path: Path) -> None:
+    """`model.save(path)`: on JAX without importing TensorFlow (3.5 core-s of a trial's process that was
+    not seeded), the same `.keras` file either way."""
+    with _without_tensorflow():
+        model.save(path)
 
 
 def device() -> str:

@@ -1,6 +1,5 @@
 """Faults that clusters have, caused for real: a driver killed with SIGKILL mid-study."""
 
-import os
 import signal
 import sqlite3
 import subprocess

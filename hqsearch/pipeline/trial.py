@@ -274,8 +274,9 @@ def evaluate(cfg: StudyConfig, model, ebops: float, data, model_path: Path, fold
     is saved at `model_path` first. The objectives use the validation split; the test split is recorded."""
     from hqsearch.backends import build_design, uses_hls4ml
     from hqsearch.firmware.emulate import emulate
+    from hqsearch.keras_backend import save
 
-    model.save(model_path)
+    save(model, model_path)
     design = build_design(model, ebops, cfg.synthesis, folder)
     hls = uses_hls4ml(cfg.synthesis)
     if hls:
