@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -156,6 +157,15 @@ def digits_held_in_preflight():
         Path(os.environ["HQ_TEST_MARKER"]).write_text("in the preflight")
         time.sleep(60)
     return _digits()
+
+
+class StartInterrupted(multiprocessing.context.ForkServerProcess):
+    """A fork-server process whose start is hit by a Ctrl-C as it returns, once its pid is printed."""
+
+    def start(self) -> None:
+        super().start()
+        print(self.pid, flush=True)
+        raise KeyboardInterrupt
 
 
 def hold(seconds: float, on_stage) -> None:  # noqa: ARG001

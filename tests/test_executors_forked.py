@@ -27,6 +27,26 @@ def test_work_still_running_when_its_starter_exits_is_killed_not_waited_for():
     assert ended(int(done.stdout.split()[0]), within=5)
 
 
+_INTERRUPTED_IN_ITS_START = """
+import multiprocessing
+import helpers
+from hqsearch.executors.forked import Forked
+
+ctx = multiprocessing.get_context("forkserver")
+ctx.Process = helpers.StartInterrupted  # the child runs; the Ctrl-C lands before Forked has its object
+Forked(ctx, "held", helpers.hold, (60,))
+"""
+
+
+def test_work_whose_start_is_interrupted_is_killed_not_waited_for():
+    """A Ctrl-C can land while `run` starts its preflight, whose data function then already runs."""
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", _INTERRUPTED_IN_ITS_START], capture_output=True, text=True, timeout=50)
+    assert "KeyboardInterrupt" in done.stderr, done.stderr
+    assert time.monotonic() - started < 30  # multiprocessing's exit would have joined it for 60 s
+    assert ended(int(done.stdout.split()[0]), within=5)
+
+
 _SEES_ITS_CALLERS_ENVIRONMENT = """
 import multiprocessing, os
 from multiprocessing import forkserver

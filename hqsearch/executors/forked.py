@@ -21,7 +21,6 @@ import signal
 import threading
 import time
 import traceback
-import weakref
 from collections.abc import Callable
 from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
@@ -100,13 +99,13 @@ def _main(conn: Connection, env: dict[str, str], work: Work, args: tuple) -> Non
         conn.close()
 
 
-_live: weakref.WeakSet[Forked] = weakref.WeakSet()  # started and not yet reaped or killed
+_live: set[Forked] = set()  # started (or starting) and not yet reaped or killed
 
 
 @atexit.register  # after multiprocessing's own exit hook, which joins its children, so run before it
 def _end_live() -> None:
-    """Work still running when this process exits is killed, however the exit came about (a Ctrl-C between
-    a start and its wait, an error): Python's exit would otherwise wait for it to end."""
+    """Work still running when this process exits is killed, however the exit came about (a Ctrl-C during
+    a start or between a start and its wait, an error): Python's exit would otherwise wait for it to end."""
     for f in list(_live):
         f.kill()
 
@@ -117,8 +116,8 @@ class Forked:
     def __init__(self, ctx: mp.context.ForkServerContext, name: str, work: Work, args: tuple) -> None:
         self.conn, child = ctx.Pipe(duplex=False)
         self.process = ctx.Process(target=_main, args=(child, dict(os.environ), work, args), name=name)
+        _live.add(self)  # first: a Ctrl-C that lands while it starts leaves a process that runs already
         self.process.start()
-        _live.add(self)
         child.close()
         self.stage, self.stage_started = "start", time.monotonic()
         self.done = False
@@ -154,6 +153,9 @@ class Forked:
         self.conn.close()
 
     def kill(self) -> None:
+        _live.discard(self)
+        if self.process.pid is None:  # no pid came back from its start: a child made meanwhile ends with its server
+            return
         try:
             if os.getpgid(self.process.pid) == self.process.pid:  # setsid done: the group is its own
                 os.killpg(self.process.pid, signal.SIGKILL)
@@ -162,7 +164,6 @@ class Forked:
         except (ProcessLookupError, PermissionError):
             pass
         self.process.join(timeout=10)
-        _live.discard(self)
 
     def result(self) -> Any:
         """Block until the work is done; its value, or `WorkFailed`/`WorkerLost`. A wait that is interrupted
