@@ -6,6 +6,7 @@ import atexit
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,10 @@ if "HQSEARCH_TEST_COMPILE_CACHE" not in os.environ:
     os.environ["HQSEARCH_TEST_COMPILE_CACHE"] = tempfile.mkdtemp(prefix="hqsearch-test-xla-")
     atexit.register(shutil.rmtree, os.environ["HQSEARCH_TEST_COMPILE_CACHE"], ignore_errors=True)
 COMPILE_CACHE = Path(os.environ["HQSEARCH_TEST_COMPILE_CACHE"])
+# The Ctrl-C tests signal commands this process starts, which inherit an ignored SIGINT (bash ignores it in a
+# background job of a script, `(pytest ... &)`): Python then installs no KeyboardInterrupt for them
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Keras fixes its backend at its first import: TensorFlow here, whichever backend a test then sets for a study
 import keras  # noqa: E402
