@@ -25,8 +25,6 @@ def _digits():
 def _in_preflight() -> bool:
     """The data check before a study starts: in the local executor's preflight worker, or in the driver
     (the test process) for the Ray executor and `check`. Trials run in other worker processes."""
-    import multiprocessing
-
     return multiprocessing.current_process().name == "preflight" or os.getpid() == int(os.environ["HQ_TEST_DRIVER_PID"])
 
 

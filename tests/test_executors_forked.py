@@ -19,12 +19,18 @@ raise KeyboardInterrupt  # a Ctrl-C between the start and the wait for its answe
 """
 
 
-def test_work_still_running_when_its_starter_exits_is_killed_not_waited_for():
+def killed_at_exit(script: str) -> None:
+    """`script` prints the pid of its 60 s work and exits by a KeyboardInterrupt: the work is killed, not
+    waited for."""
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", _EXITS_BEFORE_ITS_WAIT], capture_output=True, text=True, timeout=50)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=50)
     assert "KeyboardInterrupt" in done.stderr, done.stderr
     assert time.monotonic() - started < 30  # multiprocessing's exit would have joined it for 60 s
     assert ended(int(done.stdout.split()[0]), within=5)
+
+
+def test_work_still_running_when_its_starter_exits_is_killed_not_waited_for():
+    killed_at_exit(_EXITS_BEFORE_ITS_WAIT)
 
 
 _INTERRUPTED_IN_ITS_START = """
@@ -40,11 +46,7 @@ Forked(ctx, "held", helpers.hold, (60,))
 
 def test_work_whose_start_is_interrupted_is_killed_not_waited_for():
     """A Ctrl-C can land while `run` starts its preflight, whose data function then already runs."""
-    started = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", _INTERRUPTED_IN_ITS_START], capture_output=True, text=True, timeout=50)
-    assert "KeyboardInterrupt" in done.stderr, done.stderr
-    assert time.monotonic() - started < 30  # multiprocessing's exit would have joined it for 60 s
-    assert ended(int(done.stdout.split()[0]), within=5)
+    killed_at_exit(_INTERRUPTED_IN_ITS_START)
 
 
 _SEES_ITS_CALLERS_ENVIRONMENT = """
