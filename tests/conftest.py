@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import shutil
@@ -225,24 +226,50 @@ def _ray_only_where_asked(request):
     yield
 
 
-@pytest.fixture(scope="session")
+class _SharedCluster:
+    """The two-node Ray cluster the cluster tests share (`ray_cluster.shared_cluster`) and the study run on it
+    (`isolated_study`). Starting one costs about 10 s of CPU and 20 s; idle, its nodes use about 3 s of CPU a
+    minute. So the first test that asks starts it, and it stops after the last of the tests that ask, which
+    run one after another (`SHARED`), not at the session's end; a later one would start it again."""
+
+    stack: contextlib.ExitStack | None = None
+    cluster = None
+    study: tuple[Path, StudyConfig] | None = None
+
+    @classmethod
+    def get(cls, tmp_path_factory):
+        if cls.stack is None:
+            from ray_cluster import shared_cluster
+
+            cls.stack = contextlib.ExitStack()
+            cls.cluster = cls.stack.enter_context(shared_cluster(tmp_path_factory.mktemp("ray_cluster")))
+        return cls.cluster
+
+    @classmethod
+    def stop(cls) -> None:
+        stack, cls.stack, cls.cluster, cls.study = cls.stack, None, None, None
+        if stack is not None:
+            stack.close()
+
+
+@pytest.fixture
 def ray_cluster(tmp_path_factory):
-    """The two-node Ray cluster the session's cluster tests share (`ray_cluster.shared_cluster`): starting
-    one costs about 10 s of CPU and 20 s; their drivers join it in processes of their own."""
-    from ray_cluster import shared_cluster
-
-    with shared_cluster(tmp_path_factory.mktemp("ray_cluster")) as cluster:
-        yield cluster
+    """The two-node Ray cluster the cluster tests share (`_SharedCluster`); their drivers join it in processes
+    of their own."""
+    return _SharedCluster.get(tmp_path_factory)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def isolated_study(ray_cluster, tmp_path_factory):
     """One study run by `hqsearch run` in its own process with every stage on the cluster's second node, which
     shares no folder with the driver (its output folder is hidden from the node) and lends each training half
     of its logical GPU: two trainings of 5 epochs, the second continuing the first's point, one harvested
-    candidate each, every design measured by Yosys there. Returns its config file and config."""
+    candidate each, every design measured by Yosys there. Run once per cluster; returns its config file and
+    config."""
     from ray_cluster import ISOLATED, run_driver
 
+    if _SharedCluster.study is not None:
+        return _SharedCluster.study
     on_node = {"num_cpus": 1, "resources": {ISOLATED: 1}}
     raw = tiny_raw(
         ray_cluster.hidden / "no_shared_fs",
@@ -268,7 +295,24 @@ def isolated_study(ray_cluster, tmp_path_factory):
             },
         },
     )
-    return run_driver(tmp_path_factory.mktemp("isolated_study"), raw)
+    _SharedCluster.study = run_driver(tmp_path_factory.mktemp("isolated_study"), raw)
+    return _SharedCluster.study
+
+
+def _group(item: pytest.Item | None) -> str | None:
+    mark = item.get_closest_marker("xdist_group") if item is not None else None
+    return mark.args[0] if mark else None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    yield
+    if _group(item) == "ray_cluster" != _group(nextitem):
+        _SharedCluster.stop()
+
+
+def pytest_sessionfinish():
+    _SharedCluster.stop()
 
 
 # What the session or a module sets up once (the shared Ray instance and cluster, the trained studies and
@@ -290,9 +334,20 @@ SHARED = (
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the groups from the marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each group's tests also run one after another without pytest-xdist: all where the first one was."""
+    groups: dict[str, list[pytest.Item]] = {}
     for item in items:
         if shared := next((name for name in SHARED if name in getattr(item, "fixturenames", ())), None):
             item.add_marker(pytest.mark.xdist_group(shared))
+            groups.setdefault(shared, []).append(item)
+    ordered = []
+    for item in items:
+        group = groups.get(_group(item))
+        if group is None:
+            ordered.append(item)
+        elif item is group[0]:
+            ordered.extend(group)
+    items[:] = ordered
 
 
 @pytest.fixture(scope="session")
