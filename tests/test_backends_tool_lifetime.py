@@ -1,6 +1,6 @@
 """A synthesis tool never outlives its trial: real Yosys (native and yowasp), ended every way a trial ends.
 
-Each test starts a trial whose design keeps Yosys busy for a minute or more, waits until a Yosys process
+Each test starts a trial whose design keeps Yosys busy for half a minute or more, waits until a Yosys process
 runs in that trial's folder, ends the trial (stage timeout, driver SIGKILL, a second Ctrl-C, a Ray task
 cancelled or timed out, the Ray worker killed) and then checks by pid that no process of the tool is
 left: neither the tool nor the guard that started it.
@@ -32,13 +32,13 @@ TIMEOUT_ON = [pytest.param("native", "tensorflow", marks=needs_native_yosys), ("
 
 
 def busy_yosys_raw(out: Path, name: str, yosys: str, backend: str = "jax", **sections) -> dict:
-    """One trial of a 64-32-10 network after one epoch at tiny beta: Yosys needs a minute or more for it
-    (native Yosys about 60 s on one core, yowasp longer)."""
+    """One trial of a 64-16-10 network after one epoch at tiny beta: Yosys needs half a minute or more for it
+    (native Yosys about 30 s on one core, yowasp longer), and every test ends it within seconds."""
     raw = tiny_raw(
         out,
         name,
         study={"n_trials": 1},
-        model={"widths": [32]},
+        model={"widths": [16]},
         training={"epochs": 1},
         search_space={"beta": 1e-7, "heterogeneity": {"weights": ["intra"], "activations": ["intra"]}},
         synthesis={"backend": "yosys", "yosys": yosys, "cache": False},
