@@ -46,6 +46,14 @@ import keras  # noqa: E402
 from hqsearch.config.schema import StudyConfig, parse_config  # noqa: E402
 
 
+def share_compile_cache(cwd: Path) -> None:
+    """The session's compiled programs (`COMPILE_CACHE`) where a config that leaves
+    `execution.compile_cache_dir` at its default looks for them, `runs/compile_cache` under its working
+    directory: as a user's studies in one working directory share theirs."""
+    (cwd / "runs").mkdir(exist_ok=True)
+    (cwd / "runs" / "compile_cache").symlink_to(COMPILE_CACHE, target_is_directory=True)
+
+
 def tiny_raw(out: Path, name: str = "tiny", **sections) -> dict:
     """A real study that trains 8-unit MLPs on digits for a few epochs: seconds per trial."""
     raw = {

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import optuna
 import yaml
-from conftest import tiny_raw
+from conftest import share_compile_cache, tiny_raw
 from helpers import free_port
 
 from hqsearch.config.schema import load_config
@@ -72,6 +72,7 @@ def test_every_documented_default_runs(tmp_path, hq_here):
     """The minimal config of the docs: only a name and one trial, every other key at its default."""
     config = tmp_path / "minimal.yaml"
     config.write_text("study: {name: minimal, n_trials: 1}\n")
+    share_compile_cache(tmp_path)
     res = hq_here("run", str(config), "--no-progress", cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     ran = re.search(r"1 COMPLETE trainings \((\d+) epochs\) in study minimal", res.stdout)

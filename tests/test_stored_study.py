@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import share_compile_cache
 from optuna.trial import TrialState
 
 from hqsearch.cli import main
@@ -22,6 +23,7 @@ def legacy(tmp_path, monkeypatch):
     """The fixture study copied into a fresh working directory (its config names `legacy/` relatively)."""
     shutil.copytree(FIXTURE / "legacy", tmp_path / "legacy")
     shutil.copy(FIXTURE / "legacy.yaml", tmp_path)
+    share_compile_cache(tmp_path)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
