@@ -43,15 +43,16 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 # Keras fixes its backend at its first import: TensorFlow here, whichever backend a test then sets for a study
 import keras  # noqa: E402
 
-from hqsearch.config.schema import StudyConfig, parse_config  # noqa: E402
+from hqsearch.config.schema import ExecutionSection, StudyConfig, parse_config  # noqa: E402
 
 
 def share_compile_cache(cwd: Path) -> None:
     """The session's compiled programs (`COMPILE_CACHE`) where a config that leaves
-    `execution.compile_cache_dir` at its default looks for them, `runs/compile_cache` under its working
-    directory: as a user's studies in one working directory share theirs."""
-    (cwd / "runs").mkdir(exist_ok=True)
-    (cwd / "runs" / "compile_cache").symlink_to(COMPILE_CACHE, target_is_directory=True)
+    `execution.compile_cache_dir` at its default looks for them under its working directory: as a user's
+    studies in one working directory share theirs."""
+    link = cwd / ExecutionSection().compile_cache
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(COMPILE_CACHE, target_is_directory=True)
 
 
 def tiny_raw(out: Path, name: str = "tiny", **sections) -> dict:
