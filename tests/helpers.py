@@ -176,6 +176,18 @@ def environment_value(name: str, on_stage) -> str | None:  # noqa: ARG001
     return os.environ.get(name)
 
 
+def paths_resolved_building_a_layer(on_stage) -> int:  # noqa: ARG001
+    """Work for `forked.Forked`: how many paths the process resolves while HGQ2 makes one layer, which reads
+    its arguments from its caller's frame (`inspect`, which maps each imported module to its file once)."""
+    from unittest import mock
+
+    from hgq.layers import QDense
+
+    with mock.patch("os.path.realpath", wraps=os.path.realpath) as realpath:
+        QDense(4)
+    return realpath.call_count
+
+
 def start_driver(tmp_path, raw: dict, **popen) -> subprocess.Popen:
     """`hqsearch run` on `raw` in its own process, as a user starts it, with `popen`'s arguments (what it prints
     goes to its `log` unless they say where). Its `config` is the file it runs."""

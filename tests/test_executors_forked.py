@@ -68,3 +68,14 @@ def test_work_sees_its_callers_environment_not_the_servers():
     done = subprocess.run([sys.executable, "-c", _SEES_ITS_CALLERS_ENVIRONMENT], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["1"]
+
+
+def test_a_worker_inherits_the_module_map_its_server_made():
+    """HGQ2's layers inspect their caller's frame; the first time in a process that maps every imported module
+    to its file (thousands of paths resolved, about 0.4 s): the server maps them once for all its workers."""
+    import helpers
+
+    from hqsearch.executors.forked import Forked, context
+
+    resolved = Forked(context("jax"), "layer", helpers.paths_resolved_building_a_layer, ()).result()
+    assert resolved < 100, f"a worker resolved {resolved} paths to make one layer"

@@ -40,6 +40,7 @@ PRELOAD = [
     "alkaid.converter",
     "matplotlib.figure",
     "sklearn.datasets",
+    "hqsearch.executors.forkserver_warm",  # last: it maps the modules imported before it
 ]
 
 # work(*args, on_stage) -> result, run in the forked process
