@@ -40,10 +40,14 @@ COMPILE_CACHE = Path(os.environ["HQSEARCH_TEST_COMPILE_CACHE"])
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
-# Keras fixes its backend at its first import: TensorFlow here, whichever backend a test then sets for a study
-import keras  # noqa: E402
-
 from hqsearch.config.schema import ExecutionSection, StudyConfig, parse_config  # noqa: E402
+
+
+def pytest_configure(config):
+    """Keras fixes its backend at its first import: TensorFlow in the processes that run tests, whichever
+    backend a test then sets for a study. pytest-xdist's controller runs none, and spares its seconds."""
+    if hasattr(config, "workerinput") or not config.getoption("numprocesses", None):
+        import keras  # noqa: F401
 
 
 def share_compile_cache(cwd: Path) -> None:
@@ -157,6 +161,8 @@ def tiny_model(tmp_path_factory):
     """A trained, calibrated 64-4-10 HGQ2 model on digits, saved as .keras: (model, path, ebops). Its
     bitwidths start at 4, so its design is under a thousand LUTs: Yosys measures it in about 5 s, not the
     10 s it takes from the default 8 bits."""
+    import keras
+
     from hqsearch.config.schema import DataSection, ModelSection, TrainingSection
     from hqsearch.pipeline.data import load_dataset
     from hqsearch.pipeline.model import build_model
