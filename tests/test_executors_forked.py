@@ -1,4 +1,5 @@
-"""Work in processes forked from a warm server: none outlives the process that started it."""
+"""Work in processes forked from a warm server: none outlives the process that started it, and each inherits
+what the server prepared."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import subprocess
 import sys
 import time
 
-from helpers import ended
+from helpers import ended, paths_resolved_building_a_layer
+
+from hqsearch.executors.forked import Forked, context
 
 _EXITS_BEFORE_ITS_WAIT = """
 import multiprocessing
@@ -73,9 +76,5 @@ def test_work_sees_its_callers_environment_not_the_servers():
 def test_a_worker_inherits_the_module_map_its_server_made():
     """HGQ2's layers inspect their caller's frame; the first time in a process that maps every imported module
     to its file (thousands of paths resolved, about 0.4 s): the server maps them once for all its workers."""
-    import helpers
-
-    from hqsearch.executors.forked import Forked, context
-
-    resolved = Forked(context("jax"), "layer", helpers.paths_resolved_building_a_layer, ()).result()
+    resolved = Forked(context("jax"), "layer", paths_resolved_building_a_layer, ()).result()
     assert resolved < 100, f"a worker resolved {resolved} paths to make one layer"
