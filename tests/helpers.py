@@ -188,6 +188,18 @@ def paths_resolved_building_a_layer(on_stage) -> int:  # noqa: ARG001
     return realpath.call_count
 
 
+def pid_and_layer_name(on_stage) -> tuple[int, str]:  # noqa: ARG001
+    """Work for `forked.Forked`: the process that runs it, and the name Keras gives a new layer there."""
+    import keras
+
+    return os.getpid(), keras.layers.Dense(1).name
+
+
+def raises(on_stage) -> None:  # noqa: ARG001
+    """Work for `forked.Forked` that fails."""
+    raise ValueError("this work fails")
+
+
 def start_driver(tmp_path, raw: dict, **popen) -> subprocess.Popen:
     """`hqsearch run` on `raw` in its own process, as a user starts it, with `popen`'s arguments (what it prints
     goes to its `log` unless they say where). Its `config` is the file it runs."""
