@@ -6,9 +6,9 @@ starts its threads only in the children. The local executor keeps one server for
 worker process keeps its own, so a node pays the imports once per worker slot, not once per task.
 
 A process that finished its work cleanly may take the next piece of work with the same `reuse` key (the
-settings a process cannot change once its backend runs: threads, compile cache) and the same environment:
-its backend runtime and the small programs it compiled stay warm, about a third of a small trial's CPU.
-Keras's state is cleared between pieces of work. A process that failed, was killed or did `REUSES` pieces
+settings a process cannot change once its backend runs: threads, compile cache) and the same variables the
+runtimes read as they start (`RUNTIME_VARIABLES`): its backend's runtime and the small programs it compiled
+stay warm, about a third of a small trial's CPU. Keras's state is cleared between pieces of work. A process that failed, was killed or did `REUSES` pieces
 ends instead, so nothing a broken or long-lived process holds reaches a later trial, as does one that
 computed on a GPU: idle, it would hold GPU memory the next trainings need.
 
@@ -134,6 +134,16 @@ def _between_works() -> None:
         keras.backend.clear_session()
 
 
+# The environment variables a backend's runtime reads once, as it starts (thread pools, devices, XLA's flags,
+# memory): a process takes more work only where they are the same. The others are read where they are used,
+# and each piece of work gets its caller's whole environment.
+RUNTIME_VARIABLES = ("XLA_", "JAX_", "TF_", "CUDA_", "NVIDIA_", "OMP_", "MKL_", "OPENBLAS_", "KERAS_", "LD_")
+
+
+def _runtime_environment(env: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, v) for k, v in env.items() if k.startswith(RUNTIME_VARIABLES)))
+
+
 _live: set[Forked] = set()  # started (or starting) and not yet reaped or killed
 # processes that finished their work cleanly and wait for more: (key, process, its pipe), oldest first; at most
 # one per core, which the trials that left them were using anyway
@@ -185,7 +195,7 @@ class Forked:
         self, ctx: mp.context.ForkServerContext, name: str, work: Work, args: tuple, reuse: Hashable | None = None
     ) -> None:
         env = dict(os.environ)
-        self.key = None if reuse is None else (_server_backend, reuse, tuple(sorted(env.items())))
+        self.key = None if reuse is None else (_server_backend, reuse, _runtime_environment(env))
         self.stays = False  # whether the process said it takes more work
         if (spare := self._spare(env, work, args)) is not None:
             self.process, self.conn = spare
