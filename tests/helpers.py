@@ -23,9 +23,16 @@ def _digits():
 
 
 def _in_preflight() -> bool:
-    """The data check before a study starts: in the local executor's preflight worker, or in the driver
-    (the test process) for the Ray executor and `check`. Trials run in other worker processes."""
-    return multiprocessing.current_process().name == "preflight" or os.getpid() == int(os.environ["HQ_TEST_DRIVER_PID"])
+    """The data check before a study starts (`preflight`, in whichever process runs it), or the driver (the
+    test process). A trial may run in the process that ran the preflight, but not within it."""
+    from hqsearch.pipeline.preflight import preflight
+
+    frame = sys._getframe()
+    while frame is not None:
+        if frame.f_code is preflight.__code__:
+            return True
+        frame = frame.f_back
+    return os.getpid() == int(os.environ["HQ_TEST_DRIVER_PID"])
 
 
 def digits_failing_once():

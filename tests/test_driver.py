@@ -193,9 +193,9 @@ def test_heartbeats_go_on_while_the_driver_waits(tiny_config):
     )
     seen: set[float] = set()
     done = threading.Event()
+    study = open_study(cfg)  # here, not in the watcher: two first openings at once race to make its tables
 
     def watch():
-        study = open_study(cfg)
         while not done.is_set():
             for t in study.get_trials(states=(TrialState.RUNNING,)):
                 seen.add(t.user_attrs.get(HEARTBEAT_ATTR))

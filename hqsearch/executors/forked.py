@@ -8,9 +8,10 @@ worker process keeps its own, so a node pays the imports once per worker slot, n
 A process that finished its work cleanly may take the next piece of work with the same `reuse` key (the
 settings a process cannot change once its backend runs: threads, compile cache) and the same variables the
 runtimes read as they start (`RUNTIME_VARIABLES`): its backend's runtime and the small programs it compiled
-stay warm, about a third of a small trial's CPU. Keras's state is cleared between pieces of work. A process that failed, was killed or did `REUSES` pieces
-ends instead, so nothing a broken or long-lived process holds reaches a later trial, as does one that
-computed on a GPU: idle, it would hold GPU memory the next trainings need.
+stay warm, about a third of a small trial's CPU. Keras's state is cleared between pieces of work. A process
+that failed, was killed or did `REUSES` pieces ends instead, so nothing a broken or long-lived process holds
+reaches a later trial, as does one that computed on a GPU: idle, it would hold GPU memory the next trainings
+need.
 
 Each forked process leads its own process group: whoever ends it (a timeout, a cancel) ends its whole
 tree, synthesis tools included. It also ends that group itself when its server goes, which happens when
