@@ -80,7 +80,7 @@ def prepare(backend: KerasBackend, threads: int, compile_cache: Path | None) -> 
     if backend == "jax" and threads == 1:  # XLA reads its flags when JAX first makes its CPU client
         flags = os.environ.get("XLA_FLAGS", "").split()
         os.environ["XLA_FLAGS"] = " ".join([*flags, *(f for f in _ONE_THREAD_XLA if f not in flags)])
-    settings = (backend, threads, compile_cache)
+    settings = (backend, threads, compile_cache.resolve() if compile_cache is not None else None)
     if _prepared is not None:
         if _prepared != settings:
             raise RuntimeError(f"this worker's runtime was prepared as {_prepared}, not as {settings}")
@@ -97,7 +97,7 @@ def prepare(backend: KerasBackend, threads: int, compile_cache: Path | None) -> 
         import jax
 
         # JAX makes the folder as it first compiles: a preflight that fails before that leaves none
-        jax.config.update("jax_compilation_cache_dir", str(compile_cache.resolve()))
+        jax.config.update("jax_compilation_cache_dir", str(settings[2]))
         # every program: a trial's many small ones add up to seconds, and all of them recur
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

@@ -202,6 +202,19 @@ def pid_and_layer_name(on_stage) -> tuple[int, str]:  # noqa: ARG001
     return os.getpid(), keras.layers.Dense(1).name
 
 
+def prepared_again(on_stage) -> str:  # noqa: ARG001
+    """Work for `forked.Forked`: `prepare` twice alike, then otherwise; what the third says."""
+    from hqsearch.keras_backend import prepare
+
+    prepare("jax", 1, None)
+    prepare("jax", 1, None)
+    try:
+        prepare("jax", 2, None)
+    except RuntimeError as err:
+        return str(err)
+    return "prepared again otherwise"
+
+
 def raises(on_stage) -> None:  # noqa: ARG001
     """Work for `forked.Forked` that fails."""
     raise ValueError("this work fails")

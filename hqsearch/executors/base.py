@@ -67,8 +67,10 @@ def prepare_worker(cfg: StudyConfig, trial_dir: Path, threads: int, keras: bool 
 
 
 def runtime(cfg: StudyConfig, threads: int) -> tuple:
-    """What `prepare_worker` fixes in a process for good: the key under which a process takes more work."""
-    return cfg.execution.keras_backend, max(1, threads), cfg.execution.compile_cache
+    """What `prepare_worker` fixes in a process for good, where the work runs from here: the key under which a
+    process takes more work."""
+    cache = cfg.execution.compile_cache
+    return cfg.execution.keras_backend, max(1, threads), cache.resolve() if cache is not None else None
 
 
 def work_job(cfg: StudyConfig, job: Job, threads: int, model_bytes: bytes | None, on_stage: Callable[[str], None]):

@@ -96,12 +96,13 @@ def _follow_parent() -> None:
     threading.Thread(target=watch, daemon=True, name="follow-parent").start()
 
 
-def _main(conn: Connection, env: dict[str, str], work: Work, args: tuple, reusable: bool) -> None:
+def _main(conn: Connection, env: dict[str, str], cwd: str, work: Work, args: tuple, reusable: bool) -> None:
     os.setsid()
     _follow_parent()
     for done in range(1, REUSES + 1):
         os.environ.clear()  # the caller's environment now, not the server's from when it started
         os.environ.update(env)
+        os.chdir(cwd)  # and its working directory, where relative paths in the work are meant from
         try:
             value = work(*args, lambda stage: conn.send(("stage", stage)))
         except BaseException as err:  # everything the work raises is that work's failure
@@ -114,7 +115,7 @@ def _main(conn: Connection, env: dict[str, str], work: Work, args: tuple, reusab
             break
         _between_works()
         try:
-            env, work, args = conn.recv()
+            env, cwd, work, args = conn.recv()
         except (EOFError, OSError):  # its caller is gone
             break
     conn.close()
@@ -204,7 +205,8 @@ class Forked:
         else:
             self.conn, child = ctx.Pipe()
             reusable = self.key is not None
-            self.process = ctx.Process(target=_main, args=(child, env, work, args, reusable), name=name)
+            main = (child, env, os.getcwd(), work, args, reusable)
+            self.process = ctx.Process(target=_main, args=main, name=name)
             _live.add(self)  # first: a Ctrl-C that lands while it starts leaves a process that runs already
             self.process.start()
             child.close()
@@ -225,7 +227,7 @@ class Forked:
             del _idle[i]
             try:
                 if process.is_alive():
-                    conn.send((env, work, args))
+                    conn.send((env, os.getcwd(), work, args))
                     return process, conn
             except OSError:  # it went while idle
                 pass
