@@ -96,7 +96,7 @@ def prepare(backend: KerasBackend, threads: int, compile_cache: Path | None) -> 
     if compile_cache is not None:
         import jax
 
-        # JAX makes the folder as it first compiles: a preflight that fails before that leaves none
+        compile_cache.mkdir(parents=True, exist_ok=True)
         jax.config.update("jax_compilation_cache_dir", str(settings[2]))
         # every program: a trial's many small ones add up to seconds, and all of them recur
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

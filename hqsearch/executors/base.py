@@ -79,15 +79,12 @@ def work_job(cfg: StudyConfig, job: Job, threads: int, model_bytes: bytes | None
     return run_job(cfg, job, on_stage, model_bytes)
 
 
-def check(cfg: StudyConfig, tools: Collection[str], where: str, threads: int, on_stage: Callable[[str], None]):  # noqa: ARG001
+def check(cfg: StudyConfig, tools: Collection[str], where: str, on_stage: Callable[[str], None]):  # noqa: ARG001
     """The preflight in a forked worker process, finding the tools of the stages in `tools` there (`where` says
-    where that is): `Ready`, or the exception it raised, for the driver to raise. The process is prepared as
-    a training's of `threads` is, so it can run the first one."""
-    from hqsearch.keras_backend import prepare
+    where that is): `Ready`, or the exception it raised, for the driver to raise."""
     from hqsearch.pipeline.preflight import preflight
 
     try:
-        prepare(cfg.execution.keras_backend, threads, cfg.execution.compile_cache)
         return preflight(cfg, tools=tools, where=where)
     except Exception as err:  # a ConfigError for the user, or a bug: the driver raises it either way
         return err

@@ -29,11 +29,9 @@ class LocalExecutor:
         self.running: dict[int, tuple[Job, Forked]] = {}
 
     def preflight(self) -> Ready:
-        """Check data, model and tools in a worker forked from the warm server, which then runs the first trial:
-        the driver never imports Keras."""
+        """Check data, model and tools in a worker forked from the warm server: the driver never imports Keras."""
         try:
-            args = (self.cfg, TOOLS, "on this machine", self.threads)
-            result = Forked(self.ctx, "preflight", check, args, reuse=runtime(self.cfg, self.threads)).result()
+            result = Forked(self.ctx, "preflight", check, (self.cfg, TOOLS, "on this machine")).result()
         except WorkerLost as err:
             raise RuntimeError(f"the preflight worker died ({err})") from None
         if isinstance(result, Exception):

@@ -78,9 +78,8 @@ def _here() -> str:
     return f"on Ray node {ray.util.get_node_ip_address()}"
 
 
-def _preflight_task(cfg: StudyConfig, threads: int) -> Ready | Exception:
-    # where trainings and firmware run, in a process that can then run a training
-    return _forked("preflight", check, cfg, ("firmware",), _here(), threads, reuse=runtime(cfg, threads))
+def _preflight_task(cfg: StudyConfig) -> Ready | Exception:
+    return _forked("preflight", check, cfg, ("firmware",), _here())  # where trainings and firmware run
 
 
 def _tools_task(cfg: StudyConfig) -> Exception | None:
@@ -253,7 +252,7 @@ class RayExecutor:
         r = self.cfg.execution.ray
         wait = 0.0 if self.owns_ray and not r.address else r.resource_wait  # no node joins a private instance
         synth_nodes = self._nodes({"train": r.train, "synth": r.synth}, wait)["synth"]
-        check = self._remote(_preflight_task, r.train, 0).remote(self.cfg, self._threads(r.train))
+        check = self._remote(_preflight_task, r.train, 0).remote(self.cfg)
         tools = self._remote(_tools_task, r.synth, 0)
         on_nodes = [
             tools.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(self.cfg)
