@@ -202,6 +202,11 @@ def pid_and_layer_name(on_stage) -> tuple[int, str]:  # noqa: ARG001
     return os.getpid(), keras.layers.Dense(1).name
 
 
+def pid_and_cwd(on_stage) -> tuple[int, str]:  # noqa: ARG001
+    """Work for `forked.Forked`: the process that runs it, and its working directory."""
+    return os.getpid(), os.getcwd()
+
+
 def prepared_again(on_stage) -> str:  # noqa: ARG001
     """Work for `forked.Forked`: `prepare` twice alike, then otherwise; what the third says."""
     from hqsearch.keras_backend import prepare

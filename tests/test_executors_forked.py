@@ -10,7 +10,7 @@ import time
 
 import pytest
 from conftest import tiny_raw
-from helpers import ended, paths_resolved_building_a_layer, pid_and_layer_name, raises
+from helpers import ended, paths_resolved_building_a_layer, pid_and_cwd, pid_and_layer_name, raises
 
 from hqsearch.config.schema import parse_config
 from hqsearch.executors.base import TrialJob, runtime, work_job
@@ -98,6 +98,16 @@ def test_a_process_that_ended_cleanly_takes_the_next_work_of_its_key_and_one_tha
             Forked(ctx, "fails", raises, (), reuse="a").result()
         assert ended(first[0], within=5)  # the process whose work failed takes no more
         assert Forked(ctx, "after", pid_and_layer_name, (), reuse="a").result()[0] != first[0]
+    finally:
+        release_idle()
+
+
+def test_a_process_that_takes_more_work_runs_it_where_its_caller_is(tmp_path, monkeypatch):
+    ctx = context("jax")
+    try:
+        first = Forked(ctx, "here", pid_and_cwd, (), reuse="cwd").result()
+        monkeypatch.chdir(tmp_path)
+        assert Forked(ctx, "there", pid_and_cwd, (), reuse="cwd").result() == (first[0], str(tmp_path))
     finally:
         release_idle()
 
