@@ -199,10 +199,7 @@ class Forked:
         env = dict(os.environ)
         self.key = None if reuse is None else (_server_backend, reuse, _runtime_environment(env))
         self.stays = False  # whether the process said it takes more work
-        if (spare := self._spare(env, work, args)) is not None:
-            self.process, self.conn = spare
-            _live.add(self)
-        else:
+        if not self._hand_to_idle(env, work, args):
             self.conn, child = ctx.Pipe()
             reusable = self.key is not None
             main = (child, env, os.getcwd(), work, args, reusable)
@@ -216,24 +213,22 @@ class Forked:
         self.error: str | None = None  # "Type: message" of what the work raised, or how the process ended
         self.traceback: str | None = None
 
-    def _spare(self, env: dict[str, str], work: Work, args: tuple):
-        """An idle process of this key, handed this work; None where there is none."""
-        if self.key is None:
-            return None
-        for i in reversed(range(len(_idle))):  # the newest first
-            key, process, conn = _idle[i]
-            if key != self.key:
+    def _hand_to_idle(self, env: dict[str, str], work: Work, args: tuple) -> bool:
+        """Hand this work to an idle process of this key, the newest first; False where none took it."""
+        for i in reversed(range(len(_idle)) if self.key is not None else ()):
+            if _idle[i][0] != self.key:
                 continue
-            del _idle[i]
+            _, self.process, self.conn = _idle.pop(i)
+            _live.add(self)  # first: a Ctrl-C that lands once it has the work leaves a process that runs it
             try:
-                if process.is_alive():
-                    conn.send((env, os.getcwd(), work, args))
-                    return process, conn
+                if self.process.is_alive():
+                    self.conn.send((env, os.getcwd(), work, args))
+                    return True
             except OSError:  # it went while idle
                 pass
-            _end(process)
-            conn.close()
-        return None
+            self.kill()
+            self.conn.close()
+        return False
 
     def waitables(self) -> list:
         return [self.conn, self.process.sentinel]
