@@ -39,9 +39,6 @@ _ONE_THREAD_XLA = ("--xla_cpu_multi_thread_eigen=false",)
 ONE_BATCH = 65536
 
 
-_prepared: tuple | None = None  # what `prepare` gave this process's runtime: (backend, threads, compile cache)
-
-
 def one_batch(rows: int) -> int | None:
     """The batch size that takes a split of `rows` in one batch (None, Keras's default, for an empty one)."""
     return min(rows, ONE_BATCH) or None
@@ -62,11 +59,9 @@ def active() -> str:
 
 
 def prepare(backend: KerasBackend, threads: int, compile_cache: Path | None) -> None:
-    """In a worker process, before its work's first op: the backend's thread pools sized to `threads`, and
-    JAX's compilation cache. The runtime takes them once: a process that runs more work (see
-    `executors.forked`) is prepared again only alike. A worker whose Keras runs another backend is refused:
-    its results would be recorded under the wrong name."""
-    global _prepared
+    """In a fresh worker process, before its first op: the backend's thread pools sized to `threads`, and
+    JAX's compilation cache. A worker whose Keras runs another backend is refused: its results would be
+    recorded under the wrong name."""
     use(backend)  # for Keras if it is not loaded yet, and for the processes this one starts
     if (running := active()) != backend:
         raise RuntimeError(f"this worker's Keras runs on {running!r}, the study asks for {backend!r}")
@@ -77,15 +72,6 @@ def prepare(backend: KerasBackend, threads: int, compile_cache: Path | None) -> 
     # it. Read when the backend starts on the GPU, after this; a value the user set stays.
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
-    if backend == "jax" and threads == 1:  # XLA reads its flags when JAX first makes its CPU client
-        flags = os.environ.get("XLA_FLAGS", "").split()
-        os.environ["XLA_FLAGS"] = " ".join([*flags, *(f for f in _ONE_THREAD_XLA if f not in flags)])
-    settings = (backend, threads, compile_cache.resolve() if compile_cache is not None else None)
-    if _prepared is not None:
-        if _prepared != settings:
-            raise RuntimeError(f"this worker's runtime was prepared as {_prepared}, not as {settings}")
-        return
-    _prepared = settings
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -93,11 +79,14 @@ def prepare(backend: KerasBackend, threads: int, compile_cache: Path | None) -> 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
         return
+    if threads == 1:  # XLA reads its flags when JAX first makes its CPU client: nothing has run yet
+        flags = os.environ.get("XLA_FLAGS", "").split()
+        os.environ["XLA_FLAGS"] = " ".join([*flags, *(f for f in _ONE_THREAD_XLA if f not in flags)])
     if compile_cache is not None:
         import jax
 
         compile_cache.mkdir(parents=True, exist_ok=True)
-        jax.config.update("jax_compilation_cache_dir", str(settings[2]))
+        jax.config.update("jax_compilation_cache_dir", str(compile_cache.resolve()))
         # every program: a trial's many small ones add up to seconds, and all of them recur
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
@@ -133,11 +122,6 @@ def save(model, path: Path) -> None:
     not seeded), the same `.keras` file either way."""
     with _without_tensorflow():
         model.save(path)
-
-
-def holds_gpu() -> bool:
-    """Whether this process's backend runtime was prepared and computes on a GPU, whose memory it holds."""
-    return _prepared is not None and device() != "cpu"
 
 
 def device() -> str:

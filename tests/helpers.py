@@ -23,16 +23,9 @@ def _digits():
 
 
 def _in_preflight() -> bool:
-    """The data check before a study starts (`preflight`, in whichever process runs it), or the driver (the
-    test process). A trial may run in the process that ran the preflight, but not within it."""
-    from hqsearch.pipeline.preflight import preflight
-
-    frame = sys._getframe()
-    while frame is not None:
-        if frame.f_code is preflight.__code__:
-            return True
-        frame = frame.f_back
-    return os.getpid() == int(os.environ["HQ_TEST_DRIVER_PID"])
+    """The data check before a study starts: in the local executor's preflight worker, or in the driver
+    (the test process) for the Ray executor and `check`. Trials run in other worker processes."""
+    return multiprocessing.current_process().name == "preflight" or os.getpid() == int(os.environ["HQ_TEST_DRIVER_PID"])
 
 
 def digits_failing_once():
@@ -193,36 +186,6 @@ def paths_resolved_building_a_layer(on_stage) -> int:  # noqa: ARG001
     with mock.patch("os.path.realpath", wraps=os.path.realpath) as realpath:
         QDense(4)
     return realpath.call_count
-
-
-def pid_and_layer_name(on_stage) -> tuple[int, str]:  # noqa: ARG001
-    """Work for `forked.Forked`: the process that runs it, and the name Keras gives a new layer there."""
-    import keras
-
-    return os.getpid(), keras.layers.Dense(1).name
-
-
-def pid_and_cwd(on_stage) -> tuple[int, str]:  # noqa: ARG001
-    """Work for `forked.Forked`: the process that runs it, and its working directory."""
-    return os.getpid(), os.getcwd()
-
-
-def prepared_again(on_stage) -> str:  # noqa: ARG001
-    """Work for `forked.Forked`: `prepare` twice alike, then otherwise; what the third says."""
-    from hqsearch.keras_backend import prepare
-
-    prepare("jax", 1, None)
-    prepare("jax", 1, None)
-    try:
-        prepare("jax", 2, None)
-    except RuntimeError as err:
-        return str(err)
-    return "prepared again otherwise"
-
-
-def raises(on_stage) -> None:  # noqa: ARG001
-    """Work for `forked.Forked` that fails."""
-    raise ValueError("this work fails")
 
 
 def start_driver(tmp_path, raw: dict, **popen) -> subprocess.Popen:

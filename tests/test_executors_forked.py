@@ -1,6 +1,5 @@
-"""Work in processes forked from a warm server: none outlives the process that started it, each inherits
-what the server prepared, and a process that ended its work cleanly takes later work of its key as a fresh
-process would."""
+"""Work in processes forked from a warm server: none outlives the process that started it, and each inherits
+what the server prepared."""
 
 from __future__ import annotations
 
@@ -8,14 +7,9 @@ import subprocess
 import sys
 import time
 
-import pytest
-from conftest import tiny_raw
-from helpers import ended, paths_resolved_building_a_layer, pid_and_cwd, pid_and_layer_name, raises
+from helpers import ended, paths_resolved_building_a_layer
 
-from hqsearch.config.schema import parse_config
-from hqsearch.executors.base import TrialJob, runtime, work_job
-from hqsearch.executors.forked import Forked, WorkFailed, context, release_idle
-from hqsearch.search.space import TrialParams
+from hqsearch.executors.forked import Forked, context
 
 _EXITS_BEFORE_ITS_WAIT = """
 import multiprocessing
@@ -84,51 +78,3 @@ def test_a_worker_inherits_the_module_map_its_server_made():
     to its file (thousands of paths resolved, about 0.4 s): the server maps them once for all its workers."""
     resolved = Forked(context("jax"), "layer", paths_resolved_building_a_layer, ()).result()
     assert resolved < 100, f"a worker resolved {resolved} paths to make one layer"
-
-
-def test_a_process_that_ended_cleanly_takes_the_next_work_of_its_key_and_one_that_failed_ends():
-    ctx = context("jax")
-    try:
-        first = Forked(ctx, "first", pid_and_layer_name, (), reuse="a").result()
-        again = Forked(ctx, "again", pid_and_layer_name, (), reuse="a").result()
-        other = Forked(ctx, "other", pid_and_layer_name, (), reuse="b").result()
-        assert again == first  # the same process, its Keras cleared: layer names start again, as when fresh
-        assert first[1] == "dense" and other[0] != first[0]
-        with pytest.raises(WorkFailed, match="this work fails"):
-            Forked(ctx, "fails", raises, (), reuse="a").result()
-        assert ended(first[0], within=5)  # the process whose work failed takes no more
-        assert Forked(ctx, "after", pid_and_layer_name, (), reuse="a").result()[0] != first[0]
-    finally:
-        release_idle()
-
-
-def test_a_process_that_takes_more_work_runs_it_where_its_caller_is(tmp_path, monkeypatch):
-    ctx = context("jax")
-    try:
-        first = Forked(ctx, "here", pid_and_cwd, (), reuse="cwd").result()
-        monkeypatch.chdir(tmp_path)
-        assert Forked(ctx, "there", pid_and_cwd, (), reuse="cwd").result() == (first[0], str(tmp_path))
-    finally:
-        release_idle()
-
-
-def test_a_trial_in_a_process_that_ran_another_is_the_trial_a_fresh_process_runs(tmp_path):
-    cfg = parse_config(tiny_raw(tmp_path, "reused"))
-    common = {"l1": 0.0, "l2": 0.0, "activations": "intra", "epochs": 3}
-    earlier = TrialParams(beta=1e-5, weights="intra", learning_rate=5e-3, widths=(8,), **common)
-    trial = TrialParams(beta=3e-5, weights="per_channel", learning_rate=4e-3, widths=(12,), **common)
-    ctx, key = context("jax"), runtime(cfg, 1)
-
-    def run(number: int, params: TrialParams, reuse=None):
-        job = TrialJob(number, params, tmp_path / "trials" / str(number), seed=7)
-        return Forked(ctx, f"trial-{number}", work_job, (cfg, job, 1, None), reuse).result()
-
-    try:
-        fresh = run(0, trial)
-        before = run(1, earlier, key)
-        reused = run(2, trial, key)
-    finally:
-        release_idle()
-    assert reused.info["train_pid"] == before.info["train_pid"] != fresh.info["train_pid"]
-    assert reused.error is None and reused.metrics == fresh.metrics
-    assert reused.info["final_loss"] == fresh.info["final_loss"]

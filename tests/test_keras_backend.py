@@ -17,13 +17,12 @@ import numpy as np
 import pytest
 import yaml
 from conftest import run_tiny, tiny_raw
-from helpers import outputs, prepared_again, process_alive, run_on_jax
+from helpers import outputs, process_alive, run_on_jax
 from optuna.trial import TrialState
 
 from hqsearch.cli import main
 from hqsearch.config.schema import parse_config
 from hqsearch.driver import run_study
-from hqsearch.executors.forked import Forked, context
 from hqsearch.firmware.emulate import load_model
 from hqsearch.study.attrs import CONTINUES_ATTR
 from hqsearch.study.points import Origin, origin
@@ -163,10 +162,3 @@ theirs = (random.random(), np.random.rand(), float(keras.random.uniform(())))
 print(loaded, ours == theirs)
 """
     assert run_on_jax(code).split() == ["False", "True"]
-
-
-def test_a_process_is_prepared_again_only_as_it_was():
-    """Thread pools and the compile cache are fixed once the runtime runs: a worker that takes more work (see
-    `forked`) is refused settings other than its first, not silently left with those."""
-    said = Forked(context("jax"), "prepare", prepared_again, ()).result()
-    assert said == "this worker's runtime was prepared as ('jax', 1, None), not as ('jax', 2, None)"

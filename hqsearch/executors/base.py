@@ -52,25 +52,17 @@ class Finished:
 
 
 def prepare_worker(cfg: StudyConfig, trial_dir: Path, threads: int, keras: bool = True) -> None:
-    """In a worker process, before its work: output to the trial's log, the study's Keras backend with its
-    thread pools sized (unless the work needs no Keras at all, which then is not even imported)."""
+    """In a fresh worker process: output to the trial's log, the study's Keras backend with its thread pools
+    sized (unless the work needs no Keras at all, which then is not even imported)."""
     trial_dir.mkdir(parents=True, exist_ok=True)
     log = os.open(trial_dir / "trial.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
-    os.close(log)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if keras:
         from hqsearch.keras_backend import prepare
 
         prepare(cfg.execution.keras_backend, threads, cfg.execution.compile_cache)
-
-
-def runtime(cfg: StudyConfig, threads: int) -> tuple:
-    """What `prepare_worker` fixes in a process for good, where the work runs from here: the key under which a
-    process takes more work."""
-    cache = cfg.execution.compile_cache
-    return cfg.execution.keras_backend, max(1, threads), cache.resolve() if cache is not None else None
 
 
 def work_job(cfg: StudyConfig, job: Job, threads: int, model_bytes: bytes | None, on_stage: Callable[[str], None]):

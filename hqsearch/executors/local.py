@@ -1,5 +1,4 @@
-"""Trials in worker processes on this machine, forked from one warm server and kept for the next trial
-while they end cleanly (see `forked`).
+"""Trials in fresh worker processes on this machine, forked from one warm server (see `forked`).
 
 Each worker leads its own process group: a stage that runs over its timeout is ended with its whole tree
 (synthesis tools included), and a Ctrl-C at the terminal reaches only the driver.
@@ -12,7 +11,7 @@ import time
 from multiprocessing.connection import wait
 
 from hqsearch.config.schema import StudyConfig
-from hqsearch.executors.base import SYNTH_GRACE, Finished, Job, check, runtime, work_job
+from hqsearch.executors.base import SYNTH_GRACE, Finished, Job, check, work_job
 from hqsearch.executors.forked import Forked, WorkerLost, context
 from hqsearch.pipeline.preflight import TOOLS, Ready
 from hqsearch.pipeline.trial import TrialOutcome
@@ -39,8 +38,7 @@ class LocalExecutor:
         return result
 
     def submit(self, job: Job) -> None:
-        args = (self.cfg, job, self.threads, None)
-        work = Forked(self.ctx, f"trial-{job.number}", work_job, args, reuse=runtime(self.cfg, self.threads))
+        work = Forked(self.ctx, f"trial-{job.number}", work_job, (self.cfg, job, self.threads, None))
         self.running[job.number] = (job, work)
 
     def poll(self, timeout: float) -> list[Finished]:

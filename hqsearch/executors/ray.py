@@ -3,12 +3,11 @@
 The training task (stages `train` and `firmware`) asks for `execution.ray.train`, the synthesis task
 for `execution.ray.synth`, so synthesis goes only to nodes started with e.g.
 `ray start --resources='{"vivado": 1}'`, and one trial's synthesis runs while the next ones train.
-Ray's workers are kept warm: each task runs its stage in a process forked from its worker's own server,
-which imported the Keras backend and friends once (see `forked`), and a stage process that ended cleanly
-takes the worker's next stage of the same thread count. So the backend's thread pools are sized from the
-task's CPUs before its first op, without paying the imports, or the runtime's start, per task. Every task
-carries `KERAS_BACKEND` in its runtime environment: Ray starts the workers of each environment apart, so
-a worker's server never serves two backends.
+Ray's workers are kept warm: each task runs its stage in a fresh process forked from its worker's own
+server, which imported the Keras backend and friends once (see `forked`). So the backend's thread pools
+are sized from the task's CPUs before its first op, and the stage's memory goes back when it ends,
+without paying the imports per task. Every task carries `KERAS_BACKEND` in its runtime environment:
+Ray starts the workers of each environment apart, so a worker's server never serves two backends.
 A stage whose process or worker or node dies is retried `max_retries` times by Ray; an exception in the
 trial is not retried. With `transfer: object_store` no node needs a filesystem shared with the driver: a
 task's files travel with its result (see `parcel`).
@@ -28,7 +27,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Hashable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +42,6 @@ from hqsearch.executors.base import (
     check,
     error_text,
     prepare_worker,
-    runtime,
     work_job,
 )
 from hqsearch.executors.forked import Forked, WorkerLost, WorkFailed, context
@@ -65,11 +63,10 @@ def warm_up() -> None:
         _ctx = context(os.environ.get("KERAS_BACKEND", DEFAULT), also=("ray",))
 
 
-def _forked(name: str, work, *args, reuse: Hashable | None = None):
-    """Run `work` in a process forked from this worker's warm server (with `reuse`, maybe one an earlier
-    stage of that key left); its value, or it raises."""
+def _forked(name: str, work, *args):
+    """Run `work` in a fresh process forked from this worker's warm server; its value, or it raises."""
     warm_up()
-    return Forked(_ctx, name, work, args, reuse).result()
+    return Forked(_ctx, name, work, args).result()
 
 
 def _here() -> str:
@@ -143,7 +140,7 @@ def _train_task(
 ) -> tuple[Trained, Parcel]:
     """The training and its files (see `parcel`: empty unless the files travel through Ray)."""
     with _log_on_failure(job.trial_dir, with_bytes):
-        trained = _forked(f"train-{job.number}", _train, cfg, job, threads, start, reuse=runtime(cfg, threads))
+        trained = _forked(f"train-{job.number}", _train, cfg, job, threads, start)
     _where(trained.outcome, "train")
     return trained, _parcel([trained.outcome, *(c.outcome for c in trained.candidates)], job.trial_dir, with_bytes)
 
@@ -163,7 +160,7 @@ def _synth_task(
     first (where they are missing), and the whole trial's go back."""
     unpack(trained_files, job.trial_dir, keep_existing=True)
     with _log_on_failure(job.trial_dir, with_bytes):
-        outcome = _forked(f"synth-{job.number}", _synth, cfg, job, trained, threads, reuse=runtime(cfg, threads))
+        outcome = _forked(f"synth-{job.number}", _synth, cfg, job, trained, threads)
     _where(outcome, "synth")
     return outcome, _parcel([outcome], job.trial_dir, with_bytes)
 
@@ -173,7 +170,7 @@ def _later_task(
 ) -> tuple[TrialOutcome, Parcel]:
     # the design is traced again from the model: the process prepares Keras
     with _log_on_failure(job.trial_dir, model_bytes is not None):
-        outcome = _forked(f"later-{job.number}", work_job, cfg, job, threads, model_bytes, reuse=runtime(cfg, threads))
+        outcome = _forked(f"later-{job.number}", work_job, cfg, job, threads, model_bytes)
     _where(outcome, "synth")
     return outcome, _parcel([outcome], job.trial_dir, model_bytes is not None)
 

@@ -1,6 +1,6 @@
 """One trial, stage by stage: data → model → train → calibrate → firmware → emulate → synthesis.
 
-`run_trial` is plain Python with no Optuna in it: executors call it in a worker process, the driver turns
+`run_trial` is plain Python with no Optuna in it: executors call it in a fresh worker, the driver turns
 its `TrialOutcome` into `tell`. `on_stage(name)` is called as each timed stage starts, so an executor
 can enforce per-stage timeouts from outside.
 """
